@@ -1,0 +1,42 @@
+# One machine-wide build directory, so CI, `make run` and later sessions reuse one build.
+export CARGO_TARGET_DIR ?= $(if $(filter 0,$(shell test -w /var/cache && echo 0)),/var/cache/catalog/target,$(HOME)/.cache/catalog/target)
+SHELL := /bin/bash
+
+.DEFAULT_GOAL := help
+
+.PHONY: help
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+.PHONY: run
+run: ## Start the local stack (installing what is missing) and the services; Ctrl-C stops
+	@scripts/run.sh
+
+.PHONY: stop
+stop: ## Stop what `make run` started
+	@scripts/stop.sh
+
+.PHONY: stack
+stack: ## Start only the local stack: PostgreSQL, Redis, tansu, storage directory
+	@scripts/stack.sh up
+
+.PHONY: migrate
+migrate: stack ## Apply the migrations in schema/ to POSTGRES_URL
+	@cargo run --quiet --bin api -- migrate
+
+.PHONY: test
+test: stack ## Set up the stack and run every test
+	@scripts/test.sh
+
+.PHONY: lint
+lint: ## cargo fmt --check and clippy with warnings as errors
+	cargo fmt --all -- --check
+	cargo clippy --workspace --all-targets -- -D warnings
+
+.PHONY: fmt
+fmt: ## Format the code
+	cargo fmt --all
+
+.PHONY: openapi
+openapi: ## Print the OpenAPI document generated from the code
+	@cargo run --quiet --bin api -- openapi

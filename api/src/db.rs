@@ -1,0 +1,121 @@
+//! The PostgreSQL pool, the migrations in `schema/`, and the mapping of database errors to
+//! what they mean for a client.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use deadpool_postgres::{Manager, ManagerConfig, Pool, PoolError, RecyclingMethod, Runtime};
+use tokio_postgres::{NoTls, error::SqlState};
+
+mod embedded {
+    refinery::embed_migrations!("../schema");
+}
+
+/// Connection settings for PostgreSQL.
+#[derive(Debug, Clone)]
+pub struct DatabaseSettings {
+    /// `postgres://user:password@host:port/database`.
+    pub url: String,
+    /// The most connections this process holds.
+    pub pool_size: usize,
+    /// How long a request waits for a connection before answering 503.
+    pub acquire_timeout: Duration,
+}
+
+/// Builds the pool; no connection is made until the first query.
+pub fn pool(settings: &DatabaseSettings) -> anyhow::Result<Pool> {
+    let config: tokio_postgres::Config = settings
+        .url
+        .parse()
+        .context("POSTGRES_URL is not a valid PostgreSQL URL")?;
+    let manager = Manager::from_config(
+        config,
+        NoTls,
+        ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        },
+    );
+    Pool::builder(manager)
+        .max_size(settings.pool_size)
+        .runtime(Runtime::Tokio1)
+        .wait_timeout(Some(settings.acquire_timeout))
+        .create_timeout(Some(settings.acquire_timeout))
+        .recycle_timeout(Some(settings.acquire_timeout))
+        .build()
+        .context("Failed to build the PostgreSQL pool")
+}
+
+/// Applies the migrations in `schema/` that have not run yet. An advisory lock makes replicas
+/// that start together take turns instead of racing.
+pub async fn migrate(pool: &Pool) -> anyhow::Result<()> {
+    const LOCK: i64 = 0x0063_6174_616c_6f67; // "catalog"
+    let mut client = pool
+        .get()
+        .await
+        .context("Failed to connect to PostgreSQL")?;
+    client
+        .execute("SELECT pg_advisory_lock($1)", &[&LOCK])
+        .await
+        .context("Failed to take the migration lock")?;
+    let report = embedded::migrations::runner()
+        .run_async(&mut **client)
+        .await
+        .context("Failed to apply migrations");
+    client
+        .execute("SELECT pg_advisory_unlock($1)", &[&LOCK])
+        .await
+        .context("Failed to release the migration lock")?;
+    let applied = report?.applied_migrations().len();
+    tracing::info!(applied, "Migrations applied.");
+    Ok(())
+}
+
+/// What a failed query means for the request that made it.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    /// No connection could be had in time: a 503, the client may retry.
+    #[error("database unavailable")]
+    Unavailable(#[source] anyhow::Error),
+    /// A unique constraint was violated; the message names what is taken.
+    #[error("{0}")]
+    Conflict(String),
+    /// The data refers to something that does not exist or breaks a check.
+    #[error("{0}")]
+    Unprocessable(String),
+    /// Anything else: a bug or an outage mid-query.
+    #[error(transparent)]
+    Other(anyhow::Error),
+}
+
+impl From<PoolError> for DbError {
+    fn from(error: PoolError) -> Self {
+        Self::Unavailable(anyhow::Error::new(error).context("Failed to get a database connection"))
+    }
+}
+
+impl From<tokio_postgres::Error> for DbError {
+    fn from(error: tokio_postgres::Error) -> Self {
+        let Some(db) = error.as_db_error() else {
+            // A closed connection or an I/O error: the database went away mid-query.
+            return Self::Unavailable(error.into());
+        };
+        let constraint = db.constraint().unwrap_or_default();
+        match *db.code() {
+            SqlState::UNIQUE_VIOLATION => Self::Conflict(match constraint {
+                "users_username_key" => "That username is already taken.".into(),
+                "users_email_key" => "That e-mail address is already registered.".into(),
+                other => format!("A record with the same unique value exists ({other})."),
+            }),
+            SqlState::FOREIGN_KEY_VIOLATION => Self::Unprocessable(match constraint {
+                "products_user_id_fkey" => {
+                    "The user does not exist; create it with POST /users first.".into()
+                }
+                other => format!("A referenced record does not exist ({other})."),
+            }),
+            SqlState::CHECK_VIOLATION | SqlState::NUMERIC_VALUE_OUT_OF_RANGE => {
+                Self::Unprocessable(format!("A value is out of range ({constraint})."))
+            }
+            _ => Self::Other(error.into()),
+        }
+    }
+}

@@ -1,0 +1,187 @@
+//! The one place where errors become HTTP responses: RFC 7807 `application/problem+json`.
+//!
+//! Handlers return [`ApiError`]; errors raised by the framework before a handler runs
+//! (malformed JSON, a wrong type, an unknown route, an oversized body) are turned into the
+//! same shape by [`problem_response`]. A 5xx body never carries internals; the log has the
+//! whole cause chain.
+
+use poem::{Response, http::StatusCode};
+use poem_openapi::{ApiResponse, Object, payload::Json};
+
+use crate::domain::FieldError;
+
+/// A problem detail (RFC 7807).
+#[derive(Debug, Clone, Object)]
+pub struct Problem {
+    /// A URI naming the kind of problem; stable, so clients can branch on it.
+    #[oai(rename = "type")]
+    pub kind: String,
+    /// A short summary of the kind of problem.
+    pub title: String,
+    /// The HTTP status code.
+    pub status: u16,
+    /// What went wrong in this request, and what to change.
+    pub detail: String,
+    /// Every field that failed validation, when there are any.
+    #[oai(skip_serializing_if_is_empty)]
+    pub errors: Vec<ProblemField>,
+}
+
+/// One invalid field of a request.
+#[derive(Debug, Clone, Object)]
+pub struct ProblemField {
+    /// The field or parameter, e.g. `product_images[1]`.
+    pub field: String,
+    /// What is wrong with it and what would be accepted.
+    pub message: String,
+}
+
+/// Every error response of the API.
+#[derive(Debug, ApiResponse)]
+pub enum ApiError {
+    /// The request is malformed: not JSON, a wrong type, a missing or unparseable parameter.
+    #[oai(status = 400, content_type = "application/problem+json")]
+    BadRequest(Json<Problem>),
+    /// No such resource.
+    #[oai(status = 404, content_type = "application/problem+json")]
+    NotFound(Json<Problem>),
+    /// The request conflicts with existing data, e.g. a username already taken.
+    #[oai(status = 409, content_type = "application/problem+json")]
+    Conflict(Json<Problem>),
+    /// The request body is larger than the server accepts.
+    #[oai(status = 413, content_type = "application/problem+json")]
+    PayloadTooLarge(Json<Problem>),
+    /// The request is well-formed but some fields are invalid; `errors` lists each of them.
+    #[oai(status = 422, content_type = "application/problem+json")]
+    Unprocessable(Json<Problem>),
+    /// An unexpected server error; the cause is logged, not returned.
+    #[oai(status = 500, content_type = "application/problem+json")]
+    Internal(Json<Problem>),
+    /// A dependency (the database) is unavailable; retry later.
+    #[oai(status = 503, content_type = "application/problem+json")]
+    Unavailable(Json<Problem>),
+}
+
+fn problem(status: StatusCode, kind: &str, detail: impl Into<String>) -> Json<Problem> {
+    Json(Problem {
+        kind: format!("urn:catalog:problem:{kind}"),
+        title: status.canonical_reason().unwrap_or("Error").to_owned(),
+        status: status.as_u16(),
+        detail: detail.into(),
+        errors: Vec::new(),
+    })
+}
+
+fn field_problem(status: StatusCode, errors: Vec<FieldError>) -> Json<Problem> {
+    let detail = match errors.as_slice() {
+        [one] => format!("{}: {}", one.field, one.message),
+        many => format!("{} fields are invalid; see errors", many.len()),
+    };
+    let mut body = problem(status, "validation", detail);
+    body.0.errors = errors
+        .into_iter()
+        .map(|e| ProblemField {
+            field: e.field,
+            message: e.message,
+        })
+        .collect();
+    body
+}
+
+impl ApiError {
+    pub fn bad_request(detail: impl Into<String>) -> Self {
+        Self::BadRequest(problem(StatusCode::BAD_REQUEST, "bad-request", detail))
+    }
+
+    pub fn not_found(detail: impl Into<String>) -> Self {
+        Self::NotFound(problem(StatusCode::NOT_FOUND, "not-found", detail))
+    }
+
+    pub fn conflict(detail: impl Into<String>) -> Self {
+        Self::Conflict(problem(StatusCode::CONFLICT, "conflict", detail))
+    }
+
+    pub fn unprocessable(detail: impl Into<String>) -> Self {
+        Self::Unprocessable(problem(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "unprocessable",
+            detail,
+        ))
+    }
+
+    /// A 422 listing every invalid field of a request body.
+    pub fn validation(errors: Vec<FieldError>) -> Self {
+        Self::Unprocessable(field_problem(StatusCode::UNPROCESSABLE_ENTITY, errors))
+    }
+
+    /// A 400 listing every field of a body that has the wrong JSON type or is missing.
+    pub fn invalid_body(errors: Vec<FieldError>) -> Self {
+        Self::BadRequest(field_problem(StatusCode::BAD_REQUEST, errors))
+    }
+
+    /// A 400 listing every invalid query parameter.
+    pub fn invalid_query(errors: Vec<FieldError>) -> Self {
+        Self::BadRequest(field_problem(StatusCode::BAD_REQUEST, errors))
+    }
+
+    /// Logs the cause chain and answers with a body that reveals nothing of it.
+    pub fn internal(error: anyhow::Error) -> Self {
+        tracing::error!(error = format!("{error:#}"), "Request failed unexpectedly.");
+        Self::Internal(problem(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "The server failed to handle the request; it has been logged.",
+        ))
+    }
+
+    pub fn unavailable(error: anyhow::Error) -> Self {
+        tracing::warn!(error = format!("{error:#}"), "Database unavailable.");
+        Self::Unavailable(problem(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "The database is unavailable; retry later.",
+        ))
+    }
+}
+
+impl From<crate::db::DbError> for ApiError {
+    fn from(error: crate::db::DbError) -> Self {
+        use crate::db::DbError;
+        match error {
+            DbError::Unavailable(e) => Self::unavailable(e),
+            DbError::Conflict(detail) => Self::conflict(detail),
+            DbError::Unprocessable(detail) => Self::unprocessable(detail),
+            DbError::Other(e) => Self::internal(e),
+        }
+    }
+}
+
+/// Turns an error raised outside a handler into a problem response. Errors that already are
+/// responses (an [`ApiError`] returned by a handler) pass through untouched.
+pub fn problem_response(error: poem::Error) -> Response {
+    if error.is_from_response() {
+        return error.into_response();
+    }
+    let status = error.status();
+    let (kind, detail) = match status {
+        StatusCode::NOT_FOUND => ("not-found", "No such route; see /openapi.json.".to_owned()),
+        StatusCode::METHOD_NOT_ALLOWED => (
+            "method-not-allowed",
+            "This route does not accept that method; see /openapi.json.".to_owned(),
+        ),
+        StatusCode::PAYLOAD_TOO_LARGE => ("payload-too-large", error.to_string()),
+        s if s.is_server_error() => {
+            tracing::error!(error = %error, "Request failed unexpectedly.");
+            (
+                "internal",
+                "The server failed to handle the request; it has been logged.".to_owned(),
+            )
+        }
+        _ => ("bad-request", error.to_string()),
+    };
+    let body = problem(status, kind, detail).0;
+    Response::builder()
+        .status(status)
+        .content_type("application/problem+json")
+        .body(poem_openapi::types::ToJSON::to_json_string(&body))
+}

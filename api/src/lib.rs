@@ -1,0 +1,13 @@
+//! The catalog's HTTP API: users and products on PostgreSQL, with RFC 7807 errors and a
+//! generated OpenAPI document.
+//!
+//! `main.rs` only loads settings, starts telemetry and runs [`startup::Application`]; tests
+//! build the same application on port 0 against a database of their own.
+
+pub mod db;
+pub mod domain;
+pub mod error;
+mod middleware;
+pub mod routes;
+pub mod settings;
+pub mod startup;

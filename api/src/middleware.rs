@@ -1,0 +1,78 @@
+//! Cross-cutting HTTP behaviour: the body size limit, request ids and the access log.
+
+use std::time::Instant;
+
+use poem::{
+    Endpoint, IntoResponse, Request, Response, Result,
+    error::ReadBodyError,
+    http::{HeaderValue, StatusCode},
+};
+
+/// Refuses bodies over `max` bytes with 413, whether or not `Content-Length` is sent: a
+/// declared length is checked up front, a chunked body is counted while it is read.
+pub async fn limit_body<E: Endpoint>(next: E, mut req: Request, max: usize) -> Result<Response> {
+    let too_large = || {
+        poem::Error::from_string(
+            format!("The request body is larger than {max} bytes."),
+            StatusCode::PAYLOAD_TOO_LARGE,
+        )
+    };
+    let declared = req
+        .headers()
+        .get(poem::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > max as u64) {
+        return Err(too_large());
+    }
+    let body = req.take_body();
+    match body.into_bytes_limit(max).await {
+        Ok(bytes) => req.set_body(bytes),
+        Err(ReadBodyError::PayloadTooLarge) => return Err(too_large()),
+        Err(e) => {
+            return Err(poem::Error::from_string(
+                format!("Failed to read the request body: {e}"),
+                StatusCode::BAD_REQUEST,
+            ));
+        }
+    }
+    next.call(req).await.map(IntoResponse::into_response)
+}
+
+const REQUEST_ID: &str = "x-request-id";
+
+/// Gives every request an id (the client's `X-Request-Id` when it is sane), echoes it in the
+/// response, and logs one line per request.
+pub async fn access_log<E: Endpoint>(next: E, req: Request) -> Result<Response> {
+    let started = Instant::now();
+    let request_id = req
+        .headers()
+        .get(REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
+        .map(str::to_owned)
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    let method = req.method().clone();
+    let path = req.uri().path().to_owned();
+    let client = req.remote_addr().to_string();
+    let span = tracing::info_span!("http_request", %request_id);
+    let mut response = match tracing::Instrument::instrument(next.call(req), span).await {
+        Ok(response) => response.into_response(),
+        Err(error) => error.into_response(),
+    };
+    if let Ok(value) = HeaderValue::from_str(&request_id) {
+        response.headers_mut().insert(REQUEST_ID, value);
+    }
+    let status = response.status().as_u16();
+    let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+    tracing::info!(
+        request_id,
+        method = %method,
+        path,
+        status,
+        latency_ms,
+        client,
+        "Request handled."
+    );
+    Ok(response)
+}

@@ -1,0 +1,243 @@
+//! `/products`: create, read, list with filters and cursor pagination, update and delete.
+
+mod cursor;
+mod model;
+mod repo;
+
+use poem_openapi::{ApiResponse, OpenApi, param::Path, param::Query, payload::Json};
+
+use self::{
+    cursor::Cursor,
+    model::{CreateProduct, Product, ProductCreated, UpdateProduct},
+    repo::ListQuery,
+};
+use super::{ApiTags, AppState, json_body::JsonBody};
+use crate::{
+    domain::{PriceRange, ProductName, UserId, Validator},
+    error::ApiError,
+};
+
+/// The product endpoints.
+pub struct ProductsApi {
+    state: AppState,
+}
+
+impl ProductsApi {
+    pub fn new(state: AppState) -> Self {
+        Self { state }
+    }
+}
+
+#[derive(ApiResponse)]
+enum CreateResponse {
+    /// The product is stored; its images are compressed in the background.
+    #[oai(status = 201)]
+    Created(Json<ProductCreated>, #[oai(header = "Location")] String),
+}
+
+#[derive(ApiResponse)]
+enum ProductResponse {
+    /// The product.
+    #[oai(status = 200)]
+    Ok(Json<Product>),
+}
+
+#[derive(ApiResponse)]
+enum ListResponse {
+    /// One page of products, cheapest first (ties by id). When more follow, `Link` holds the
+    /// URL of the next page (`rel="next"`) and `X-Next-Cursor` the cursor to pass as `cursor`.
+    #[oai(status = 200)]
+    Ok(
+        Json<Vec<Product>>,
+        #[oai(header = "Link")] Option<String>,
+        #[oai(header = "X-Next-Cursor")] Option<String>,
+    ),
+}
+
+#[derive(ApiResponse)]
+enum DeleteResponse {
+    /// The product is deleted.
+    #[oai(status = 204)]
+    Deleted,
+}
+
+const DEFAULT_LIMIT: i64 = 20;
+
+#[OpenApi(tag = "ApiTags::Products")]
+impl ProductsApi {
+    /// Create a product
+    ///
+    /// Stores the product; its images are fetched and compressed asynchronously and appear in
+    /// `compressed_product_images` when done.
+    #[oai(path = "/products", method = "post", operation_id = "createProduct")]
+    async fn create(&self, body: JsonBody<CreateProduct>) -> Result<CreateResponse, ApiError> {
+        let product = body.0.validate(self.state.max_images_per_product)?;
+        let id = repo::insert(&self.state.pool, &product).await?;
+        tracing::info!(
+            product_id = id,
+            user_id = product.user_id.get(),
+            "Product created."
+        );
+        Ok(CreateResponse::Created(
+            Json(ProductCreated {
+                status: "success".into(),
+                message: "Product created successfully".into(),
+                product_id: id.to_string(),
+            }),
+            format!("/products/{id}"),
+        ))
+    }
+
+    /// Get a product
+    #[oai(path = "/products/:id", method = "get", operation_id = "getProduct")]
+    async fn get(
+        &self,
+        /// The product's id.
+        #[oai(validator(minimum(value = "1")))]
+        id: Path<i64>,
+    ) -> Result<ProductResponse, ApiError> {
+        match repo::find(&self.state.pool, id.0).await? {
+            Some(row) => Ok(ProductResponse::Ok(Json(row.into()))),
+            None => Err(not_found(id.0)),
+        }
+    }
+
+    /// List a user's products
+    ///
+    /// Filters combine. Results are ordered by price, then id. To page, pass the
+    /// `X-Next-Cursor` of the previous response as `cursor` (or follow its `Link` header)
+    /// with the same filters; no header means the last page.
+    #[oai(path = "/products", method = "get", operation_id = "listProducts")]
+    async fn list(
+        &self,
+        /// The owner's id.
+        user_id: Query<String>,
+        /// `MIN-MAX`, either side optional: `20-50`, `20-`, `-50`. Inclusive.
+        price_range: Query<Option<String>>,
+        /// Case-insensitive substring of the name; `%` and `_` match themselves.
+        product_name: Query<Option<String>>,
+        /// Page size, 1 to 100 (default 20).
+        #[oai(validator(minimum(value = "1"), maximum(value = "100")))]
+        limit: Query<Option<i64>>,
+        /// The `X-Next-Cursor` of the previous page.
+        cursor: Query<Option<String>>,
+    ) -> Result<ListResponse, ApiError> {
+        let mut v = Validator::default();
+        let owner = v.check("user_id", UserId::parse(&user_id.0));
+        let range = price_range
+            .0
+            .as_deref()
+            .and_then(|raw| v.check("price_range", PriceRange::parse(raw)));
+        let name = product_name
+            .0
+            .as_deref()
+            .map(str::trim)
+            .filter(|n| !n.is_empty())
+            .and_then(|n| v.check("product_name", ProductName::parse(n)));
+        let after = cursor
+            .0
+            .as_deref()
+            .and_then(|raw| v.check("cursor", Cursor::decode(raw)));
+        v.finish().map_err(ApiError::invalid_query)?;
+        let Some(owner) = owner else {
+            unreachable!("an invalid user_id was reported above")
+        };
+        let query = ListQuery {
+            user_id: owner,
+            price: range,
+            name_contains: name.map(|n| n.as_str().to_owned()),
+            after,
+            limit: limit.0.unwrap_or(DEFAULT_LIMIT),
+        };
+        let (rows, more) = repo::list(&self.state.pool, &query).await?;
+        let next = more
+            .then(|| {
+                rows.last().map(|last| {
+                    Cursor {
+                        price: last.price,
+                        id: last.id,
+                    }
+                    .encode()
+                })
+            })
+            .flatten();
+        let link = next
+            .as_ref()
+            .map(|cursor| next_link(&user_id.0, &price_range.0, &product_name.0, limit.0, cursor));
+        let products = rows.into_iter().map(Product::from).collect();
+        Ok(ListResponse::Ok(Json(products), link, next))
+    }
+
+    /// Update a product
+    ///
+    /// Changes only the fields given. New `product_images` clear `compressed_product_images`
+    /// until the new images are processed.
+    #[oai(
+        path = "/products/:id",
+        method = "patch",
+        operation_id = "updateProduct"
+    )]
+    async fn update(
+        &self,
+        /// The product's id.
+        #[oai(validator(minimum(value = "1")))]
+        id: Path<i64>,
+        body: JsonBody<UpdateProduct>,
+    ) -> Result<ProductResponse, ApiError> {
+        let changes = body.0.validate(self.state.max_images_per_product)?;
+        match repo::update(&self.state.pool, id.0, &changes).await? {
+            Some(row) => {
+                tracing::info!(product_id = id.0, "Product updated.");
+                Ok(ProductResponse::Ok(Json(row.into())))
+            }
+            None => Err(not_found(id.0)),
+        }
+    }
+
+    /// Delete a product
+    #[oai(
+        path = "/products/:id",
+        method = "delete",
+        operation_id = "deleteProduct"
+    )]
+    async fn delete(
+        &self,
+        /// The product's id.
+        #[oai(validator(minimum(value = "1")))]
+        id: Path<i64>,
+    ) -> Result<DeleteResponse, ApiError> {
+        if repo::delete(&self.state.pool, id.0).await? {
+            tracing::info!(product_id = id.0, "Product deleted.");
+            Ok(DeleteResponse::Deleted)
+        } else {
+            Err(not_found(id.0))
+        }
+    }
+}
+
+fn not_found(id: i64) -> ApiError {
+    ApiError::not_found(format!("There is no product {id}."))
+}
+
+/// The URL of the next page: the same filters plus the cursor.
+fn next_link(
+    user_id: &str,
+    price_range: &Option<String>,
+    product_name: &Option<String>,
+    limit: Option<i64>,
+    cursor: &str,
+) -> String {
+    let mut query = url::form_urlencoded::Serializer::new(String::new());
+    query.append_pair("user_id", user_id);
+    if let Some(range) = price_range {
+        query.append_pair("price_range", range);
+    }
+    if let Some(name) = product_name {
+        query.append_pair("product_name", name);
+    }
+    if let Some(limit) = limit {
+        query.append_pair("limit", &limit.to_string());
+    }
+    query.append_pair("cursor", cursor);
+    format!("</products?{}>; rel=\"next\"", query.finish())
+}

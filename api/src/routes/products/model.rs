@@ -1,0 +1,208 @@
+//! The JSON shapes of the product endpoints, and their conversion into domain types.
+
+use chrono::{DateTime, Utc};
+use poem_openapi::{Object, types::MaybeUndefined};
+use rust_decimal::{Decimal, prelude::ToPrimitive};
+
+use super::repo::ProductRow;
+use crate::{
+    domain::{FieldError, ImageUrls, Price, ProductDescription, ProductName, UserId, Validator},
+    error::ApiError,
+    routes::number_or_string::{NumberOrString, PriceFlavour, UserIdFlavour},
+};
+
+/// A new product.
+#[derive(Object)]
+pub struct CreateProduct {
+    /// The owner; must exist (POST /users). A number or a string of digits.
+    pub user_id: NumberOrString<UserIdFlavour>,
+    /// 1 to 255 characters after trimming.
+    pub product_name: String,
+    /// Up to 5,000 characters; empty when omitted.
+    #[oai(default)]
+    pub product_description: String,
+    /// 1 to 10 distinct absolute http(s) URLs; they are fetched and compressed asynchronously.
+    pub product_images: Vec<String>,
+    /// Non-negative, at most 2 decimal places.
+    pub product_price: NumberOrString<PriceFlavour>,
+}
+
+/// A validated new product.
+pub struct NewProduct {
+    pub user_id: UserId,
+    pub name: ProductName,
+    pub description: ProductDescription,
+    pub images: ImageUrls,
+    pub price: Price,
+}
+
+impl CreateProduct {
+    pub fn validate(&self, max_images: usize) -> Result<NewProduct, ApiError> {
+        let mut v = Validator::default();
+        let user_id = v.check("user_id", UserId::parse(self.user_id.as_str()));
+        let name = v.check("product_name", ProductName::parse(&self.product_name));
+        let description = v.check(
+            "product_description",
+            ProductDescription::parse(&self.product_description),
+        );
+        let images = ImageUrls::parse("product_images", &self.product_images, max_images)
+            .map_err(|errors| v.extend(errors))
+            .ok();
+        let price = v.check("product_price", Price::parse(self.product_price.as_str()));
+        v.finish().map_err(ApiError::validation)?;
+        match (user_id, name, description, images, price) {
+            (Some(user_id), Some(name), Some(description), Some(images), Some(price)) => {
+                Ok(NewProduct {
+                    user_id,
+                    name,
+                    description,
+                    images,
+                    price,
+                })
+            }
+            _ => unreachable!("a field that failed validation was recorded as an error"),
+        }
+    }
+}
+
+/// Changes to a product; omitted fields stay as they are, `null` is not accepted.
+#[derive(Object)]
+pub struct UpdateProduct {
+    /// 1 to 255 characters after trimming.
+    pub product_name: MaybeUndefined<String>,
+    /// Up to 5,000 characters.
+    pub product_description: MaybeUndefined<String>,
+    /// Replaces the image list; the new images are processed again.
+    pub product_images: MaybeUndefined<Vec<String>>,
+    /// Non-negative, at most 2 decimal places.
+    pub product_price: MaybeUndefined<NumberOrString<PriceFlavour>>,
+}
+
+/// A validated change; `None` leaves the column as it is.
+#[derive(Default)]
+pub struct ProductChanges {
+    pub name: Option<ProductName>,
+    pub description: Option<ProductDescription>,
+    pub images: Option<ImageUrls>,
+    pub price: Option<Price>,
+}
+
+/// Rejects an explicit `null`, runs `parse` on a value, and leaves an omitted field alone.
+fn optional<T, U>(
+    v: &mut Validator,
+    field: &str,
+    value: &MaybeUndefined<T>,
+    parse: impl FnOnce(&T) -> Result<U, String>,
+) -> Option<U> {
+    match value {
+        MaybeUndefined::Undefined => None,
+        MaybeUndefined::Null => v.check(
+            field,
+            Err("must not be null; omit the field to keep it".into()),
+        ),
+        MaybeUndefined::Value(value) => v.check(field, parse(value)),
+    }
+}
+
+impl UpdateProduct {
+    pub fn validate(&self, max_images: usize) -> Result<ProductChanges, ApiError> {
+        let mut v = Validator::default();
+        let name = optional(&mut v, "product_name", &self.product_name, |s| {
+            ProductName::parse(s)
+        });
+        let description = optional(
+            &mut v,
+            "product_description",
+            &self.product_description,
+            |s| ProductDescription::parse(s),
+        );
+        let price = optional(&mut v, "product_price", &self.product_price, |p| {
+            Price::parse(p.as_str())
+        });
+        let images = match &self.product_images {
+            MaybeUndefined::Undefined => None,
+            MaybeUndefined::Null => v.check(
+                "product_images",
+                Err("must not be null; omit the field to keep the images".into()),
+            ),
+            MaybeUndefined::Value(urls) => ImageUrls::parse("product_images", urls, max_images)
+                .map_err(|errors| v.extend(errors))
+                .ok(),
+        };
+        let given = [
+            self.product_name.is_undefined(),
+            self.product_description.is_undefined(),
+            self.product_images.is_undefined(),
+            self.product_price.is_undefined(),
+        ];
+        if given.iter().all(|undefined| *undefined) {
+            v.extend(vec![FieldError {
+                field: "body".into(),
+                message: "name at least one of product_name, product_description, product_images, product_price".into(),
+            }]);
+        }
+        v.finish().map_err(ApiError::validation)?;
+        Ok(ProductChanges {
+            name,
+            description,
+            images,
+            price,
+        })
+    }
+}
+
+/// A product as the API shows it.
+#[derive(Object)]
+pub struct Product {
+    /// The product's id (a string of digits).
+    pub product_id: String,
+    /// The owner's id (a string of digits).
+    pub user_id: String,
+    pub product_name: String,
+    pub product_description: String,
+    /// The image URLs as given, in order.
+    pub product_images: Vec<String>,
+    /// The compressed images, in the same order as `product_images` once processed; empty
+    /// until then.
+    pub compressed_product_images: Vec<String>,
+    /// The price as a JSON number with at most 2 decimal places.
+    pub product_price: f64,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A price as a JSON number: the shortest f64 that reads back as the same decimal, which is
+/// exact for every valid price (at most 12 significant digits).
+fn price_number(price: Decimal) -> f64 {
+    price
+        .to_string()
+        .parse()
+        .unwrap_or_else(|_| price.to_f64().unwrap_or_default())
+}
+
+impl From<ProductRow> for Product {
+    fn from(row: ProductRow) -> Self {
+        Self {
+            product_id: row.id.to_string(),
+            user_id: row.user_id.to_string(),
+            product_name: row.name,
+            product_description: row.description,
+            product_images: row.images,
+            compressed_product_images: row.compressed_images,
+            product_price: price_number(row.price),
+            created_at: row.created_at,
+            updated_at: row.updated_at,
+        }
+    }
+}
+
+/// The answer to a successful POST /products (the seed's body plus the new id).
+#[derive(Object)]
+pub struct ProductCreated {
+    /// Always `success`.
+    pub status: String,
+    /// `Product created successfully`.
+    pub message: String,
+    /// The new product's id; `Location` holds its URL.
+    pub product_id: String,
+}

@@ -1,0 +1,198 @@
+//! The SQL of products. Every function takes a pool and answers in domain terms.
+
+use chrono::{DateTime, Utc};
+use deadpool_postgres::Pool;
+use rust_decimal::Decimal;
+use tokio_postgres::{Row, types::ToSql};
+
+use super::{
+    cursor::Cursor,
+    model::{NewProduct, ProductChanges},
+};
+use crate::{
+    db::DbError,
+    domain::{PriceRange, UserId},
+};
+
+/// A row of `products`.
+pub struct ProductRow {
+    pub id: i64,
+    pub user_id: i64,
+    pub name: String,
+    pub description: String,
+    pub images: Vec<String>,
+    pub compressed_images: Vec<String>,
+    pub price: Decimal,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+const COLUMNS: &str = "id, user_id, product_name, product_description, product_images, \
+     compressed_product_images, product_price, created_at, updated_at";
+
+impl ProductRow {
+    fn from_row(row: &Row) -> Self {
+        Self {
+            id: row.get(0),
+            user_id: row.get(1),
+            name: row.get(2),
+            description: row.get(3),
+            images: row.get(4),
+            compressed_images: row.get(5),
+            price: row.get(6),
+            created_at: row.get(7),
+            updated_at: row.get(8),
+        }
+    }
+}
+
+/// Inserts the product and returns its id.
+pub async fn insert(pool: &Pool, product: &NewProduct) -> Result<i64, DbError> {
+    let client = pool.get().await?;
+    let row = client
+        .query_one(
+            "INSERT INTO products (user_id, product_name, product_description, product_images, product_price) \
+             VALUES ($1, $2, $3, $4, $5) RETURNING id",
+            &[
+                &product.user_id.get(),
+                &product.name.as_str(),
+                &product.description.as_str(),
+                &product.images.as_slice(),
+                &product.price.value(),
+            ],
+        )
+        .await?;
+    Ok(row.get(0))
+}
+
+pub async fn find(pool: &Pool, id: i64) -> Result<Option<ProductRow>, DbError> {
+    let client = pool.get().await?;
+    let row = client
+        .query_opt(
+            &format!("SELECT {COLUMNS} FROM products WHERE id = $1"),
+            &[&id],
+        )
+        .await?;
+    Ok(row.as_ref().map(ProductRow::from_row))
+}
+
+/// What the list endpoint filters on.
+pub struct ListQuery {
+    pub user_id: UserId,
+    pub price: Option<PriceRange>,
+    /// A case-insensitive substring; `%`, `_` and `\` in it are literal.
+    pub name_contains: Option<String>,
+    pub after: Option<Cursor>,
+    pub limit: i64,
+}
+
+/// One page in (price, id) order, and whether another page follows.
+pub async fn list(pool: &Pool, query: &ListQuery) -> Result<(Vec<ProductRow>, bool), DbError> {
+    // Only the filters present enter the SQL, so each combination gets a plan that uses the
+    // (user_id, product_price, id) index or the trigram index rather than a generic plan.
+    let user_id = query.user_id.get();
+    let mut params: Vec<Box<dyn ToSql + Sync + Send>> = vec![Box::new(user_id)];
+    let mut sql = format!("SELECT {COLUMNS} FROM products WHERE user_id = $1");
+    let mut push = |condition: &str, value: Box<dyn ToSql + Sync + Send>| {
+        params.push(value);
+        sql.push_str(&condition.replace("$?", &format!("${}", params.len())));
+    };
+    if let Some(min) = query.price.and_then(|r| r.min) {
+        push(" AND product_price >= $?", Box::new(min));
+    }
+    if let Some(max) = query.price.and_then(|r| r.max) {
+        push(" AND product_price <= $?", Box::new(max));
+    }
+    if let Some(name) = &query.name_contains {
+        push(
+            " AND product_name ILIKE $?",
+            Box::new(format!("%{}%", escape_like(name))),
+        );
+    }
+    if let Some(after) = query.after {
+        push(" AND (product_price, id) > ($?", Box::new(after.price));
+        push(", $?)", Box::new(after.id));
+    }
+    push(
+        " ORDER BY product_price, id LIMIT $?",
+        Box::new(query.limit + 1),
+    );
+
+    let client = pool.get().await?;
+    let refs: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| p.as_ref() as _).collect();
+    let rows = client.query(&sql, &refs).await?;
+    let more = rows.len() as i64 > query.limit;
+    let page = rows
+        .iter()
+        .take(query.limit as usize)
+        .map(ProductRow::from_row)
+        .collect();
+    Ok((page, more))
+}
+
+/// Escapes LIKE's wildcards so the user's text matches literally.
+fn escape_like(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if matches!(c, '\\' | '%' | '_') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// Applies the changes; `None` when there is no such product. A new image list clears the
+/// compressed images, which belonged to the old list.
+pub async fn update(
+    pool: &Pool,
+    id: i64,
+    changes: &ProductChanges,
+) -> Result<Option<ProductRow>, DbError> {
+    let client = pool.get().await?;
+    let images = changes.images.as_ref().map(|i| i.as_slice());
+    let row = client
+        .query_opt(
+            &format!(
+                "UPDATE products SET \
+                   product_name = COALESCE($2, product_name), \
+                   product_description = COALESCE($3, product_description), \
+                   product_price = COALESCE($4, product_price), \
+                   compressed_product_images = CASE \
+                     WHEN $5::text[] IS NOT NULL AND $5::text[] IS DISTINCT FROM product_images THEN '{{}}' \
+                     ELSE compressed_product_images END, \
+                   product_images = COALESCE($5, product_images), \
+                   updated_at = now() \
+                 WHERE id = $1 RETURNING {COLUMNS}"
+            ),
+            &[
+                &id,
+                &changes.name.as_ref().map(|n| n.as_str()),
+                &changes.description.as_ref().map(|d| d.as_str()),
+                &changes.price.map(|p| p.value()),
+                &images,
+            ],
+        )
+        .await?;
+    Ok(row.as_ref().map(ProductRow::from_row))
+}
+
+/// Deletes the product; false when there was none.
+pub async fn delete(pool: &Pool, id: i64) -> Result<bool, DbError> {
+    let client = pool.get().await?;
+    let deleted = client
+        .execute("DELETE FROM products WHERE id = $1", &[&id])
+        .await?;
+    Ok(deleted > 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::escape_like;
+
+    #[test]
+    fn like_wildcards_are_escaped() {
+        assert_eq!(escape_like(r"50%_off\"), r"50\%\_off\\");
+        assert_eq!(escape_like("plain"), "plain");
+    }
+}

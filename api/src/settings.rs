@@ -1,0 +1,67 @@
+//! The api's settings, from the environment (and `.env` for local runs). `.env.example` lists
+//! every key with its default.
+
+use std::{net::SocketAddr, time::Duration};
+
+use platform::env;
+
+use crate::db::DatabaseSettings;
+
+/// Everything the api is configured with.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Where the HTTP server listens (`API_ADDR`).
+    pub addr: SocketAddr,
+    /// PostgreSQL (`POSTGRES_URL`, `POSTGRES_POOL_SIZE`).
+    pub database: DatabaseSettings,
+    /// The most image URLs one product may have (`MAX_IMAGES_PER_PRODUCT`).
+    pub max_images_per_product: usize,
+    /// The largest request body accepted, in bytes (`MAX_BODY_BYTES`).
+    pub max_body_bytes: usize,
+    /// How long in-flight requests may finish after SIGTERM (`SHUTDOWN_GRACE_SECS`).
+    pub shutdown_grace: Duration,
+}
+
+impl Settings {
+    pub fn from_env() -> anyhow::Result<Self> {
+        let settings = Self {
+            addr: env::parse("API_ADDR", SocketAddr::from(([127, 0, 0, 1], 8080)))?,
+            database: DatabaseSettings {
+                url: env::string("POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/catalog"),
+                pool_size: env::parse("POSTGRES_POOL_SIZE", 16)?,
+                acquire_timeout: Duration::from_secs(env::parse(
+                    "POSTGRES_ACQUIRE_TIMEOUT_SECS",
+                    5,
+                )?),
+            },
+            max_images_per_product: env::parse("MAX_IMAGES_PER_PRODUCT", 10)?,
+            max_body_bytes: env::parse("MAX_BODY_BYTES", 64 * 1024)?,
+            shutdown_grace: Duration::from_secs(env::parse("SHUTDOWN_GRACE_SECS", 20)?),
+        };
+        anyhow::ensure!(
+            (1..=100).contains(&settings.max_images_per_product),
+            "MAX_IMAGES_PER_PRODUCT must be between 1 and 100"
+        );
+        anyhow::ensure!(
+            settings.max_body_bytes >= 1024,
+            "MAX_BODY_BYTES must be at least 1024"
+        );
+        anyhow::ensure!(
+            settings.database.pool_size >= 1,
+            "POSTGRES_POOL_SIZE must be at least 1"
+        );
+        Ok(settings)
+    }
+
+    /// Logs the settings once, secrets redacted.
+    pub fn log(&self) {
+        tracing::info!(
+            addr = %self.addr,
+            postgres = %env::redact(&self.database.url),
+            pool_size = self.database.pool_size,
+            max_images_per_product = self.max_images_per_product,
+            max_body_bytes = self.max_body_bytes,
+            "Settings loaded."
+        );
+    }
+}

@@ -1,0 +1,9 @@
+//! What every binary of the catalog shares: reading settings from the environment,
+//! structured telemetry, and the signal that starts a graceful shutdown.
+//!
+//! This crate has no knowledge of products, HTTP routes or topics; it only holds the
+//! plumbing that the api and the image-processor would otherwise each write again.
+
+pub mod env;
+pub mod shutdown;
+pub mod telemetry;

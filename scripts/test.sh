@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# `make test`: every test of the workspace against the local stack (already up, see Makefile).
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+
+# Databases left by earlier runs of the API tests (each test makes its own).
+admin=${POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/catalog}
+admin=${admin%/*}/postgres
+psql "$admin" -tAc "SELECT datname FROM pg_database WHERE datname LIKE 'catalog_test_%'" |
+  while read -r db; do psql "$admin" -qc "DROP DATABASE IF EXISTS \"$db\" WITH (FORCE)" || true; done
+
+if cargo nextest --version >/dev/null 2>&1; then
+  cargo nextest run --workspace --no-fail-fast
+  # nextest does not run doctests.
+  cargo test --workspace --doc --quiet
+else
+  cargo test --workspace --no-fail-fast
+fi

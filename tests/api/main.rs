@@ -1,0 +1,7 @@
+//! The HTTP API against a real PostgreSQL: one api and one database per test.
+
+mod errors;
+mod health;
+mod list;
+mod products;
+mod users;

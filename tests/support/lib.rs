@@ -1,0 +1,212 @@
+//! Helpers shared by the whole-system tests: each test gets its own database and its own api
+//! on a random port, so tests run in parallel without seeing each other's data.
+
+use std::time::Duration;
+
+use api::{settings::Settings, startup::Application};
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+
+/// The PostgreSQL server the tests use (`POSTGRES_URL`, database part ignored).
+fn server_url() -> String {
+    let url = std::env::var("POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/catalog".to_owned());
+    url.rsplit_once('/')
+        .map(|(server, _)| server.to_owned())
+        .unwrap_or(url)
+}
+
+/// Creates an empty database for one test and returns its URL.
+pub async fn create_database() -> String {
+    let name = format!("catalog_test_{}", uuid::Uuid::new_v4().simple());
+    let (client, connection) =
+        tokio_postgres::connect(&format!("{}/postgres", server_url()), tokio_postgres::NoTls)
+            .await
+            .expect("PostgreSQL is reachable at POSTGRES_URL (run `make test`, which starts it)");
+    tokio::spawn(connection);
+    client
+        .execute(&format!("CREATE DATABASE {name}"), &[])
+        .await
+        .expect("the test may create databases");
+    format!("{}/{name}", server_url())
+}
+
+/// A running api with a database of its own; stopped when dropped.
+pub struct TestApp {
+    /// `http://127.0.0.1:PORT`.
+    pub base: String,
+    /// The test's own database.
+    pub database_url: String,
+    /// A client that follows no redirects and has a timeout.
+    pub http: reqwest::Client,
+    shutdown: CancellationToken,
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+/// Starts the api on port 0 against a fresh, migrated database.
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+/// Like [`spawn_app`], with settings adjusted by `configure`.
+pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
+    let database_url = create_database().await;
+    let mut settings = Settings::from_env().expect("default settings are valid");
+    settings.addr = "127.0.0.1:0".parse().expect("a valid address");
+    settings.database.url = database_url.clone();
+    settings.database.pool_size = 4;
+    settings.shutdown_grace = Duration::from_secs(1);
+    configure(&mut settings);
+    let app = Application::build(&settings).await.expect("the api starts");
+    let base = format!("http://{}", app.addr());
+    let shutdown = CancellationToken::new();
+    tokio::spawn(app.run_until(shutdown.clone()));
+    TestApp {
+        base,
+        database_url,
+        http: reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(Duration::from_secs(10))
+            .build()
+            .expect("a client"),
+        shutdown,
+    }
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.http
+            .get(self.url(path))
+            .send()
+            .await
+            .expect("the api answers")
+    }
+
+    pub async fn post(&self, path: &str, body: &Value) -> reqwest::Response {
+        self.http
+            .post(self.url(path))
+            .json(body)
+            .send()
+            .await
+            .expect("the api answers")
+    }
+
+    pub async fn patch(&self, path: &str, body: &Value) -> reqwest::Response {
+        self.http
+            .patch(self.url(path))
+            .json(body)
+            .send()
+            .await
+            .expect("the api answers")
+    }
+
+    pub async fn delete(&self, path: &str) -> reqwest::Response {
+        self.http
+            .delete(self.url(path))
+            .send()
+            .await
+            .expect("the api answers")
+    }
+
+    /// Registers a user and returns its id.
+    pub async fn create_user(&self, username: &str) -> String {
+        let response = self
+            .post(
+                "/users",
+                &json!({"username": username, "email": format!("{username}@example.com")}),
+            )
+            .await;
+        assert_eq!(response.status(), 201, "creating user {username}");
+        let body: Value = response.json().await.expect("JSON");
+        body["user_id"]
+            .as_str()
+            .expect("user_id is a string")
+            .to_owned()
+    }
+
+    /// Creates a product and returns its id.
+    pub async fn create_product(&self, user_id: &str, name: &str, price: f64) -> String {
+        let response = self
+            .post(
+                "/products",
+                &json!({
+                    "user_id": user_id,
+                    "product_name": name,
+                    "product_description": "A test product.",
+                    "product_images": ["https://images.example.com/a.jpg"],
+                    "product_price": price,
+                }),
+            )
+            .await;
+        assert_eq!(response.status(), 201, "creating product {name}");
+        let body: Value = response.json().await.expect("JSON");
+        body["product_id"]
+            .as_str()
+            .expect("product_id is a string")
+            .to_owned()
+    }
+
+    /// A direct connection to the test's database, for checking what was (not) written.
+    pub async fn db(&self) -> tokio_postgres::Client {
+        let (client, connection) =
+            tokio_postgres::connect(&self.database_url, tokio_postgres::NoTls)
+                .await
+                .expect("the test database is reachable");
+        tokio::spawn(connection);
+        client
+    }
+
+    /// How many rows `table` holds.
+    pub async fn count(&self, table: &str) -> i64 {
+        self.db()
+            .await
+            .query_one(&format!("SELECT count(*) FROM {table}"), &[])
+            .await
+            .expect("count")
+            .get(0)
+    }
+}
+
+/// Asserts a problem+json response with `status`, and returns its body.
+pub async fn expect_problem(response: reqwest::Response, status: u16) -> Value {
+    assert_eq!(response.status(), status, "status of {}", response.url());
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let body: Value = response.json().await.expect("a JSON problem body");
+    assert!(
+        content_type.starts_with("application/problem+json"),
+        "content type {content_type:?}, body {body}"
+    );
+    assert_eq!(body["status"], status, "{body}");
+    assert!(
+        body["detail"].as_str().is_some_and(|d| !d.is_empty()),
+        "a detail in {body}"
+    );
+    body
+}
+
+/// The `field` of every entry of a problem's `errors`.
+pub fn problem_fields(problem: &Value) -> Vec<String> {
+    problem["errors"]
+        .as_array()
+        .map(|errors| {
+            errors
+                .iter()
+                .filter_map(|e| e["field"].as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
