@@ -8,6 +8,12 @@ cd "$root"
 state="$root/.local"
 bin="${CARGO_TARGET_DIR:-$root/target}/debug"
 
+addr=${API_ADDR:-127.0.0.1:8080}
+if curl -fsS "http://$addr/healthz" >/dev/null 2>&1; then
+  echo "The API already runs at http://$addr ('make stop' stops it)." >&2
+  exit 0
+fi
+
 scripts/stack.sh up
 cargo build --quiet --bin api
 
@@ -22,7 +28,6 @@ export IMAGE_STORAGE_URL=${IMAGE_STORAGE_URL:-file://$state/storage}
 "$bin/api" serve &
 echo $! > "$state/api.pid"
 
-addr=${API_ADDR:-127.0.0.1:8080}
 for _ in $(seq 1 100); do
   curl -fsS "http://$addr/healthz" >/dev/null 2>&1 && break
   sleep 0.2

@@ -109,10 +109,15 @@ kafka_up() {
   mkdir -p "$state/tansu"
   say "starting tansu on $host:$port (data in .local/tansu)"
   # The storage path is relative to the working directory: an absolute sqlite:/// path is mangled.
-  (cd "$state/tansu" && nohup "$(tansu_bin)" broker \
+  local bin; bin=$(tansu_bin)
+  (
+    cd "$state/tansu" || exit 1
+    nohup "$bin" broker \
       --listener-url "tcp://$host:$port" \
       --advertised-listener-url "tcp://$host:$port" \
-      --storage-engine sqlite://tansu.db > tansu.log 2>&1 & echo $! > "$state/tansu.pid")
+      --storage-engine sqlite://tansu.db > tansu.log 2>&1 &
+    echo $! > "$state/tansu.pid"
+  )
   wait_for "$host" "$port" tansu 60
 }
 
@@ -132,7 +137,12 @@ up() {
 
 down() {
   if [ -f "$state/tansu.pid" ]; then
-    say "stopping tansu"; kill "$(cat "$state/tansu.pid")" 2>/dev/null || true; rm -f "$state/tansu.pid"
+    local pid; pid=$(cat "$state/tansu.pid")
+    if kill "$pid" 2>/dev/null; then
+      say "stopping tansu"
+      for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
+    fi
+    rm -f "$state/tansu.pid"
   fi
   if [ -f "$state/redis.started" ]; then
     say "stopping Redis"; kill "$(cat "$state/redis.pid" 2>/dev/null)" 2>/dev/null || true

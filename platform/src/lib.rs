@@ -5,5 +5,6 @@
 //! plumbing that the api and the image-processor would otherwise each write again.
 
 pub mod env;
+pub mod kafka;
 pub mod shutdown;
 pub mod telemetry;

@@ -1,0 +1,122 @@
+//! Event payloads: the JSON value of each Kafka record.
+//!
+//! Every payload names the product (`product_id`, a string of digits as in the HTTP API) and,
+//! where images are concerned, the product's `image_revision`: it grows each time the image
+//! list changes, so a consumer can ignore results that belong to an older list.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// A product was created. Type `com.catalog.product.created.v1`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ProductCreated {
+    /// The new product's id.
+    pub product_id: String,
+    /// The owner's id.
+    pub user_id: String,
+    /// The image revision the images belong to (1 for a new product).
+    pub image_revision: i32,
+    /// The image URLs to process, in the product's order.
+    pub product_images: Vec<String>,
+}
+
+/// A product's image list was replaced. Type `com.catalog.product.images-changed.v1`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ProductImagesChanged {
+    pub product_id: String,
+    /// The new revision; results for older revisions are stale.
+    pub image_revision: i32,
+    /// The new image URLs, in the product's order.
+    pub product_images: Vec<String>,
+}
+
+/// A product was deleted. Type `com.catalog.product.deleted.v1`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ProductDeleted {
+    pub product_id: String,
+}
+
+/// One image of a product, by its position in `product_images`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct SourceImage {
+    /// Zero-based position in the product's `product_images`.
+    pub index: u32,
+    /// The URL as the client gave it.
+    pub url: String,
+}
+
+/// Images of a product reached a final outcome. Type `com.catalog.images.compressed.v1`.
+///
+/// One event may carry only some of the product's images: those finished in one attempt.
+/// Images that need a retry come in a later event; each image is final once reported.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ImagesCompressed {
+    pub product_id: String,
+    /// The revision these results belong to.
+    pub image_revision: i32,
+    /// One result per finished image.
+    pub images: Vec<ImageResult>,
+}
+
+/// Whether an image was compressed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ImageOutcome {
+    /// Stored; `compressed_url` and the size fields are set.
+    Compressed,
+    /// Given up on; `failure_reason` says why.
+    Failed,
+}
+
+/// The outcome for one image.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct ImageResult {
+    /// Zero-based position in the product's `product_images`.
+    pub index: u32,
+    /// The URL the image was fetched from.
+    pub source_url: String,
+    pub outcome: ImageOutcome,
+    /// Where the compressed image is served (when compressed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compressed_url: Option<String>,
+    /// Size of the downloaded original, in bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bytes_before: Option<u64>,
+    /// Size of the compressed image, in bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bytes_after: Option<u64>,
+    /// Width of the compressed image, in pixels.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub width: Option<u32>,
+    /// Height of the compressed image, in pixels.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub height: Option<u32>,
+    /// Media type of the compressed image, e.g. `image/webp`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub format: Option<String>,
+    /// Why the image failed (when failed), e.g. `HTTP 404 from the image server`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure_reason: Option<String>,
+}
+
+impl ImageResult {
+    /// A failed result.
+    pub fn failed(index: u32, source_url: impl Into<String>, reason: impl Into<String>) -> Self {
+        Self {
+            index,
+            source_url: source_url.into(),
+            outcome: ImageOutcome::Failed,
+            compressed_url: None,
+            bytes_before: None,
+            bytes_after: None,
+            width: None,
+            height: None,
+            format: None,
+            failure_reason: Some(reason.into()),
+        }
+    }
+}

@@ -1,0 +1,121 @@
+//! Kafka settings and clients, configured the same way in every binary.
+//!
+//! Producers are idempotent with `acks=all`, so a retried send never duplicates or reorders a
+//! record within a partition. Consumers never store an offset on their own
+//! (`enable.auto.offset.store=false`): the service stores it once the message's outcome is
+//! durable, and the stored offsets are committed in the background.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use events::Topics;
+use rdkafka::{
+    ClientConfig,
+    admin::{AdminClient, AdminOptions, NewTopic, TopicReplication},
+    client::DefaultClientContext,
+    consumer::StreamConsumer,
+    error::RDKafkaErrorCode,
+    producer::FutureProducer,
+};
+
+use crate::env;
+
+/// How to reach Kafka and name topics.
+#[derive(Debug, Clone)]
+pub struct KafkaSettings {
+    /// `host:port[,host:port…]` (`KAFKA_BROKERS`).
+    pub brokers: String,
+    /// Prefix of every topic name (`KAFKA_TOPIC_PREFIX`, default `catalog.`).
+    pub topic_prefix: String,
+    /// Create missing topics at start (`KAFKA_CREATE_TOPICS`, default true).
+    pub create_topics: bool,
+    /// Partitions of topics created at start (`KAFKA_TOPIC_PARTITIONS`, default 3).
+    pub partitions: i32,
+    /// Replication factor of topics created at start (`KAFKA_REPLICATION_FACTOR`, default 1).
+    pub replication_factor: i32,
+}
+
+impl KafkaSettings {
+    pub fn from_env() -> anyhow::Result<Self> {
+        Ok(Self {
+            brokers: env::string("KAFKA_BROKERS", "127.0.0.1:9092"),
+            topic_prefix: env::string("KAFKA_TOPIC_PREFIX", Topics::DEFAULT_PREFIX),
+            create_topics: env::parse("KAFKA_CREATE_TOPICS", true)?,
+            partitions: env::parse("KAFKA_TOPIC_PARTITIONS", 3)?,
+            replication_factor: env::parse("KAFKA_REPLICATION_FACTOR", 1)?,
+        })
+    }
+
+    pub fn topics(&self) -> Topics {
+        Topics::new(self.topic_prefix.clone())
+    }
+
+    fn base(&self) -> ClientConfig {
+        let mut config = ClientConfig::new();
+        config
+            .set("bootstrap.servers", &self.brokers)
+            .set("socket.keepalive.enable", "true");
+        config
+    }
+
+    /// An idempotent producer; a send fails after `delivery_timeout` without an ack.
+    pub fn producer(&self, delivery_timeout: Duration) -> anyhow::Result<FutureProducer> {
+        self.base()
+            .set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("linger.ms", "5")
+            .set("message.timeout.ms", delivery_timeout.as_millis().to_string())
+            .create()
+            .context("Failed to create a Kafka producer")
+    }
+
+    /// A consumer of `group` that starts at the earliest offset when the group has none, and
+    /// commits only the offsets the service stores.
+    pub fn consumer(&self, group: &str) -> anyhow::Result<StreamConsumer> {
+        self.base()
+            .set("group.id", group)
+            .set("enable.auto.commit", "true")
+            .set("auto.commit.interval.ms", "1000")
+            .set("enable.auto.offset.store", "false")
+            .set("auto.offset.reset", "earliest")
+            .set("session.timeout.ms", "10000")
+            .set("heartbeat.interval.ms", "1000")
+            .set("topic.metadata.refresh.interval.ms", "5000")
+            .create()
+            .context("Failed to create a Kafka consumer")
+    }
+
+    /// Creates the topics that do not exist yet (when `create_topics` is on).
+    pub async fn ensure_topics(&self, names: &[String]) -> anyhow::Result<()> {
+        if !self.create_topics {
+            return Ok(());
+        }
+        let admin: AdminClient<DefaultClientContext> = self
+            .base()
+            .create()
+            .context("Failed to create a Kafka admin client")?;
+        let topics: Vec<NewTopic> = names
+            .iter()
+            .map(|name| {
+                NewTopic::new(
+                    name,
+                    self.partitions,
+                    TopicReplication::Fixed(self.replication_factor),
+                )
+            })
+            .collect();
+        let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
+        let results = admin
+            .create_topics(&topics, &options)
+            .await
+            .context("Failed to create Kafka topics")?;
+        for result in results {
+            match result {
+                Ok(name) => tracing::info!(topic = name, "Topic created."),
+                Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+                Err((name, code)) => anyhow::bail!("Failed to create topic {name}: {code}"),
+            }
+        }
+        Ok(())
+    }
+}
