@@ -8,6 +8,8 @@ pub mod db;
 pub mod domain;
 pub mod error;
 mod middleware;
+pub mod outbox;
+pub mod projector;
 pub mod routes;
 pub mod settings;
 pub mod startup;

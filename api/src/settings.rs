@@ -3,7 +3,7 @@
 
 use std::{net::SocketAddr, time::Duration};
 
-use platform::env;
+use platform::{env, kafka::KafkaSettings};
 
 use crate::db::DatabaseSettings;
 
@@ -20,6 +20,15 @@ pub struct Settings {
     pub max_body_bytes: usize,
     /// How long in-flight requests may finish after SIGTERM (`SHUTDOWN_GRACE_SECS`).
     pub shutdown_grace: Duration,
+    /// Kafka, for the outbox relay and the projector; `None` runs the HTTP API alone (tests).
+    pub kafka: Option<KafkaSettings>,
+    /// The projector's consumer group (`PROJECTOR_GROUP`).
+    pub projector_group: String,
+    /// How often the outbox relay looks for rows other replicas wrote (`OUTBOX_POLL_MS`).
+    pub outbox_poll: Duration,
+    /// A local directory of compressed images to serve under `/images/` (from
+    /// `IMAGE_STORAGE_URL` when it is `file://…`).
+    pub serve_images_from: Option<std::path::PathBuf>,
 }
 
 impl Settings {
@@ -37,6 +46,12 @@ impl Settings {
             max_images_per_product: env::parse("MAX_IMAGES_PER_PRODUCT", 10)?,
             max_body_bytes: env::parse("MAX_BODY_BYTES", 64 * 1024)?,
             shutdown_grace: Duration::from_secs(env::parse("SHUTDOWN_GRACE_SECS", 20)?),
+            kafka: Some(KafkaSettings::from_env()?),
+            projector_group: env::string("PROJECTOR_GROUP", "catalog-api-projector"),
+            outbox_poll: Duration::from_millis(env::parse("OUTBOX_POLL_MS", 1000)?),
+            serve_images_from: env::string("IMAGE_STORAGE_URL", "file://.local/storage")
+                .strip_prefix("file://")
+                .map(std::path::PathBuf::from),
         };
         anyhow::ensure!(
             (1..=100).contains(&settings.max_images_per_product),
@@ -61,6 +76,9 @@ impl Settings {
             pool_size = self.database.pool_size,
             max_images_per_product = self.max_images_per_product,
             max_body_bytes = self.max_body_bytes,
+            kafka = self.kafka.as_ref().map(|k| k.brokers.as_str()),
+            topic_prefix = self.kafka.as_ref().map(|k| k.topic_prefix.as_str()),
+            serve_images_from = ?self.serve_images_from,
             "Settings loaded."
         );
     }

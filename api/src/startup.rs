@@ -6,21 +6,26 @@ use std::{net::SocketAddr, time::Duration};
 use anyhow::Context;
 use poem::{
     EndpointExt, Route, Server,
+    endpoint::StaticFilesEndpoint,
     listener::{Acceptor, Listener, TcpListener},
     middleware::CatchPanic,
 };
+use rdkafka::consumer::Consumer;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
     db,
     error::problem_response,
     middleware::{access_log, limit_body},
+    outbox::{OutboxSignal, relay::Relay},
+    projector::Projector,
     routes::{self, AppState},
     settings::Settings,
 };
 
 /// A bound, migrated, ready-to-run api.
 pub struct Application {
+    background: Vec<Background>,
     acceptor: poem::listener::TcpAcceptor,
     addr: SocketAddr,
     app: poem::endpoint::BoxEndpoint<'static>,
@@ -33,9 +38,35 @@ impl Application {
         let pool = db::pool(&settings.database)?;
         db::migrate(&pool).await?;
         let state = AppState {
-            pool,
+            pool: pool.clone(),
             max_images_per_product: settings.max_images_per_product,
+            outbox: OutboxSignal::default(),
         };
+        let mut background = Vec::new();
+        if let Some(kafka) = &settings.kafka {
+            let topics = kafka.topics();
+            kafka
+                .ensure_topics(&[topics.product_events(), topics.images_compressed()])
+                .await?;
+            let relay = Relay {
+                pool: pool.clone(),
+                producer: kafka.producer(Duration::from_secs(15))?,
+                topic: topics.product_events(),
+                poll_interval: settings.outbox_poll,
+                batch_size: 100,
+                signal: state.outbox.clone(),
+            };
+            background.push(Background::Relay(relay));
+            let consumer = kafka.consumer(&settings.projector_group)?;
+            consumer
+                .subscribe(&[&topics.images_compressed()])
+                .context("Failed to subscribe the projector")?;
+            background.push(Background::Projector(Projector {
+                pool,
+                consumer,
+                after_commit: Projector::no_cache(),
+            }));
+        }
         let acceptor = TcpListener::bind(settings.addr)
             .into_acceptor()
             .await
@@ -45,10 +76,16 @@ impl Application {
             .first()
             .and_then(|a| a.as_socket_addr().copied())
             .context("The listener has no socket address")?;
+        let app = endpoint(
+            state,
+            settings.max_body_bytes,
+            settings.serve_images_from.clone(),
+        );
         Ok(Self {
+            background,
             acceptor,
             addr,
-            app: endpoint(state, settings.max_body_bytes),
+            app,
             shutdown_grace: settings.shutdown_grace,
         })
     }
@@ -61,29 +98,80 @@ impl Application {
     /// Serves until `shutdown` is cancelled, then lets in-flight requests finish within the
     /// grace period.
     pub async fn run_until(self, shutdown: CancellationToken) -> std::io::Result<()> {
+        let tasks: Vec<_> = self
+            .background
+            .into_iter()
+            .map(|task| {
+                let name = task.name();
+                let handle = tokio::spawn(task.run(shutdown.clone()));
+                (name, handle)
+            })
+            .collect();
         tracing::info!(
             addr = %self.addr,
             docs = format!("http://{}/docs", self.addr),
             "API listening."
         );
-        Server::new_with_acceptor(self.acceptor)
+        let served = Server::new_with_acceptor(self.acceptor)
             .run_with_graceful_shutdown(
                 self.app,
-                async move { shutdown.cancelled().await },
+                {
+                    let shutdown = shutdown.clone();
+                    async move { shutdown.cancelled().await }
+                },
                 Some(self.shutdown_grace),
             )
-            .await
+            .await;
+        // The server only returns on shutdown (or failure): stop the background tasks too.
+        shutdown.cancel();
+        for (name, handle) in tasks {
+            match handle.await {
+                Ok(()) => tracing::info!(task = name, "Background task finished."),
+                Err(error) => tracing::error!(task = name, %error, "Background task panicked."),
+            }
+        }
+        served
     }
 }
 
-/// The whole HTTP application: API, spec, docs page and the shared middleware.
-pub fn endpoint(state: AppState, max_body_bytes: usize) -> poem::endpoint::BoxEndpoint<'static> {
+/// A long-running task of the api besides HTTP.
+enum Background {
+    Relay(Relay),
+    Projector(Projector),
+}
+
+impl Background {
+    fn name(&self) -> &'static str {
+        match self {
+            Self::Relay(_) => "outbox-relay",
+            Self::Projector(_) => "projector",
+        }
+    }
+
+    async fn run(self, shutdown: CancellationToken) {
+        match self {
+            Self::Relay(relay) => relay.run(shutdown).await,
+            Self::Projector(projector) => projector.run(shutdown).await,
+        }
+    }
+}
+
+/// The whole HTTP application: API, spec, docs page, local images and the shared middleware.
+pub fn endpoint(
+    state: AppState,
+    max_body_bytes: usize,
+    images_dir: Option<std::path::PathBuf>,
+) -> poem::endpoint::BoxEndpoint<'static> {
     let api = routes::api(state);
     let docs = api.swagger_ui();
     let spec = api.spec_endpoint();
-    Route::new()
-        .at("/openapi.json", spec)
-        .nest("/docs", docs)
+    let mut route = Route::new().at("/openapi.json", spec).nest("/docs", docs);
+    if let Some(dir) = images_dir {
+        // Compressed images stored in a local directory (IMAGE_STORAGE_URL=file://…), so
+        // their public URLs work without a separate file server.
+        route = route.nest("/images", StaticFilesEndpoint::new(dir));
+    }
+    route
         .nest("/", api)
         .around(move |ep, req| limit_body(ep, req, max_body_bytes))
         .with(CatchPanic::new())
@@ -103,6 +191,7 @@ pub fn openapi_json() -> String {
     routes::api(AppState {
         pool,
         max_images_per_product: 10,
+        outbox: OutboxSignal::default(),
     })
     .spec()
 }

@@ -64,7 +64,11 @@ pub enum EnvelopeError {
 
 impl Envelope {
     /// A new event of `event_type` about product `subject`, happening now.
-    pub fn new(event_type: EventType, source: impl Into<String>, subject: impl Into<String>) -> Self {
+    pub fn new(
+        event_type: EventType,
+        source: impl Into<String>,
+        subject: impl Into<String>,
+    ) -> Self {
         Self {
             id: Uuid::new_v4(),
             event_type,
@@ -82,7 +86,10 @@ impl Envelope {
             (headers::CE_ID, self.id.to_string()),
             (headers::CE_TYPE, self.event_type.as_str().to_owned()),
             (headers::CE_SOURCE, self.source.clone()),
-            (headers::CE_TIME, self.time.to_rfc3339_opts(SecondsFormat::Millis, true)),
+            (
+                headers::CE_TIME,
+                self.time.to_rfc3339_opts(SecondsFormat::Millis, true),
+            ),
             (headers::CE_SUBJECT, self.subject.clone()),
             (headers::CONTENT_TYPE, "application/json".to_owned()),
         ];
@@ -111,7 +118,9 @@ impl Envelope {
         let event_type = take(headers::CE_TYPE)?;
         let time = take(headers::CE_TIME)?;
         Ok(Self {
-            id: id.parse().map_err(|_| EnvelopeError::Invalid(headers::CE_ID, id))?,
+            id: id
+                .parse()
+                .map_err(|_| EnvelopeError::Invalid(headers::CE_ID, id))?,
             event_type: EventType::parse(&event_type)
                 .ok_or(EnvelopeError::Invalid(headers::CE_TYPE, event_type))?,
             source: take(headers::CE_SOURCE)?,
@@ -131,14 +140,19 @@ mod tests {
     #[test]
     fn an_envelope_survives_its_headers() {
         let mut envelope = Envelope::new(EventType::ProductCreated, "/catalog/api", "42");
-        envelope.traceparent = Some("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01".into());
+        envelope.traceparent =
+            Some("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01".into());
         let headers = envelope.headers();
-        let back = Envelope::from_headers(headers.iter().map(|(k, v)| (*k, Some(v.as_bytes())))).unwrap();
+        let back =
+            Envelope::from_headers(headers.iter().map(|(k, v)| (*k, Some(v.as_bytes())))).unwrap();
         assert_eq!(back.id, envelope.id);
         assert_eq!(back.event_type, EventType::ProductCreated);
         assert_eq!(back.subject, "42");
         assert_eq!(back.traceparent, envelope.traceparent);
-        assert_eq!(back.time.timestamp_millis(), envelope.time.timestamp_millis());
+        assert_eq!(
+            back.time.timestamp_millis(),
+            envelope.time.timestamp_millis()
+        );
     }
 
     #[test]
@@ -150,7 +164,8 @@ mod tests {
         let mut headers = Envelope::new(EventType::ProductDeleted, "s", "1").headers();
         headers.retain(|(k, _)| *k != headers::CE_TYPE);
         headers.push((headers::CE_TYPE, "com.other.v9".into()));
-        let err = Envelope::from_headers(headers.iter().map(|(k, v)| (*k, Some(v.as_bytes())))).unwrap_err();
+        let err = Envelope::from_headers(headers.iter().map(|(k, v)| (*k, Some(v.as_bytes()))))
+            .unwrap_err();
         assert!(matches!(err, EnvelopeError::Invalid(headers::CE_TYPE, _)));
     }
 

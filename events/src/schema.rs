@@ -14,7 +14,10 @@ fn schema<T: JsonSchema>() -> Value {
 pub fn all() -> Vec<(&'static str, Value)> {
     vec![
         ("ProductCreated.json", schema::<ProductCreated>()),
-        ("ProductImagesChanged.json", schema::<ProductImagesChanged>()),
+        (
+            "ProductImagesChanged.json",
+            schema::<ProductImagesChanged>(),
+        ),
         ("ProductDeleted.json", schema::<ProductDeleted>()),
         ("ImagesCompressed.json", schema::<ImagesCompressed>()),
     ]

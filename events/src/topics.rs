@@ -12,7 +12,9 @@ impl Topics {
     pub const DEFAULT_PREFIX: &'static str = "catalog.";
 
     pub fn new(prefix: impl Into<String>) -> Self {
-        Self { prefix: prefix.into() }
+        Self {
+            prefix: prefix.into(),
+        }
     }
 
     /// Product lifecycle events (`ProductCreated`, `ProductImagesChanged`, `ProductDeleted`),

@@ -64,7 +64,10 @@ impl KafkaSettings {
             .set("enable.idempotence", "true")
             .set("acks", "all")
             .set("linger.ms", "5")
-            .set("message.timeout.ms", delivery_timeout.as_millis().to_string())
+            .set(
+                "message.timeout.ms",
+                delivery_timeout.as_millis().to_string(),
+            )
             .create()
             .context("Failed to create a Kafka producer")
     }

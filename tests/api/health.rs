@@ -24,8 +24,10 @@ async fn readiness_fails_with_503_when_the_database_is_unreachable() {
         api::routes::AppState {
             pool,
             max_images_per_product: 10,
+            outbox: Default::default(),
         },
         settings.max_body_bytes,
+        None,
     );
     let response = poem::test::TestClient::new(endpoint)
         .get("/readyz")

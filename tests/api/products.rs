@@ -69,7 +69,17 @@ async fn a_product_reads_back_with_the_seed_field_names() {
             "https://images.example.com/lamp-2.png"
         ])
     );
-    assert_eq!(product["compressed_product_images"], json!([]));
+    assert_eq!(
+        product["compressed_product_images"],
+        json!([null, null]),
+        "nothing compressed yet"
+    );
+    assert_eq!(product["processing_status"], "pending");
+    assert_eq!(
+        product["images"][1]["source_url"],
+        "https://images.example.com/lamp-2.png"
+    );
+    assert_eq!(product["images"][1]["status"], "pending");
     assert!(
         product["product_price"].is_number(),
         "price is a JSON number: {product}"
@@ -224,62 +234,70 @@ async fn an_update_changes_only_the_fields_given() {
 }
 
 #[tokio::test]
-async fn new_images_clear_the_compressed_images_of_the_old_ones() {
+async fn new_images_start_a_new_revision_and_an_event_while_other_changes_do_not() {
     let app = spawn_app().await;
     let user = app.create_user("alice").await;
     let id = app.create_product(&user, "Lamp", 10.0).await;
     let numeric: i64 = id.parse().unwrap();
-    app.db()
-        .await
-        .execute(
-            "UPDATE products SET compressed_product_images = ARRAY['https://cdn.example/a.webp'] WHERE id = $1",
-            &[&numeric],
-        )
-        .await
-        .unwrap();
+    let path = format!("/products/{id}");
 
     let renamed: Value = app
-        .patch(
-            &format!("/products/{id}"),
-            &json!({"product_name": "Lamp 2"}),
-        )
+        .patch(&path, &json!({"product_name": "Lamp 2"}))
         .await
         .json()
         .await
         .unwrap();
-    assert_eq!(
-        renamed["compressed_product_images"],
-        json!(["https://cdn.example/a.webp"])
-    );
-
-    let same_images: Value = app
+    assert_eq!(renamed["image_revision"], 1);
+    let same: Value = app
         .patch(
-            &format!("/products/{id}"),
+            &path,
             &json!({"product_images": ["https://images.example.com/a.jpg"]}),
         )
         .await
         .json()
         .await
         .unwrap();
-    assert_eq!(
-        same_images["compressed_product_images"],
-        json!(["https://cdn.example/a.webp"])
-    );
+    assert_eq!(same["image_revision"], 1, "the same list is no change");
 
-    let new_images: Value = app
-        .patch(
-            &format!("/products/{id}"),
-            &json!({"product_images": ["https://images.example.com/b.jpg"]}),
-        )
+    let changed: Value = app
+        .patch(&path, &json!({"product_images": ["https://images.example.com/b.jpg", "https://images.example.com/c.jpg"]}))
         .await
         .json()
         .await
         .unwrap();
+    assert_eq!(changed["image_revision"], 2);
+    assert_eq!(changed["compressed_product_images"], json!([null, null]));
+    assert_eq!(changed["processing_status"], "pending");
+
+    let events: Vec<String> = app
+        .db()
+        .await
+        .query(
+            "SELECT event_type FROM outbox WHERE product_id = $1 ORDER BY id",
+            &[&numeric],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
     assert_eq!(
-        new_images["product_images"],
-        json!(["https://images.example.com/b.jpg"])
+        events,
+        [
+            "com.catalog.product.created.v1",
+            "com.catalog.product.images-changed.v1"
+        ]
     );
-    assert_eq!(new_images["compressed_product_images"], json!([]));
+}
+
+#[tokio::test]
+async fn a_rejected_write_leaves_no_event_behind() {
+    let app = spawn_app().await;
+    let request = json!({
+        "user_id": "999", "product_name": "x", "product_images": ["https://a.example/1.jpg"], "product_price": 1
+    });
+    expect_problem(app.post("/products", &request).await, 422).await;
+    assert_eq!(app.count("outbox").await, 0);
 }
 
 #[tokio::test]
@@ -312,6 +330,17 @@ async fn a_deleted_product_is_gone() {
     let id = app.create_product(&user, "Lamp", 10.0).await;
     let path = format!("/products/{id}");
     assert_eq!(app.delete(&path).await.status(), 204);
+    let last_event: String = app
+        .db()
+        .await
+        .query_one(
+            "SELECT event_type FROM outbox ORDER BY id DESC LIMIT 1",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(last_event, "com.catalog.product.deleted.v1");
     expect_problem(app.get(&path).await, 404).await;
     expect_problem(app.delete(&path).await, 404).await;
     expect_problem(app.patch(&path, &json!({"product_name": "x"})).await, 404).await;

@@ -61,6 +61,9 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
     settings.database.url = database_url.clone();
     settings.database.pool_size = 4;
     settings.shutdown_grace = Duration::from_secs(1);
+    // The HTTP API alone; the pipeline tests configure Kafka.
+    settings.kafka = None;
+    settings.serve_images_from = None;
     configure(&mut settings);
     let app = Application::build(&settings).await.expect("the api starts");
     let base = format!("http://{}", app.addr());

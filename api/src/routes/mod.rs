@@ -16,6 +16,8 @@ pub struct AppState {
     pub pool: Pool,
     /// How many image URLs a product may have.
     pub max_images_per_product: usize,
+    /// Wakes the outbox relay after a commit that wrote events.
+    pub outbox: crate::outbox::OutboxSignal,
 }
 
 #[derive(Tags)]

@@ -73,6 +73,7 @@ impl ProductsApi {
     async fn create(&self, body: JsonBody<CreateProduct>) -> Result<CreateResponse, ApiError> {
         let product = body.0.validate(self.state.max_images_per_product)?;
         let id = repo::insert(&self.state.pool, &product).await?;
+        self.state.outbox.committed();
         tracing::info!(
             product_id = id,
             user_id = product.user_id.get(),
@@ -187,6 +188,7 @@ impl ProductsApi {
         let changes = body.0.validate(self.state.max_images_per_product)?;
         match repo::update(&self.state.pool, id.0, &changes).await? {
             Some(row) => {
+                self.state.outbox.committed();
                 tracing::info!(product_id = id.0, "Product updated.");
                 Ok(ProductResponse::Ok(Json(row.into())))
             }
@@ -207,6 +209,7 @@ impl ProductsApi {
         id: Path<i64>,
     ) -> Result<DeleteResponse, ApiError> {
         if repo::delete(&self.state.pool, id.0).await? {
+            self.state.outbox.committed();
             tracing::info!(product_id = id.0, "Product deleted.");
             Ok(DeleteResponse::Deleted)
         } else {

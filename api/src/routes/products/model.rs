@@ -1,7 +1,7 @@
 //! The JSON shapes of the product endpoints, and their conversion into domain types.
 
 use chrono::{DateTime, Utc};
-use poem_openapi::{Object, types::MaybeUndefined};
+use poem_openapi::{Enum, Object, types::MaybeUndefined};
 use rust_decimal::{Decimal, prelude::ToPrimitive};
 
 use super::repo::ProductRow;
@@ -162,13 +162,109 @@ pub struct Product {
     pub product_description: String,
     /// The image URLs as given, in order.
     pub product_images: Vec<String>,
-    /// The compressed images, in the same order as `product_images` once processed; empty
-    /// until then.
-    pub compressed_product_images: Vec<String>,
+    /// The compressed images: same length and order as `product_images`, with `null` where
+    /// an image is not compressed (still pending, or failed: see `images`).
+    pub compressed_product_images: Vec<Option<String>>,
     /// The price as a JSON number with at most 2 decimal places.
     pub product_price: f64,
+    /// Processing of the current images as a whole.
+    pub processing_status: ProcessingStatus,
+    /// Grows each time `product_images` changes.
+    pub image_revision: i32,
+    /// One entry per `product_images` entry, same order: how its processing went.
+    pub images: Vec<ImageState>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+}
+
+/// Where processing of a product's images stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
+#[oai(rename_all = "snake_case")]
+pub enum ProcessingStatus {
+    /// Some images are still being processed.
+    Pending,
+    /// Every image is compressed.
+    Done,
+    /// Every image is finished; some failed.
+    PartlyFailed,
+    /// Every image failed.
+    Failed,
+}
+
+/// The state of one image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum, serde::Deserialize)]
+#[oai(rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
+pub enum ImageStatus {
+    /// Not processed yet (or waiting for a retry).
+    Pending,
+    /// Compressed and stored.
+    Compressed,
+    /// Given up on; `failure_reason` says why.
+    Failed,
+}
+
+/// One image of a product and how its processing went.
+#[derive(Debug, Clone, Object, serde::Deserialize)]
+pub struct ImageState {
+    /// The URL as given.
+    #[serde(default)]
+    pub source_url: String,
+    pub status: ImageStatus,
+    /// Where the compressed image is served.
+    #[serde(default)]
+    pub compressed_url: Option<String>,
+    /// Why the image failed.
+    #[serde(default)]
+    pub failure_reason: Option<String>,
+    /// Size of the original, in bytes.
+    #[serde(default)]
+    pub bytes_before: Option<u64>,
+    /// Size of the compressed image, in bytes.
+    #[serde(default)]
+    pub bytes_after: Option<u64>,
+    #[serde(default)]
+    pub width: Option<u32>,
+    #[serde(default)]
+    pub height: Option<u32>,
+    /// Media type of the compressed image.
+    #[serde(default)]
+    pub format: Option<String>,
+}
+
+/// The per-image states of a row, with the source URLs filled in.
+fn image_states(images: &[String], status: serde_json::Value) -> Vec<ImageState> {
+    let stored: Vec<ImageState> = serde_json::from_value(status).unwrap_or_default();
+    images
+        .iter()
+        .enumerate()
+        .map(|(i, url)| {
+            let mut state = stored.get(i).cloned().unwrap_or(ImageState {
+                source_url: String::new(),
+                status: ImageStatus::Pending,
+                compressed_url: None,
+                failure_reason: None,
+                bytes_before: None,
+                bytes_after: None,
+                width: None,
+                height: None,
+                format: None,
+            });
+            state.source_url = url.clone();
+            state
+        })
+        .collect()
+}
+
+fn overall(images: &[ImageState]) -> ProcessingStatus {
+    let count = |s| images.iter().filter(|i| i.status == s).count();
+    let (pending, failed) = (count(ImageStatus::Pending), count(ImageStatus::Failed));
+    match () {
+        _ if pending > 0 => ProcessingStatus::Pending,
+        _ if failed == 0 => ProcessingStatus::Done,
+        _ if failed == images.len() => ProcessingStatus::Failed,
+        _ => ProcessingStatus::PartlyFailed,
+    }
 }
 
 /// A price as a JSON number: the shortest f64 that reads back as the same decimal, which is
@@ -182,7 +278,11 @@ fn price_number(price: Decimal) -> f64 {
 
 impl From<ProductRow> for Product {
     fn from(row: ProductRow) -> Self {
+        let images = image_states(&row.images, row.image_status);
         Self {
+            processing_status: overall(&images),
+            image_revision: row.image_revision,
+            images,
             product_id: row.id.to_string(),
             user_id: row.user_id.to_string(),
             product_name: row.name,

@@ -12,7 +12,9 @@ use super::{
 use crate::{
     db::DbError,
     domain::{PriceRange, UserId},
+    outbox,
 };
+use events::{EventType, ProductCreated, ProductDeleted, ProductImagesChanged};
 
 /// A row of `products`.
 pub struct ProductRow {
@@ -21,14 +23,16 @@ pub struct ProductRow {
     pub name: String,
     pub description: String,
     pub images: Vec<String>,
-    pub compressed_images: Vec<String>,
+    pub compressed_images: Vec<Option<String>>,
     pub price: Decimal,
+    pub image_revision: i32,
+    pub image_status: serde_json::Value,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
 
 const COLUMNS: &str = "id, user_id, product_name, product_description, product_images, \
-     compressed_product_images, product_price, created_at, updated_at";
+     compressed_product_images, product_price, image_revision, image_status, created_at, updated_at";
 
 impl ProductRow {
     fn from_row(row: &Row) -> Self {
@@ -40,29 +44,51 @@ impl ProductRow {
             images: row.get(4),
             compressed_images: row.get(5),
             price: row.get(6),
-            created_at: row.get(7),
-            updated_at: row.get(8),
+            image_revision: row.get(7),
+            image_status: row.get(8),
+            created_at: row.get(9),
+            updated_at: row.get(10),
         }
     }
 }
 
-/// Inserts the product and returns its id.
+/// The status of `count` images that are still to be processed, and their (empty)
+/// compressed URLs.
+fn pending_images(count: usize) -> (serde_json::Value, Vec<Option<String>>) {
+    let status = serde_json::Value::Array(vec![serde_json::json!({"status": "pending"}); count]);
+    (status, vec![None; count])
+}
+
+/// Inserts the product and its `ProductCreated` event in one transaction; returns the id.
 pub async fn insert(pool: &Pool, product: &NewProduct) -> Result<i64, DbError> {
-    let client = pool.get().await?;
-    let row = client
+    let mut client = pool.get().await?;
+    let tx = client.transaction().await?;
+    let (status, compressed) = pending_images(product.images.as_slice().len());
+    let row = tx
         .query_one(
-            "INSERT INTO products (user_id, product_name, product_description, product_images, product_price) \
-             VALUES ($1, $2, $3, $4, $5) RETURNING id",
+            "INSERT INTO products (user_id, product_name, product_description, product_images,                product_price, image_status, compressed_product_images) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
             &[
                 &product.user_id.get(),
                 &product.name.as_str(),
                 &product.description.as_str(),
                 &product.images.as_slice(),
                 &product.price.value(),
+                &status,
+                &compressed,
             ],
         )
         .await?;
-    Ok(row.get(0))
+    let id: i64 = row.get(0);
+    let event = ProductCreated {
+        product_id: id.to_string(),
+        user_id: product.user_id.to_string(),
+        image_revision: 1,
+        product_images: product.images.as_slice().to_vec(),
+    };
+    outbox::enqueue(&tx, id, EventType::ProductCreated, &event).await?;
+    tx.commit().await?;
+    Ok(id)
 }
 
 pub async fn find(pool: &Pool, id: i64) -> Result<Option<ProductRow>, DbError> {
@@ -142,26 +168,47 @@ fn escape_like(text: &str) -> String {
     out
 }
 
-/// Applies the changes; `None` when there is no such product. A new image list clears the
-/// compressed images, which belonged to the old list.
+/// Applies the changes; `None` when there is no such product. A new image list starts a
+/// new image revision: its images are pending again and a `ProductImagesChanged` event is
+/// written in the same transaction.
 pub async fn update(
     pool: &Pool,
     id: i64,
     changes: &ProductChanges,
 ) -> Result<Option<ProductRow>, DbError> {
-    let client = pool.get().await?;
-    let images = changes.images.as_ref().map(|i| i.as_slice());
-    let row = client
+    let mut client = pool.get().await?;
+    let tx = client.transaction().await?;
+    let current = tx
         .query_opt(
+            "SELECT product_images, image_revision FROM products WHERE id = $1 FOR UPDATE",
+            &[&id],
+        )
+        .await?;
+    let Some(current) = current else {
+        return Ok(None);
+    };
+    let current_images: Vec<String> = current.get(0);
+    let current_revision: i32 = current.get(1);
+    let new_images = changes
+        .images
+        .as_ref()
+        .map(|i| i.as_slice())
+        .filter(|images| *images != current_images.as_slice());
+    let revision = current_revision + i32::from(new_images.is_some());
+    let (status, compressed) = new_images
+        .map(|images| pending_images(images.len()))
+        .unzip();
+    let row = tx
+        .query_one(
             &format!(
                 "UPDATE products SET \
                    product_name = COALESCE($2, product_name), \
                    product_description = COALESCE($3, product_description), \
                    product_price = COALESCE($4, product_price), \
-                   compressed_product_images = CASE \
-                     WHEN $5::text[] IS NOT NULL AND $5::text[] IS DISTINCT FROM product_images THEN '{{}}' \
-                     ELSE compressed_product_images END, \
                    product_images = COALESCE($5, product_images), \
+                   image_status = COALESCE($6, image_status), \
+                   compressed_product_images = COALESCE($7, compressed_product_images), \
+                   image_revision = $8, \
                    updated_at = now() \
                  WHERE id = $1 RETURNING {COLUMNS}"
             ),
@@ -170,20 +217,41 @@ pub async fn update(
                 &changes.name.as_ref().map(|n| n.as_str()),
                 &changes.description.as_ref().map(|d| d.as_str()),
                 &changes.price.map(|p| p.value()),
-                &images,
+                &new_images,
+                &status,
+                &compressed,
+                &revision,
             ],
         )
         .await?;
-    Ok(row.as_ref().map(ProductRow::from_row))
+    if let Some(images) = new_images {
+        let event = ProductImagesChanged {
+            product_id: id.to_string(),
+            image_revision: revision,
+            product_images: images.to_vec(),
+        };
+        outbox::enqueue(&tx, id, EventType::ProductImagesChanged, &event).await?;
+    }
+    tx.commit().await?;
+    Ok(Some(ProductRow::from_row(&row)))
 }
 
-/// Deletes the product; false when there was none.
+/// Deletes the product and writes `ProductDeleted`; false when there was none.
 pub async fn delete(pool: &Pool, id: i64) -> Result<bool, DbError> {
-    let client = pool.get().await?;
-    let deleted = client
+    let mut client = pool.get().await?;
+    let tx = client.transaction().await?;
+    let deleted = tx
         .execute("DELETE FROM products WHERE id = $1", &[&id])
         .await?;
-    Ok(deleted > 0)
+    if deleted == 0 {
+        return Ok(false);
+    }
+    let event = ProductDeleted {
+        product_id: id.to_string(),
+    };
+    outbox::enqueue(&tx, id, EventType::ProductDeleted, &event).await?;
+    tx.commit().await?;
+    Ok(true)
 }
 
 #[cfg(test)]

@@ -1,0 +1,178 @@
+//! Publishes outbox rows to Kafka after commit.
+//!
+//! Woken by [`OutboxSignal`] right after a commit, and by a poll for rows written by other
+//! replicas. Rows are claimed with `FOR UPDATE SKIP LOCKED`, so replicas relay in parallel
+//! without sending a row twice at once; a row is only taken when no earlier row of the same
+//! product is still unpublished, which keeps each product's events in order. A row is marked
+//! published only after the broker acknowledged it (idempotent producer, `acks=all`); when
+//! the broker is down the rows wait and the API keeps accepting writes.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use deadpool_postgres::Pool;
+use events::{Envelope, EventType};
+use rdkafka::{
+    message::{Header, OwnedHeaders},
+    producer::{FutureProducer, FutureRecord},
+    util::Timeout,
+};
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use super::{OutboxSignal, SOURCE};
+
+/// The relay of one api process.
+pub struct Relay {
+    /// Where the outbox lives.
+    pub pool: Pool,
+    /// The idempotent producer.
+    pub producer: FutureProducer,
+    /// The product-events topic.
+    pub topic: String,
+    /// Rate of the fallback poll.
+    pub poll_interval: Duration,
+    /// Rows per transaction.
+    pub batch_size: i64,
+    /// Woken after local commits.
+    pub signal: OutboxSignal,
+}
+
+struct OutboxRow {
+    id: i64,
+    product_id: i64,
+    event_id: Uuid,
+    event_type: String,
+    payload: serde_json::Value,
+    traceparent: Option<String>,
+    created_at: DateTime<Utc>,
+}
+
+impl Relay {
+    /// Publishes until `shutdown`; a batch in flight finishes first.
+    pub async fn run(self, shutdown: CancellationToken) {
+        let mut backoff = Duration::from_millis(200);
+        loop {
+            let wait = match self.publish_batch().await {
+                Ok(sent) if sent as i64 == self.batch_size => Duration::ZERO,
+                Ok(_) => {
+                    backoff = Duration::from_millis(200);
+                    self.poll_interval
+                }
+                Err(error) => {
+                    tracing::warn!(
+                        error = format!("{error:#}"),
+                        retry_in_ms = backoff.as_millis() as u64,
+                        "Outbox relay failed; retrying."
+                    );
+                    let wait = backoff;
+                    backoff = (backoff * 2).min(Duration::from_secs(30));
+                    wait
+                }
+            };
+            if wait.is_zero() {
+                if shutdown.is_cancelled() {
+                    break;
+                }
+                continue;
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = self.signal.wait() => {}
+                _ = tokio::time::sleep(wait) => {}
+            }
+        }
+        tracing::info!("Outbox relay stopped.");
+    }
+
+    /// Claims, publishes and marks one batch; returns how many rows were published.
+    pub async fn publish_batch(&self) -> anyhow::Result<usize> {
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        let rows = tx
+            .query(
+                "SELECT o.id, o.product_id, o.event_id, o.event_type, o.payload, o.traceparent, o.created_at \
+                 FROM outbox o \
+                 WHERE o.published_at IS NULL \
+                   AND NOT EXISTS (SELECT 1 FROM outbox e \
+                                   WHERE e.product_id = o.product_id AND e.published_at IS NULL AND e.id < o.id) \
+                 ORDER BY o.id \
+                 LIMIT $1 \
+                 FOR UPDATE SKIP LOCKED",
+                &[&self.batch_size],
+            )
+            .await?;
+        if rows.is_empty() {
+            return Ok(0);
+        }
+        let rows: Vec<OutboxRow> = rows
+            .iter()
+            .map(|r| OutboxRow {
+                id: r.get(0),
+                product_id: r.get(1),
+                event_id: r.get(2),
+                event_type: r.get(3),
+                payload: r.get(4),
+                traceparent: r.get(5),
+                created_at: r.get(6),
+            })
+            .collect();
+        let sends = rows.iter().map(|row| self.send(row));
+        for result in futures_util::future::join_all(sends).await {
+            result?;
+        }
+        let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
+        tx.execute(
+            "UPDATE outbox SET published_at = now() WHERE id = ANY($1)",
+            &[&ids],
+        )
+        .await?;
+        tx.commit().await?;
+        let oldest = rows
+            .iter()
+            .map(|r| r.created_at)
+            .min()
+            .unwrap_or_else(Utc::now);
+        tracing::info!(
+            events = rows.len(),
+            lag_ms = (Utc::now() - oldest).num_milliseconds(),
+            topic = %self.topic,
+            "Outbox relay published."
+        );
+        Ok(rows.len())
+    }
+
+    async fn send(&self, row: &OutboxRow) -> anyhow::Result<()> {
+        let event_type = EventType::parse(&row.event_type).ok_or_else(|| {
+            anyhow::anyhow!("outbox row {} has unknown type {}", row.id, row.event_type)
+        })?;
+        let envelope = Envelope {
+            id: row.event_id,
+            event_type,
+            source: SOURCE.to_owned(),
+            time: row.created_at,
+            subject: row.product_id.to_string(),
+            traceparent: row.traceparent.clone(),
+        };
+        let mut headers = OwnedHeaders::new();
+        for (key, value) in envelope.headers() {
+            headers = headers.insert(Header {
+                key,
+                value: Some(&value),
+            });
+        }
+        let key = row.product_id.to_string();
+        let payload = serde_json::to_vec(&row.payload)?;
+        let record = FutureRecord::to(&self.topic)
+            .key(&key)
+            .payload(&payload)
+            .headers(headers);
+        self.producer
+            .send(record, Timeout::Never)
+            .await
+            .map_err(|(error, _)| {
+                anyhow::anyhow!("Failed to publish outbox row {}: {error}", row.id)
+            })?;
+        Ok(())
+    }
+}

@@ -1,0 +1,216 @@
+//! Applies `ImagesCompressed` events to products.
+//!
+//! Effects happen exactly once although delivery is at-least-once: the event id is recorded
+//! in `applied_events` in the same transaction as the update, so a redelivered event changes
+//! nothing. An event for an older image revision than the product's is ignored: its images
+//! were replaced meanwhile. The offset is stored only after the transaction committed; a
+//! database outage is retried with backoff, holding the partition, rather than skipping
+//! events. An event that cannot be read is logged and counted and skipped: there is nothing
+//! to apply.
+
+use std::{future::Future, pin::Pin, sync::Arc, time::Duration};
+
+use deadpool_postgres::Pool;
+use events::{Envelope, EventType, ImageOutcome, ImagesCompressed};
+use rdkafka::{
+    Message,
+    consumer::{Consumer, StreamConsumer},
+    message::{BorrowedMessage, Headers},
+};
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+/// Called after a product's change committed (the cache invalidation hook).
+pub type AfterCommit = Arc<dyn Fn(i64) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
+
+/// The projector of one api process.
+pub struct Projector {
+    pub pool: Pool,
+    pub consumer: StreamConsumer,
+    pub after_commit: AfterCommit,
+}
+
+/// What applying an event did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Applied {
+    Updated,
+    Duplicate,
+    StaleRevision { current: i32 },
+    NoSuchProduct,
+}
+
+impl Projector {
+    /// A hook that does nothing, for when there is no cache.
+    pub fn no_cache() -> AfterCommit {
+        Arc::new(|_| Box::pin(async {}))
+    }
+
+    /// Consumes until `shutdown`; the message in hand is finished first.
+    pub async fn run(self, shutdown: CancellationToken) {
+        loop {
+            let message = tokio::select! {
+                _ = shutdown.cancelled() => break,
+                message = self.consumer.recv() => message,
+            };
+            match message {
+                Ok(message) => {
+                    if self.handle(&message, &shutdown).await {
+                        if let Err(error) = self.consumer.store_offset_from_message(&message) {
+                            tracing::warn!(%error, "Failed to store the projector's offset.");
+                        }
+                    }
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "Projector failed to receive; retrying.");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+            }
+        }
+        if let Err(error) = self
+            .consumer
+            .commit_consumer_state(rdkafka::consumer::CommitMode::Sync)
+        {
+            tracing::debug!(%error, "No projector offsets to commit at shutdown.");
+        }
+        tracing::info!("Projector stopped.");
+    }
+
+    /// Applies one message; false when shutdown interrupted it (the offset is not stored).
+    async fn handle(&self, message: &BorrowedMessage<'_>, shutdown: &CancellationToken) -> bool {
+        let decoded = decode(message);
+        let (envelope, event) = match decoded {
+            Ok(decoded) => decoded,
+            Err(reason) => {
+                tracing::error!(
+                    topic = message.topic(),
+                    partition = message.partition(),
+                    offset = message.offset(),
+                    reason,
+                    "Projector skipped an unreadable event."
+                );
+                return true;
+            }
+        };
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            match apply(&self.pool, envelope.id, &event).await {
+                Ok(applied) => {
+                    let product_id = event.product_id.parse::<i64>().unwrap_or_default();
+                    if applied == Applied::Updated {
+                        (self.after_commit)(product_id).await;
+                    }
+                    tracing::info!(
+                        product_id,
+                        event_id = %envelope.id,
+                        image_revision = event.image_revision,
+                        images = event.images.len(),
+                        outcome = ?applied,
+                        "Projector applied an event."
+                    );
+                    return true;
+                }
+                Err(error) => {
+                    tracing::warn!(
+                        error = format!("{error:#}"),
+                        retry_in_ms = backoff.as_millis() as u64,
+                        "Projector failed to apply; retrying."
+                    );
+                    tokio::select! {
+                        _ = shutdown.cancelled() => return false,
+                        _ = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(10));
+                }
+            }
+        }
+    }
+}
+
+fn decode(message: &BorrowedMessage<'_>) -> Result<(Envelope, ImagesCompressed), String> {
+    let headers = message
+        .headers()
+        .map(|h| h.iter().map(|h| (h.key, h.value)).collect::<Vec<_>>());
+    let envelope =
+        Envelope::from_headers(headers.unwrap_or_default()).map_err(|e| e.to_string())?;
+    if envelope.event_type != EventType::ImagesCompressed {
+        return Err(format!(
+            "unexpected event type {}",
+            envelope.event_type.as_str()
+        ));
+    }
+    let payload = message.payload().ok_or("empty payload")?;
+    let event: ImagesCompressed = serde_json::from_slice(payload).map_err(|e| e.to_string())?;
+    Ok((envelope, event))
+}
+
+/// Applies `event` unless it was applied before or belongs to an older image revision.
+pub async fn apply(
+    pool: &Pool,
+    event_id: Uuid,
+    event: &ImagesCompressed,
+) -> anyhow::Result<Applied> {
+    let product_id: i64 = event
+        .product_id
+        .parse()
+        .map_err(|_| anyhow::anyhow!("product id {:?} is not a number", event.product_id))?;
+    let mut client = pool.get().await?;
+    let tx = client.transaction().await?;
+    let fresh = tx
+        .execute(
+            "INSERT INTO applied_events (event_id) VALUES ($1) ON CONFLICT DO NOTHING",
+            &[&event_id],
+        )
+        .await?;
+    if fresh == 0 {
+        return Ok(Applied::Duplicate);
+    }
+    let row = tx
+        .query_opt(
+            "SELECT image_revision, image_status, compressed_product_images, cardinality(product_images) \
+             FROM products WHERE id = $1 FOR UPDATE",
+            &[&product_id],
+        )
+        .await?;
+    let Some(row) = row else {
+        tx.commit().await?;
+        return Ok(Applied::NoSuchProduct);
+    };
+    let current: i32 = row.get(0);
+    if current != event.image_revision {
+        tx.commit().await?;
+        return Ok(Applied::StaleRevision { current });
+    }
+    let mut status: Vec<serde_json::Value> = serde_json::from_value(row.get(1)).unwrap_or_default();
+    let mut compressed: Vec<Option<String>> = row.get(2);
+    let count = row.get::<_, Option<i32>>(3).unwrap_or(0) as usize;
+    status.resize(count, serde_json::json!({"status": "pending"}));
+    compressed.resize(count, None);
+    for image in &event.images {
+        let i = image.index as usize;
+        if i >= count {
+            continue;
+        }
+        let outcome = match image.outcome {
+            ImageOutcome::Compressed => "compressed",
+            ImageOutcome::Failed => "failed",
+        };
+        status[i] = serde_json::json!({
+            "status": outcome,
+            "compressed_url": image.compressed_url,
+            "failure_reason": image.failure_reason,
+            "bytes_before": image.bytes_before,
+            "bytes_after": image.bytes_after,
+            "width": image.width,
+            "height": image.height,
+            "format": image.format,
+        });
+        compressed[i] = image.compressed_url.clone();
+    }
+    tx.execute(
+        "UPDATE products SET image_status = $2, compressed_product_images = $3 WHERE id = $1",
+        &[&product_id, &serde_json::Value::Array(status), &compressed],
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(Applied::Updated)
+}
