@@ -30,5 +30,7 @@ pub const ERROR_KIND: &str = "x-error-kind";
 pub const ORIGIN_TOPIC: &str = "x-origin-topic";
 pub const ORIGIN_PARTITION: &str = "x-origin-partition";
 pub const ORIGIN_OFFSET: &str = "x-origin-offset";
+/// Which images (comma-separated positions) a retry record is for; absent means all.
+pub const IMAGES: &str = "x-images";
 /// When the job first failed (RFC 3339).
 pub const FIRST_FAILURE_AT: &str = "x-first-failure-at";

@@ -1,0 +1,152 @@
+//! A unit of work read from a record: which images of which product revision to process,
+//! and the bookkeeping that travels with retries.
+
+use events::{Envelope, EventType, ProductCreated, ProductImagesChanged, SourceImage, headers};
+use rdkafka::{
+    Message,
+    message::{BorrowedMessage, Headers},
+};
+
+/// Where a job first entered the pipeline.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Origin {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+}
+
+/// Images to process for one product revision.
+#[derive(Debug, Clone)]
+pub struct Job {
+    pub envelope: Envelope,
+    pub product_id: String,
+    pub revision: i32,
+    /// The images still to do (all of them on the first attempt).
+    pub images: Vec<SourceImage>,
+    /// 1 on the first try, 2 on the first retry…
+    pub attempt: u32,
+    pub origin: Origin,
+    /// When the job first failed, if it has (RFC 3339).
+    pub first_failure_at: Option<String>,
+    /// The record's value and ce_ headers as received, forwarded to retries and dead letters.
+    pub raw: RawRecord,
+}
+
+/// A record's key, value and headers, copied so they can be forwarded.
+#[derive(Debug, Clone, Default)]
+pub struct RawRecord {
+    pub key: Option<Vec<u8>>,
+    pub value: Vec<u8>,
+    pub headers: Vec<(String, Vec<u8>)>,
+}
+
+impl RawRecord {
+    pub fn of(message: &BorrowedMessage<'_>) -> Self {
+        Self {
+            key: message.key().map(<[u8]>::to_vec),
+            value: message.payload().map(<[u8]>::to_vec).unwrap_or_default(),
+            headers: message
+                .headers()
+                .map(|h| {
+                    h.iter()
+                        .map(|h| (h.key.to_owned(), h.value.unwrap_or_default().to_vec()))
+                        .collect()
+                })
+                .unwrap_or_default(),
+        }
+    }
+
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
+    }
+
+    /// The headers that describe the event itself (ce_*, content-type, traceparent): what a
+    /// retry or dead letter carries over, without earlier bookkeeping.
+    pub fn event_headers(&self) -> Vec<(String, Vec<u8>)> {
+        self.headers
+            .iter()
+            .filter(|(k, _)| !k.starts_with("x-"))
+            .cloned()
+            .collect()
+    }
+}
+
+/// What a record asks for.
+#[derive(Debug)]
+pub enum Decoded {
+    Job(Box<Job>),
+    /// A well-formed event with nothing to do here (e.g. `ProductDeleted`).
+    Nothing(EventType),
+}
+
+/// Reads a record; an error means it cannot be read at all (a dead letter).
+pub fn decode(message: &BorrowedMessage<'_>) -> Result<Decoded, String> {
+    let raw = RawRecord::of(message);
+    let envelope = Envelope::from_headers(
+        raw.headers
+            .iter()
+            .map(|(k, v)| (k.as_str(), Some(v.as_slice()))),
+    )
+    .map_err(|e| format!("not a catalog event: {e}"))?;
+    let (product_id, revision, urls) = match envelope.event_type {
+        EventType::ProductCreated => {
+            let e: ProductCreated = serde_json::from_slice(&raw.value)
+                .map_err(|e| format!("invalid ProductCreated: {e}"))?;
+            (e.product_id, e.image_revision, e.product_images)
+        }
+        EventType::ProductImagesChanged => {
+            let e: ProductImagesChanged = serde_json::from_slice(&raw.value)
+                .map_err(|e| format!("invalid ProductImagesChanged: {e}"))?;
+            (e.product_id, e.image_revision, e.product_images)
+        }
+        other => return Ok(Decoded::Nothing(other)),
+    };
+    let only: Option<Vec<u32>> = raw.header(headers::IMAGES).map(|list| {
+        list.split(',')
+            .filter_map(|i| i.trim().parse().ok())
+            .collect()
+    });
+    let images = urls
+        .into_iter()
+        .enumerate()
+        .map(|(i, url)| SourceImage {
+            index: i as u32,
+            url,
+        })
+        .filter(|image| only.as_ref().is_none_or(|only| only.contains(&image.index)))
+        .collect();
+    let origin = match (
+        raw.header(headers::ORIGIN_TOPIC),
+        raw.header(headers::ORIGIN_PARTITION)
+            .and_then(|p| p.parse().ok()),
+        raw.header(headers::ORIGIN_OFFSET)
+            .and_then(|o| o.parse().ok()),
+    ) {
+        (Some(topic), Some(partition), Some(offset)) => Origin {
+            topic,
+            partition,
+            offset,
+        },
+        _ => Origin {
+            topic: message.topic().to_owned(),
+            partition: message.partition(),
+            offset: message.offset(),
+        },
+    };
+    Ok(Decoded::Job(Box::new(Job {
+        product_id,
+        revision,
+        images,
+        attempt: raw
+            .header(headers::ATTEMPT)
+            .and_then(|a| a.parse().ok())
+            .unwrap_or(1),
+        origin,
+        first_failure_at: raw.header(headers::FIRST_FAILURE_AT),
+        envelope,
+        raw,
+    })))
+}

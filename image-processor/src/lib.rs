@@ -1,0 +1,20 @@
+//! The image-processor: a Kafka consumer group that turns each product's image URLs into
+//! compressed images in object storage and reports them as `ImagesCompressed`.
+//!
+//! - [`fetch`] downloads an image, refusing non-public addresses (checked on the address
+//!   actually connected to, and on every redirect) and enforcing size and time limits.
+//! - [`transform`] sniffs, decodes with pixel limits, orients, resizes and encodes to WebP.
+//! - [`storage`] writes under deterministic keys, so re-processing overwrites, never piles up.
+//! - [`failure`] decides, in one place, whether a failure is retried or final.
+//! - [`worker`] runs the consumers of the main and retry topics, produces results, retries and
+//!   dead letters, and stores an offset only once the outcome is durable.
+//! - [`dlq`] lists and redrives dead letters.
+
+pub mod dlq;
+pub mod failure;
+pub mod fetch;
+pub mod job;
+pub mod settings;
+pub mod storage;
+pub mod transform;
+pub mod worker;

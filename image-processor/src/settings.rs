@@ -1,0 +1,131 @@
+//! The image-processor's settings, from the environment (and `.env`); `.env.example` lists
+//! every key with its default.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use ipnet::IpNet;
+use platform::{env, kafka::KafkaSettings};
+
+use crate::{fetch::FetchSettings, transform::TransformSettings};
+
+/// Everything the processor is configured with.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub kafka: KafkaSettings,
+    /// The consumer group of the main topic (`IMAGE_PROCESSOR_GROUP`); retry topics use
+    /// `<group>.retry-<n>`.
+    pub group: String,
+    /// `IMAGE_STORAGE_URL`: `s3://bucket/prefix`, `file:///dir` or `memory://`.
+    pub storage_url: String,
+    /// `IMAGE_PUBLIC_BASE_URL`: public URL of the stored objects.
+    pub public_base_url: String,
+    /// `IMAGE_RETRY_DELAYS`, e.g. `5s,30s,120s`: one retry topic per entry.
+    pub retry_delays: Vec<Duration>,
+    pub fetch: FetchSettings,
+    pub transform: TransformSettings,
+    /// Images of one product downloaded at once (`IMAGE_CONCURRENCY`).
+    pub image_concurrency: usize,
+    /// Images decoded and encoded at once (`IMAGE_CPU_WORKERS`, default: the cores).
+    pub cpu_workers: usize,
+}
+
+/// Parses `5s,30s,120s`.
+pub fn parse_delays(text: &str) -> anyhow::Result<Vec<Duration>> {
+    text.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            humantime::parse_duration(s)
+                .with_context(|| format!("{s:?} is not a duration like 5s or 2m"))
+        })
+        .collect()
+}
+
+/// Parses `127.0.0.1/32,10.0.0.0/8`.
+pub fn parse_networks(text: &str) -> anyhow::Result<Vec<IpNet>> {
+    text.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            s.parse::<IpNet>()
+                .or_else(|_| s.parse::<std::net::IpAddr>().map(IpNet::from))
+                .with_context(|| format!("{s:?} is not a CIDR like 10.0.0.0/8"))
+        })
+        .collect()
+}
+
+impl Settings {
+    pub fn from_env() -> anyhow::Result<Self> {
+        let local = std::env::current_dir()?.join(".local/storage");
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        Ok(Self {
+            kafka: KafkaSettings::from_env()?,
+            group: env::string("IMAGE_PROCESSOR_GROUP", "image-processor"),
+            storage_url: env::string("IMAGE_STORAGE_URL", &format!("file://{}", local.display())),
+            public_base_url: env::string("IMAGE_PUBLIC_BASE_URL", "http://127.0.0.1:8080/images"),
+            retry_delays: parse_delays(&env::string("IMAGE_RETRY_DELAYS", "5s,30s,120s"))
+                .context("IMAGE_RETRY_DELAYS")?,
+            fetch: FetchSettings {
+                allowed_networks: parse_networks(&env::string("IMAGE_FETCH_ALLOWED_NETWORKS", ""))
+                    .context("IMAGE_FETCH_ALLOWED_NETWORKS")?,
+                connect_timeout: Duration::from_secs(env::parse(
+                    "IMAGE_FETCH_CONNECT_TIMEOUT_SECS",
+                    5,
+                )?),
+                total_timeout: Duration::from_secs(env::parse("IMAGE_FETCH_TIMEOUT_SECS", 30)?),
+                max_bytes: env::parse("IMAGE_MAX_BYTES", 20 * 1024 * 1024)?,
+                max_redirects: env::parse("IMAGE_MAX_REDIRECTS", 5)?,
+            },
+            transform: TransformSettings {
+                max_pixels: env::parse("IMAGE_MAX_PIXELS", 40_000_000)?,
+                max_side: env::parse("IMAGE_MAX_SIDE", 1600)?,
+                quality: env::parse("IMAGE_WEBP_QUALITY", 80.0)?,
+            },
+            image_concurrency: env::parse("IMAGE_CONCURRENCY", 4)?,
+            cpu_workers: env::parse("IMAGE_CPU_WORKERS", cores)?,
+        })
+    }
+
+    pub fn log(&self) {
+        tracing::info!(
+            brokers = %self.kafka.brokers,
+            topic_prefix = %self.kafka.topic_prefix,
+            group = %self.group,
+            storage = %env::redact(&self.storage_url),
+            public_base_url = %self.public_base_url,
+            retry_delays = ?self.retry_delays,
+            allowed_networks = ?self.fetch.allowed_networks,
+            max_bytes = self.fetch.max_bytes,
+            max_pixels = self.transform.max_pixels,
+            max_side = self.transform.max_side,
+            "Settings loaded."
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_delays_read_as_a_list() {
+        assert_eq!(
+            parse_delays("5s, 30s,2m").unwrap(),
+            [
+                Duration::from_secs(5),
+                Duration::from_secs(30),
+                Duration::from_secs(120)
+            ]
+        );
+        assert!(parse_delays("").unwrap().is_empty());
+        assert!(parse_delays("5 parsecs").is_err());
+    }
+
+    #[test]
+    fn networks_read_as_cidrs_or_single_addresses() {
+        let nets = parse_networks("127.0.0.1/32, 10.0.0.0/8,::1").unwrap();
+        assert_eq!(nets.len(), 3);
+        assert!(parse_networks("10.0.0.0/33").is_err());
+    }
+}

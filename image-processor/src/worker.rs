@@ -1,0 +1,553 @@
+//! The consumers: the main topic and one per retry level, all handled by one [`Worker`].
+//!
+//! For every job the worker processes the images it names, then makes the outcome durable
+//! before the offset is stored:
+//! - finished images (compressed or permanently failed) go out as one `ImagesCompressed`;
+//! - images that failed transiently go to the next retry topic, with a growing, jittered
+//!   delay, unless the retries are used up: then the original record goes to the dead-letter
+//!   topic and those images are reported failed with the reason;
+//! - a record that cannot be read goes to the dead-letter topic as it is.
+//!
+//! Retry topics are consumed by their own consumers, so a delayed retry never holds up the
+//! main topic. Each retry topic holds records of one delay, in order, so waiting for the
+//! head record's due time is waiting for the earliest due record.
+
+use std::{sync::Arc, time::Duration};
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use events::{
+    EventType, ImageOutcome, ImageResult, ImagesCompressed, SourceImage, Topics, headers,
+};
+use futures_util::StreamExt;
+use rdkafka::{
+    Message,
+    consumer::{CommitMode, Consumer, StreamConsumer},
+    message::{BorrowedMessage, Header, OwnedHeaders},
+    producer::{FutureProducer, FutureRecord},
+    util::Timeout,
+};
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    failure::Failure,
+    fetch::Fetcher,
+    job::{self, Decoded, Job, RawRecord},
+    storage::Storage,
+    transform::{self, TransformSettings},
+};
+
+/// Source of the events the processor emits (`ce_source`).
+pub const SOURCE: &str = "/catalog/image-processor";
+
+/// Everything needed to process jobs; shared by the consumers.
+pub struct Worker {
+    pub fetcher: Fetcher,
+    pub storage: Storage,
+    pub transform: TransformSettings,
+    pub producer: FutureProducer,
+    pub topics: Topics,
+    /// One entry per retry level.
+    pub retry_delays: Vec<Duration>,
+    /// Bounds decoding/encoding running at once (CPU and memory).
+    pub cpu: Arc<Semaphore>,
+    /// Downloads of one job in flight at once.
+    pub image_concurrency: usize,
+}
+
+/// A record to produce, owned so a failed send can be retried.
+struct Outgoing {
+    topic: String,
+    key: Option<Vec<u8>>,
+    value: Vec<u8>,
+    headers: Vec<(String, Vec<u8>)>,
+}
+
+impl Worker {
+    /// Builds the worker from settings.
+    pub fn build(settings: &crate::settings::Settings) -> anyhow::Result<Arc<Self>> {
+        Ok(Arc::new(Self {
+            fetcher: Fetcher::new(settings.fetch.clone())?,
+            storage: Storage::from_url(&settings.storage_url, &settings.public_base_url)?,
+            transform: settings.transform.clone(),
+            producer: settings.kafka.producer(Duration::from_secs(30))?,
+            topics: settings.kafka.topics(),
+            retry_delays: settings.retry_delays.clone(),
+            cpu: Arc::new(Semaphore::new(settings.cpu_workers.max(1))),
+            image_concurrency: settings.image_concurrency,
+        }))
+    }
+
+    /// Consumes `consumer` (the main topic at `level` 0, retry level `n` otherwise) until
+    /// `shutdown`; the record in hand is finished first, and stored offsets are committed.
+    pub async fn consume(
+        self: Arc<Self>,
+        consumer: StreamConsumer,
+        level: usize,
+        shutdown: CancellationToken,
+    ) {
+        loop {
+            let message = tokio::select! {
+                _ = shutdown.cancelled() => break,
+                message = consumer.recv() => message,
+            };
+            let message = match message {
+                Ok(message) => message,
+                Err(error) => {
+                    tracing::warn!(%error, level, "Failed to receive; retrying.");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    continue;
+                }
+            };
+            if self.handle(&message, level, &shutdown).await {
+                if let Err(error) = consumer.store_offset_from_message(&message) {
+                    tracing::warn!(%error, "Failed to store an offset.");
+                }
+            } else {
+                // Interrupted by shutdown: the offset stays, the record is redelivered.
+                break;
+            }
+        }
+        if let Err(error) = consumer.commit_consumer_state(CommitMode::Sync) {
+            tracing::debug!(%error, level, "No offsets to commit at shutdown.");
+        }
+        tracing::info!(level, "Consumer stopped.");
+    }
+
+    /// Handles one record; true when its outcome is durable and the offset may be stored.
+    pub async fn handle(
+        &self,
+        message: &BorrowedMessage<'_>,
+        level: usize,
+        shutdown: &CancellationToken,
+    ) -> bool {
+        let job = match job::decode(message) {
+            Ok(Decoded::Job(job)) => job,
+            Ok(Decoded::Nothing(event_type)) => {
+                tracing::debug!(
+                    event_type = event_type.as_str(),
+                    "Nothing to do for this event."
+                );
+                return true;
+            }
+            Err(reason) => {
+                tracing::error!(
+                    topic = message.topic(),
+                    partition = message.partition(),
+                    offset = message.offset(),
+                    reason,
+                    "Dead-lettering an unreadable record."
+                );
+                let raw = RawRecord::of(message);
+                let origin = job::Origin {
+                    topic: message.topic().to_owned(),
+                    partition: message.partition(),
+                    offset: message.offset(),
+                };
+                let record = self.dead_letter(
+                    &raw,
+                    &origin,
+                    &format!("unreadable: {reason}"),
+                    "permanent",
+                    1,
+                    None,
+                );
+                return self.send_durably(record, shutdown).await;
+            }
+        };
+        if level > 0 && !self.wait_until_due(&job, shutdown).await {
+            return false;
+        }
+        let (finished, transient) = self.process(&job).await;
+        let mut outgoing = Vec::new();
+        let mut results = finished;
+        if !transient.is_empty() {
+            let reason = transient
+                .iter()
+                .map(|(i, f)| format!("image {}: {f}", i.index))
+                .collect::<Vec<_>>()
+                .join("; ");
+            let first_failure = job
+                .first_failure_at
+                .clone()
+                .unwrap_or_else(|| Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true));
+            let next_level = job.attempt as usize; // attempt 1 failed → retry level 1
+            if next_level <= self.retry_delays.len() {
+                let delay = jittered(self.retry_delays[next_level - 1]);
+                tracing::warn!(
+                    product_id = %job.product_id,
+                    attempt = job.attempt,
+                    retry_level = next_level,
+                    delay_ms = delay.as_millis() as u64,
+                    reason,
+                    "Retry scheduled."
+                );
+                outgoing.push(self.retry(
+                    &job,
+                    &transient,
+                    next_level,
+                    delay,
+                    &reason,
+                    &first_failure,
+                ));
+            } else {
+                tracing::error!(
+                    product_id = %job.product_id,
+                    attempts = job.attempt,
+                    reason,
+                    "Retries exhausted; dead-lettering."
+                );
+                outgoing.push(self.dead_letter(
+                    &job.raw,
+                    &job.origin,
+                    &reason,
+                    "transient",
+                    job.attempt,
+                    Some(&first_failure),
+                ));
+                results.extend(transient.iter().map(|(image, failure)| {
+                    ImageResult::failed(
+                        image.index,
+                        image.url.clone(),
+                        format!("gave up after {} attempts: {failure}", job.attempt),
+                    )
+                }));
+            }
+        }
+        if !results.is_empty() {
+            outgoing.push(self.images_compressed(&job, results));
+        }
+        for record in outgoing {
+            if !self.send_durably(record, shutdown).await {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// Sleeps until the retry record's `x-not-before`; false if shutdown came first.
+    async fn wait_until_due(&self, job: &Job, shutdown: &CancellationToken) -> bool {
+        let due = job
+            .raw
+            .header(headers::NOT_BEFORE)
+            .and_then(|t| DateTime::parse_from_rfc3339(&t).ok())
+            .map(|t| t.with_timezone(&Utc));
+        if let Some(wait) = due.and_then(|due| (due - Utc::now()).to_std().ok()) {
+            tokio::select! {
+                _ = shutdown.cancelled() => return false,
+                _ = tokio::time::sleep(wait) => {}
+            }
+        }
+        true
+    }
+
+    /// Processes the job's images; returns final results and transient failures.
+    async fn process(&self, job: &Job) -> (Vec<ImageResult>, Vec<(SourceImage, Failure)>) {
+        let outcomes: Vec<(SourceImage, Result<ImageResult, Failure>)> =
+            futures_util::stream::iter(job.images.clone())
+                .map(|image| async move {
+                    let outcome = self.process_image(job, &image).await;
+                    (image, outcome)
+                })
+                .buffer_unordered(self.image_concurrency.max(1))
+                .collect()
+                .await;
+        let mut finished = Vec::new();
+        let mut transient = Vec::new();
+        for (image, outcome) in outcomes {
+            match outcome {
+                Ok(result) => finished.push(result),
+                Err(failure) if failure.is_transient() => transient.push((image, failure)),
+                Err(failure) => {
+                    tracing::warn!(product_id = %job.product_id, index = image.index, reason = %failure, "Image failed permanently.");
+                    finished.push(ImageResult::failed(
+                        image.index,
+                        image.url.clone(),
+                        failure.reason,
+                    ));
+                }
+            }
+        }
+        finished.sort_by_key(|r| r.index);
+        (finished, transient)
+    }
+
+    async fn process_image(&self, job: &Job, image: &SourceImage) -> Result<ImageResult, Failure> {
+        let started = std::time::Instant::now();
+        let host = url::Url::parse(&image.url)
+            .ok()
+            .and_then(|u| u.host_str().map(str::to_owned))
+            .unwrap_or_default();
+        let fetched = match self.fetcher.fetch(&image.url).await {
+            Ok(fetched) => fetched,
+            Err(failure) => {
+                tracing::info!(product_id = %job.product_id, index = image.index, host, reason = %failure, transient = failure.is_transient(), "Download failed.");
+                return Err(failure);
+            }
+        };
+        let bytes_before = fetched.bytes.len() as u64;
+        tracing::info!(
+            product_id = %job.product_id,
+            index = image.index,
+            host,
+            bytes = bytes_before,
+            ms = started.elapsed().as_millis() as u64,
+            "Download succeeded."
+        );
+        let permit = self
+            .cpu
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| Failure::transient("shutting down"))?;
+        let settings = self.transform.clone();
+        let encode_started = std::time::Instant::now();
+        let compressed = tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            transform::compress(&fetched.bytes, &settings)
+        })
+        .await
+        .map_err(|e| Failure::transient(format!("the compression task failed: {e}")))?;
+        let compressed = match compressed {
+            Ok(compressed) => compressed,
+            Err(failure) => {
+                tracing::info!(product_id = %job.product_id, index = image.index, reason = %failure, "Compression failed.");
+                return Err(failure);
+            }
+        };
+        let bytes_after = compressed.bytes.len() as u64;
+        tracing::info!(
+            product_id = %job.product_id,
+            index = image.index,
+            format = compressed.content_type,
+            bytes_before,
+            bytes_after,
+            width = compressed.width,
+            height = compressed.height,
+            ms = encode_started.elapsed().as_millis() as u64,
+            "Compression succeeded."
+        );
+        let key = Storage::key(&job.product_id, job.revision, image.index);
+        let (width, height, content_type) =
+            (compressed.width, compressed.height, compressed.content_type);
+        let url = self
+            .storage
+            .put(&key, compressed.bytes, content_type)
+            .await?;
+        Ok(ImageResult {
+            index: image.index,
+            source_url: image.url.clone(),
+            outcome: ImageOutcome::Compressed,
+            compressed_url: Some(url),
+            bytes_before: Some(bytes_before),
+            bytes_after: Some(bytes_after),
+            width: Some(width),
+            height: Some(height),
+            format: Some(content_type.to_owned()),
+            failure_reason: None,
+        })
+    }
+
+    fn images_compressed(&self, job: &Job, images: Vec<ImageResult>) -> Outgoing {
+        let mut envelope =
+            events::Envelope::new(EventType::ImagesCompressed, SOURCE, job.product_id.clone());
+        envelope.traceparent = job.envelope.traceparent.clone();
+        let event = ImagesCompressed {
+            product_id: job.product_id.clone(),
+            image_revision: job.revision,
+            images,
+        };
+        Outgoing {
+            topic: self.topics.images_compressed(),
+            key: Some(job.product_id.clone().into_bytes()),
+            value: serde_json::to_vec(&event).expect("events serialise"),
+            headers: envelope
+                .headers()
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), v.into_bytes()))
+                .collect(),
+        }
+    }
+
+    fn retry(
+        &self,
+        job: &Job,
+        transient: &[(SourceImage, Failure)],
+        level: usize,
+        delay: Duration,
+        reason: &str,
+        first_failure: &str,
+    ) -> Outgoing {
+        let not_before = Utc::now() + chrono::Duration::from_std(delay).unwrap_or_default();
+        let images: Vec<String> = transient.iter().map(|(i, _)| i.index.to_string()).collect();
+        let mut headers = job.raw.event_headers();
+        for (name, value) in bookkeeping(
+            &job.origin,
+            reason,
+            "transient",
+            job.attempt + 1,
+            Some(first_failure),
+        ) {
+            headers.push((name, value));
+        }
+        headers.push((
+            headers::NOT_BEFORE.to_owned(),
+            not_before
+                .to_rfc3339_opts(SecondsFormat::Millis, true)
+                .into_bytes(),
+        ));
+        headers.push((headers::IMAGES.to_owned(), images.join(",").into_bytes()));
+        Outgoing {
+            topic: self.topics.image_retry(level),
+            key: job.raw.key.clone(),
+            value: job.raw.value.clone(),
+            headers,
+        }
+    }
+
+    fn dead_letter(
+        &self,
+        raw: &RawRecord,
+        origin: &job::Origin,
+        reason: &str,
+        kind: &str,
+        attempts: u32,
+        first_failure: Option<&str>,
+    ) -> Outgoing {
+        let mut headers = raw.event_headers();
+        headers.extend(bookkeeping(origin, reason, kind, attempts, first_failure));
+        Outgoing {
+            topic: self.topics.image_dead_letters(),
+            key: raw.key.clone(),
+            value: raw.value.clone(),
+            headers,
+        }
+    }
+
+    /// Sends until the broker acknowledges; false when shutdown came first.
+    async fn send_durably(&self, record: Outgoing, shutdown: &CancellationToken) -> bool {
+        let mut backoff = Duration::from_millis(200);
+        loop {
+            let mut headers = OwnedHeaders::new();
+            for (key, value) in &record.headers {
+                headers = headers.insert(Header {
+                    key,
+                    value: Some(value),
+                });
+            }
+            let mut future = FutureRecord::to(&record.topic)
+                .payload(&record.value)
+                .headers(headers);
+            if let Some(key) = &record.key {
+                future = future.key(key);
+            }
+            match self
+                .producer
+                .send(future, Timeout::After(Duration::from_secs(30)))
+                .await
+            {
+                Ok(_) => return true,
+                Err((error, _)) => {
+                    tracing::warn!(topic = %record.topic, %error, retry_in_ms = backoff.as_millis() as u64, "Produce failed; retrying.");
+                    tokio::select! {
+                        _ = shutdown.cancelled() => return false,
+                        _ = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(10));
+                }
+            }
+        }
+    }
+}
+
+/// The retry and dead-letter headers.
+fn bookkeeping(
+    origin: &job::Origin,
+    reason: &str,
+    kind: &str,
+    attempt: u32,
+    first_failure: Option<&str>,
+) -> Vec<(String, Vec<u8>)> {
+    let mut out = vec![
+        (headers::ERROR.to_owned(), reason.as_bytes().to_vec()),
+        (headers::ERROR_KIND.to_owned(), kind.as_bytes().to_vec()),
+        (
+            headers::ATTEMPT.to_owned(),
+            attempt.to_string().into_bytes(),
+        ),
+        (
+            headers::ORIGIN_TOPIC.to_owned(),
+            origin.topic.clone().into_bytes(),
+        ),
+        (
+            headers::ORIGIN_PARTITION.to_owned(),
+            origin.partition.to_string().into_bytes(),
+        ),
+        (
+            headers::ORIGIN_OFFSET.to_owned(),
+            origin.offset.to_string().into_bytes(),
+        ),
+    ];
+    let first = first_failure
+        .map(str::to_owned)
+        .unwrap_or_else(|| Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true));
+    out.push((headers::FIRST_FAILURE_AT.to_owned(), first.into_bytes()));
+    out
+}
+
+/// Equal jitter: between half the delay and the whole, so delays still grow level by level
+/// while retries of many jobs spread out.
+pub fn jittered(delay: Duration) -> Duration {
+    delay.mul_f64(rand::random_range(0.5..=1.0))
+}
+
+/// Subscribes the main and retry consumers and runs them until `shutdown`.
+pub async fn run(
+    worker: Arc<Worker>,
+    kafka: &platform::kafka::KafkaSettings,
+    group: &str,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let topics = kafka.topics();
+    kafka
+        .ensure_topics(&topics.all(worker.retry_delays.len()))
+        .await?;
+    let mut tasks = Vec::new();
+    for level in 0..=worker.retry_delays.len() {
+        let (topic, group) = if level == 0 {
+            (topics.product_events(), group.to_owned())
+        } else {
+            (topics.image_retry(level), format!("{group}.retry-{level}"))
+        };
+        let consumer = kafka.consumer(&group)?;
+        consumer.subscribe(&[&topic])?;
+        tracing::info!(topic, group, "Consuming.");
+        tasks.push(tokio::spawn(worker.clone().consume(
+            consumer,
+            level,
+            shutdown.clone(),
+        )));
+    }
+    for task in tasks {
+        if let Err(error) = task.await {
+            tracing::error!(%error, "A consumer task panicked.");
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jitter_stays_between_half_and_the_whole_delay() {
+        for _ in 0..1000 {
+            let d = jittered(Duration::from_secs(10));
+            assert!(
+                d >= Duration::from_secs(5) && d <= Duration::from_secs(10),
+                "{d:?}"
+            );
+        }
+    }
+}
