@@ -1,6 +1,9 @@
 //! Helpers shared by the whole-system tests: each test gets its own database and its own api
 //! on a random port, so tests run in parallel without seeing each other's data.
 
+pub mod images;
+pub mod pipeline;
+
 use std::time::Duration;
 
 use api::{settings::Settings, startup::Application};

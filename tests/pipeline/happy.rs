@@ -1,0 +1,66 @@
+use system_tests::{images::sample, pipeline::spawn_pipeline};
+
+#[tokio::test]
+async fn a_new_products_images_end_up_compressed_and_downloadable() {
+    let pipeline = spawn_pipeline().await;
+    let sources = ["coffee.png", "rocket.jpg"];
+    let urls: Vec<String> = sources
+        .iter()
+        .map(|s| pipeline.images.url(&format!("/img/{s}")))
+        .collect();
+    let id = pipeline.create_product(&urls).await;
+
+    let product = pipeline.wait_until_processed(&id).await;
+    assert_eq!(product["processing_status"], "done", "{product:#}");
+    let compressed = product["compressed_product_images"].as_array().unwrap();
+    assert_eq!(compressed.len(), 2);
+    for (i, source) in sources.iter().enumerate() {
+        let url = compressed[i].as_str().expect("a compressed URL");
+        let response = pipeline.app.http.get(url).send().await.unwrap();
+        assert_eq!(response.status(), 200, "{url}");
+        let bytes = response.bytes().await.unwrap();
+        assert_eq!(
+            image::guess_format(&bytes).unwrap(),
+            image::ImageFormat::WebP,
+            "{url}"
+        );
+        let decoded = image::load_from_memory(&bytes).expect("a valid image");
+        assert!(decoded.width() > 0 && decoded.height() > 0);
+        let original = sample(source).len();
+        assert!(
+            bytes.len() < original,
+            "{source}: {} bytes compressed vs {original} original",
+            bytes.len()
+        );
+        assert_eq!(product["images"][i]["status"], "compressed");
+        assert_eq!(product["images"][i]["bytes_before"], original);
+        assert_eq!(product["images"][i]["bytes_after"], bytes.len());
+        assert_eq!(product["images"][i]["format"], "image/webp");
+    }
+}
+
+#[tokio::test]
+async fn new_images_are_processed_again_under_a_new_revision() {
+    let pipeline = spawn_pipeline().await;
+    let id = pipeline
+        .create_product(&[pipeline.images.url("/img/chelsea.png")])
+        .await;
+    pipeline.wait_until_processed(&id).await;
+
+    let response = pipeline
+        .app
+        .patch(
+            &format!("/products/{id}"),
+            &serde_json::json!({"product_images": [pipeline.images.url("/img/astronaut.png")]}),
+        )
+        .await;
+    let patched: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(patched["processing_status"], "pending");
+    assert_eq!(patched["image_revision"], 2);
+
+    let product = pipeline.wait_until_processed(&id).await;
+    assert_eq!(product["processing_status"], "done");
+    let url = product["compressed_product_images"][0].as_str().unwrap();
+    assert!(url.contains("/r2/"), "the new revision's object: {url}");
+    assert_eq!(pipeline.images.hits("/img/astronaut.png"), 1);
+}

@@ -1,0 +1,5 @@
+//! The asynchronous half, end to end: real broker, PostgreSQL, object storage (a directory
+//! the api serves) and images served over HTTP by the test.
+
+mod failures;
+mod happy;

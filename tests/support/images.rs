@@ -1,0 +1,193 @@
+//! A local HTTP server of images with scripted misbehaviour, counting every request, so the
+//! pipeline tests fetch over real HTTP and can tell what was (never) fetched.
+
+use std::{
+    collections::HashMap,
+    net::SocketAddr,
+    path::PathBuf,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
+
+use poem::{
+    Endpoint, EndpointExt, IntoResponse, Request, Response, Route, Server, get, handler,
+    http::StatusCode,
+    listener::{Acceptor, Listener, TcpListener},
+    web::{Data, Path, Query},
+};
+use tokio_util::sync::CancellationToken;
+
+/// The sample photos in `../shared/images`.
+pub fn sample(name: &str) -> Vec<u8> {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/images");
+    std::fs::read(dir.join(name))
+        .unwrap_or_else(|e| panic!("sample image {name} in {}: {e}", dir.display()))
+}
+
+#[derive(Default)]
+struct State {
+    hits: Mutex<HashMap<String, usize>>,
+    healed: AtomicBool,
+    hang_first: AtomicBool,
+}
+
+/// A running image server.
+pub struct ImageServer {
+    pub addr: SocketAddr,
+    state: Arc<State>,
+    shutdown: CancellationToken,
+}
+
+impl Drop for ImageServer {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+fn image_response(name: &str) -> Response {
+    let content_type = if name.ends_with(".png") {
+        "image/png"
+    } else {
+        "image/jpeg"
+    };
+    Response::builder()
+        .content_type(content_type)
+        .body(sample(name))
+}
+
+#[handler]
+fn img(Path(name): Path<String>) -> Response {
+    image_response(&name)
+}
+
+#[handler]
+fn flaky(
+    Path((fails, name)): Path<(usize, String)>,
+    req: &Request,
+    state: Data<&Arc<State>>,
+) -> Response {
+    let seen = state
+        .hits
+        .lock()
+        .unwrap()
+        .get(req.uri().path())
+        .copied()
+        .unwrap_or(0);
+    if seen <= fails {
+        return StatusCode::SERVICE_UNAVAILABLE.into_response();
+    }
+    image_response(&name)
+}
+
+#[handler]
+fn fail(Path(name): Path<String>, state: Data<&Arc<State>>) -> Response {
+    if state.healed.load(Ordering::SeqCst) {
+        image_response(&name)
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE.into_response()
+    }
+}
+
+#[handler]
+async fn slow(Path(name): Path<String>, state: Data<&Arc<State>>) -> Response {
+    if state.hang_first.swap(false, Ordering::SeqCst) {
+        tokio::time::sleep(Duration::from_secs(3600)).await;
+    }
+    image_response(&name)
+}
+
+#[derive(serde::Deserialize)]
+struct To {
+    to: String,
+}
+
+#[handler]
+fn redirect(Query(to): Query<To>) -> Response {
+    Response::builder()
+        .status(StatusCode::FOUND)
+        .header("location", to.to)
+        .finish()
+}
+
+#[handler]
+fn garbage() -> Response {
+    Response::builder()
+        .content_type("image/jpeg")
+        .body("this is not an image at all")
+}
+
+impl ImageServer {
+    /// Serves on `ip` (a loopback address) at a free port.
+    pub async fn start(ip: &str) -> Self {
+        let state = Arc::new(State::default());
+        state.hang_first.store(true, Ordering::SeqCst);
+        let counter = state.clone();
+        let app = Route::new()
+            .at("/img/:name", get(img))
+            .at("/flaky/:fails/:name", get(flaky))
+            .at("/fail/:name", get(fail))
+            .at("/slow/:name", get(slow))
+            .at("/redirect", get(redirect))
+            .at("/garbage", get(garbage))
+            .data(state.clone())
+            .around(move |ep, req: Request| {
+                let counter = counter.clone();
+                async move {
+                    *counter
+                        .hits
+                        .lock()
+                        .unwrap()
+                        .entry(req.uri().path().to_owned())
+                        .or_default() += 1;
+                    ep.call(req).await
+                }
+            });
+        let acceptor = TcpListener::bind(format!("{ip}:0"))
+            .into_acceptor()
+            .await
+            .expect("bind the image server");
+        let addr = *acceptor.local_addr()[0]
+            .as_socket_addr()
+            .expect("a socket address");
+        let shutdown = CancellationToken::new();
+        let stop = shutdown.clone();
+        tokio::spawn(async move {
+            let _ = Server::new_with_acceptor(acceptor)
+                .run_with_graceful_shutdown(
+                    app,
+                    async move { stop.cancelled().await },
+                    Some(Duration::from_millis(100)),
+                )
+                .await;
+        });
+        Self {
+            addr,
+            state,
+            shutdown,
+        }
+    }
+
+    /// The URL of `path` on this server.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// How many requests `path` received.
+    pub fn hits(&self, path: &str) -> usize {
+        self.state
+            .hits
+            .lock()
+            .unwrap()
+            .get(path)
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// From now on `/fail/…` succeeds.
+    pub fn heal(&self) {
+        self.state.healed.store(true, Ordering::SeqCst);
+    }
+}

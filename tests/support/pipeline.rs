@@ -1,0 +1,192 @@
+//! The whole system for one test: the api (with its outbox relay and projector), the
+//! image-processor and an image server, on the shared broker under a topic prefix, consumer
+//! groups and a storage directory of the test's own.
+
+use std::{
+    path::PathBuf,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use image_processor::{
+    settings::Settings as ProcessorSettings,
+    worker::{self, Worker},
+};
+use platform::kafka::KafkaSettings;
+use serde_json::Value;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::{TestApp, images::ImageServer, spawn_app_with};
+
+/// The broker the tests use (`KAFKA_BROKERS`).
+pub fn brokers() -> String {
+    std::env::var("KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".to_owned())
+}
+
+/// Kafka settings with a topic prefix of the test's own.
+pub fn test_kafka(brokers: &str) -> KafkaSettings {
+    KafkaSettings {
+        brokers: brokers.to_owned(),
+        topic_prefix: format!("t{}.", &uuid::Uuid::new_v4().simple().to_string()[..12]),
+        create_topics: true,
+        partitions: 1,
+        replication_factor: 1,
+    }
+}
+
+/// A running image-processor.
+pub struct Processor {
+    shutdown: CancellationToken,
+    handle: JoinHandle<()>,
+}
+
+impl Processor {
+    /// Stops it gracefully: the record in hand finishes, offsets are committed.
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        let _ = self.handle.await;
+    }
+
+    /// Kills it as a crash would: nothing finishes, nothing is committed.
+    pub async fn crash(self) {
+        self.handle.abort();
+        let _ = self.handle.await;
+    }
+}
+
+/// The system under test.
+pub struct Pipeline {
+    pub app: TestApp,
+    pub kafka: KafkaSettings,
+    pub images: ImageServer,
+    pub processor_settings: ProcessorSettings,
+    pub storage_dir: PathBuf,
+    pub processor: Option<Processor>,
+}
+
+impl Drop for Pipeline {
+    fn drop(&mut self) {
+        if let Some(processor) = self.processor.take() {
+            processor.shutdown.cancel();
+        }
+        let _ = std::fs::remove_dir_all(&self.storage_dir);
+    }
+}
+
+/// Starts everything against the shared broker.
+pub async fn spawn_pipeline() -> Pipeline {
+    spawn_pipeline_on(&brokers()).await
+}
+
+/// Starts everything against the broker at `brokers`.
+pub async fn spawn_pipeline_on(brokers: &str) -> Pipeline {
+    let kafka = test_kafka(brokers);
+    let storage_dir =
+        std::env::temp_dir().join(format!("catalog-test-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&storage_dir).unwrap();
+    let images = ImageServer::start("127.0.0.1").await;
+    let app = {
+        let kafka = kafka.clone();
+        let dir = storage_dir.clone();
+        spawn_app_with(move |s| {
+            s.kafka = Some(kafka);
+            s.projector_group = format!("projector-{}", uuid::Uuid::new_v4().simple());
+            s.outbox_poll = Duration::from_millis(200);
+            s.serve_images_from = Some(dir);
+        })
+        .await
+    };
+    let mut processor_settings = ProcessorSettings::from_env().expect("default processor settings");
+    processor_settings.kafka = kafka.clone();
+    processor_settings.group = format!("processor-{}", uuid::Uuid::new_v4().simple());
+    processor_settings.storage_url = format!("file://{}", storage_dir.display());
+    processor_settings.public_base_url = format!("{}/images", app.base);
+    processor_settings.retry_delays = vec![Duration::from_millis(300), Duration::from_millis(600)];
+    processor_settings.fetch.allowed_networks = vec!["127.0.0.1/32".parse().unwrap()];
+    processor_settings.fetch.connect_timeout = Duration::from_secs(2);
+    processor_settings.fetch.total_timeout = Duration::from_secs(10);
+    let mut pipeline = Pipeline {
+        app,
+        kafka,
+        images,
+        processor_settings,
+        storage_dir,
+        processor: None,
+    };
+    pipeline.start_processor();
+    pipeline
+}
+
+impl Pipeline {
+    /// Starts the processor (again), in the same consumer groups.
+    pub fn start_processor(&mut self) {
+        let worker: Arc<Worker> =
+            Worker::build(&self.processor_settings).expect("the processor starts");
+        let shutdown = CancellationToken::new();
+        let kafka = self.kafka.clone();
+        let group = self.processor_settings.group.clone();
+        let token = shutdown.clone();
+        let handle = tokio::spawn(async move {
+            worker::run(worker, &kafka, &group, token)
+                .await
+                .expect("the processor runs");
+        });
+        self.processor = Some(Processor { shutdown, handle });
+    }
+
+    /// Creates a user and a product with `images`; returns the product id.
+    pub async fn create_product(&self, images: &[String]) -> String {
+        let user = self
+            .app
+            .create_user(&format!(
+                "u{}",
+                &uuid::Uuid::new_v4().simple().to_string()[..10]
+            ))
+            .await;
+        let response = self
+            .app
+            .post(
+                "/products",
+                &serde_json::json!({
+                    "user_id": user, "product_name": "Photo", "product_images": images, "product_price": 10
+                }),
+            )
+            .await;
+        assert_eq!(response.status(), 201);
+        let body: Value = response.json().await.unwrap();
+        body["product_id"].as_str().unwrap().to_owned()
+    }
+
+    /// Polls GET /products/{id} until `done` holds, or fails after `within` saying what it
+    /// waited for and what it last saw.
+    pub async fn wait_for(
+        &self,
+        id: &str,
+        what: &str,
+        within: Duration,
+        done: impl Fn(&Value) -> bool,
+    ) -> Value {
+        let deadline = Instant::now() + within;
+        let mut last = Value::Null;
+        while Instant::now() < deadline {
+            let response = self.app.get(&format!("/products/{id}")).await;
+            if response.status() == 200 {
+                last = response.json().await.unwrap();
+                if done(&last) {
+                    return last;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("product {id}: waited {within:?} for {what}; last seen: {last:#}");
+    }
+
+    /// Waits until processing of `id` is finished (no image pending).
+    pub async fn wait_until_processed(&self, id: &str) -> Value {
+        self.wait_for(id, "processing to finish", Duration::from_secs(60), |p| {
+            p["processing_status"] != "pending"
+        })
+        .await
+    }
+}
