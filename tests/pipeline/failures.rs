@@ -1,1 +1,270 @@
+use std::time::Duration;
 
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use serde_json::Value;
+use system_tests::{
+    images::ImageServer,
+    pipeline::{Pipeline, spawn_pipeline},
+};
+
+/// The dead letters of the pipeline's topics, as `image-processor dlq list` prints them.
+async fn dead_letters(pipeline: &Pipeline) -> Vec<Value> {
+    let mut out = Vec::new();
+    image_processor::dlq::list(&pipeline.kafka, &mut out)
+        .await
+        .expect("the dead-letter topic reads");
+    String::from_utf8(out)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// Polls the dead-letter topic until it holds `count` records.
+async fn wait_for_dead_letters(pipeline: &Pipeline, count: usize) -> Vec<Value> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let letters = dead_letters(pipeline).await;
+        if letters.len() >= count {
+            return letters;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "waited 60 s for {count} dead letter(s); have {letters:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_404_fails_only_its_own_image_at_once_without_retries() {
+    let pipeline = spawn_pipeline().await;
+    let images = &pipeline.images;
+    let urls = vec![
+        images.url("/img/chelsea.png"),
+        images.url("/missing.jpg"),
+        images.url("/img/rocket.jpg"),
+    ];
+    let id = pipeline.create_product(&urls).await;
+
+    let product = pipeline.wait_until_processed(&id).await;
+    assert_eq!(product["processing_status"], "partly_failed", "{product:#}");
+    assert_eq!(product["images"][0]["status"], "compressed");
+    assert_eq!(product["images"][1]["status"], "failed");
+    assert!(
+        product["images"][1]["failure_reason"]
+            .as_str()
+            .unwrap()
+            .contains("404"),
+        "{product:#}"
+    );
+    assert_eq!(product["images"][2]["status"], "compressed");
+    assert!(product["compressed_product_images"][0].is_string());
+    assert!(
+        product["compressed_product_images"][1].is_null(),
+        "a failed image has no compressed URL"
+    );
+    assert!(product["compressed_product_images"][2].is_string());
+    assert_eq!(
+        images.hits("/missing.jpg"),
+        1,
+        "a permanent failure is not retried"
+    );
+}
+
+#[tokio::test]
+async fn a_server_that_fails_twice_then_succeeds_is_compressed_after_retries() {
+    let pipeline = spawn_pipeline().await;
+    let path = "/flaky/2/coffee.png";
+    let id = pipeline.create_product(&[pipeline.images.url(path)]).await;
+
+    let product = pipeline.wait_until_processed(&id).await;
+    assert_eq!(product["processing_status"], "done", "{product:#}");
+    assert_eq!(
+        pipeline.images.hits(path),
+        3,
+        "two failures and the success"
+    );
+    assert!(dead_letters(&pipeline).await.is_empty());
+}
+
+#[tokio::test]
+async fn a_server_that_always_fails_ends_in_the_dead_letter_topic_and_a_failed_status() {
+    let pipeline = spawn_pipeline().await;
+    let ok = pipeline.images.url("/img/rocket.jpg");
+    let failing = pipeline.images.url("/fail/coffee.png");
+    let id = pipeline.create_product(&[ok, failing]).await;
+
+    let product = pipeline.wait_until_processed(&id).await;
+    assert_eq!(product["processing_status"], "partly_failed", "{product:#}");
+    assert_eq!(
+        product["images"][0]["status"], "compressed",
+        "the healthy image is not held back"
+    );
+    let reason = product["images"][1]["failure_reason"].as_str().unwrap();
+    assert!(
+        reason.contains("gave up after 3 attempts") && reason.contains("503"),
+        "{reason}"
+    );
+    assert_eq!(
+        pipeline.images.hits("/fail/coffee.png"),
+        3,
+        "one try and two retries"
+    );
+
+    let letters = wait_for_dead_letters(&pipeline, 1).await;
+    let letter = &letters[0];
+    assert_eq!(letter["product_id"], id.as_str());
+    assert_eq!(letter["event_type"], "com.catalog.product.created.v1");
+    assert_eq!(letter["attempts"], "3");
+    assert_eq!(letter["kind"], "transient");
+    assert!(
+        letter["reason"].as_str().unwrap().contains("503"),
+        "{letter}"
+    );
+    assert_eq!(
+        letter["origin"],
+        format!("{}/0/0", pipeline.kafka.topics().product_events())
+    );
+    assert!(letter["first_failure_at"].is_string());
+}
+
+#[tokio::test]
+async fn a_redrive_from_the_dead_letter_topic_processes_the_product() {
+    let pipeline = spawn_pipeline().await;
+    let id = pipeline
+        .create_product(&[pipeline.images.url("/fail/chelsea.png")])
+        .await;
+    let product = pipeline.wait_until_processed(&id).await;
+    assert_eq!(product["processing_status"], "failed");
+    wait_for_dead_letters(&pipeline, 1).await;
+
+    pipeline.images.heal();
+    let group = format!("{}.dlq-redrive", pipeline.processor_settings.group);
+    let redriven = image_processor::dlq::redrive(&pipeline.kafka, &group)
+        .await
+        .unwrap();
+    assert_eq!(redriven, 1);
+    let product = pipeline
+        .wait_for(
+            &id,
+            "the redriven image to be compressed",
+            Duration::from_secs(60),
+            |p| p["processing_status"] == "done",
+        )
+        .await;
+    assert!(product["compressed_product_images"][0].is_string());
+    assert_eq!(
+        image_processor::dlq::redrive(&pipeline.kafka, &group)
+            .await
+            .unwrap(),
+        0,
+        "a second redrive sends nothing again"
+    );
+}
+
+#[tokio::test]
+async fn a_redirect_to_an_address_outside_the_allowed_networks_is_refused_and_never_fetched() {
+    let pipeline = spawn_pipeline().await;
+    // 127.0.0.2 is loopback too, but only 127.0.0.1/32 is allowed in the tests.
+    let inside = ImageServer::start("127.0.0.2").await;
+    let target = inside.url("/img/rocket.jpg");
+    let redirect = pipeline.images.url(&format!("/redirect?to={target}"));
+    let id = pipeline.create_product(&[redirect]).await;
+
+    let product = pipeline.wait_until_processed(&id).await;
+    assert_eq!(product["processing_status"], "failed");
+    let reason = product["images"][0]["failure_reason"].as_str().unwrap();
+    assert!(
+        reason.contains("refused") && reason.contains("127.0.0.2"),
+        "{reason}"
+    );
+    assert_eq!(
+        inside.hits("/img/rocket.jpg"),
+        0,
+        "the refused address was never contacted"
+    );
+    assert_eq!(
+        pipeline.images.hits("/redirect"),
+        1,
+        "a refusal is not retried"
+    );
+}
+
+#[tokio::test]
+async fn bytes_that_are_not_an_image_fail_permanently() {
+    let pipeline = spawn_pipeline().await;
+    let id = pipeline
+        .create_product(&[pipeline.images.url("/garbage")])
+        .await;
+    let product = pipeline.wait_until_processed(&id).await;
+    assert_eq!(product["processing_status"], "failed");
+    assert!(
+        product["images"][0]["failure_reason"]
+            .as_str()
+            .unwrap()
+            .contains("not an image")
+    );
+}
+
+#[tokio::test]
+async fn an_unreadable_record_is_dead_lettered_and_the_next_one_is_processed() {
+    let pipeline = spawn_pipeline().await;
+    let producer: FutureProducer = pipeline.kafka.producer(Duration::from_secs(10)).unwrap();
+    producer
+        .send(
+            FutureRecord::<str, [u8]>::to(&pipeline.kafka.topics().product_events())
+                .key("garbage")
+                .payload(&b"\x00\xffnot json"[..]),
+            Duration::from_secs(10),
+        )
+        .await
+        .expect("the garbage record is written");
+
+    let id = pipeline
+        .create_product(&[pipeline.images.url("/img/rocket.jpg")])
+        .await;
+    let product = pipeline.wait_until_processed(&id).await;
+    assert_eq!(product["processing_status"], "done");
+
+    let letters = wait_for_dead_letters(&pipeline, 1).await;
+    assert_eq!(letters[0]["product_id"], "garbage");
+    assert!(
+        letters[0]["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("unreadable"),
+        "{}",
+        letters[0]
+    );
+    assert_eq!(letters[0]["kind"], "permanent");
+}
+
+#[tokio::test]
+async fn a_processor_that_crashes_mid_message_processes_it_after_restart() {
+    let mut pipeline = spawn_pipeline().await;
+    let path = "/slow/rocket.jpg"; // the first request hangs
+    let id = pipeline.create_product(&[pipeline.images.url(path)]).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while pipeline.images.hits(path) == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "waited 30 s for the processor to start downloading"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    pipeline.processor.take().unwrap().crash().await;
+    let product: Value = pipeline
+        .app
+        .get(&format!("/products/{id}"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(product["processing_status"], "pending");
+
+    pipeline.start_processor();
+    let product = pipeline.wait_until_processed(&id).await;
+    assert_eq!(product["processing_status"], "done");
+    assert_eq!(pipeline.images.hits(path), 2);
+}

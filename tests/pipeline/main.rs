@@ -3,3 +3,4 @@
 
 mod failures;
 mod happy;
+mod projector;
