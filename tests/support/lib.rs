@@ -1,6 +1,7 @@
 //! Helpers shared by the whole-system tests: each test gets its own database and its own api
 //! on a random port, so tests run in parallel without seeing each other's data.
 
+pub mod broker;
 pub mod images;
 pub mod pipeline;
 
