@@ -40,3 +40,11 @@ fmt: ## Format the code
 .PHONY: openapi
 openapi: ## Print the OpenAPI document generated from the code
 	@cargo run --quiet --bin api -- openapi
+
+.PHONY: schemas
+schemas: ## Regenerate events/schemas/*.json from the Rust event types
+	@UPDATE_SCHEMAS=1 cargo test --quiet -p events schema
+
+.PHONY: latency
+latency: ## Median POST-to-compressed latency for a 1 MP JPEG (needs `make run`)
+	@scripts/measure-latency.sh 20

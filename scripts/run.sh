@@ -6,6 +6,7 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 state="$root/.local"
+. "$root/scripts/env.sh"
 bin="${CARGO_TARGET_DIR:-$root/target}/debug"
 
 addr=${API_ADDR:-127.0.0.1:8080}
@@ -15,7 +16,7 @@ if curl -fsS "http://$addr/healthz" >/dev/null 2>&1; then
 fi
 
 scripts/stack.sh up
-cargo build --quiet --bin api
+cargo build --quiet --bin api --bin image-processor
 
 stop() {
   trap - INT TERM EXIT
@@ -23,10 +24,16 @@ stop() {
 }
 trap stop INT TERM EXIT
 
+# Both services agree on where images are stored and served; local runs may fetch images
+# from this machine (127.0.0.1), which production refuses by default.
 export IMAGE_STORAGE_URL=${IMAGE_STORAGE_URL:-file://$state/storage}
+export IMAGE_PUBLIC_BASE_URL=${IMAGE_PUBLIC_BASE_URL:-http://$addr/images}
+export IMAGE_FETCH_ALLOWED_NETWORKS=${IMAGE_FETCH_ALLOWED_NETWORKS:-127.0.0.1/32}
 "$bin/api" migrate
 "$bin/api" serve &
 echo $! > "$state/api.pid"
+"$bin/image-processor" &
+echo $! > "$state/image-processor.pid"
 
 for _ in $(seq 1 100); do
   curl -fsS "http://$addr/healthz" >/dev/null 2>&1 && break
@@ -37,6 +44,8 @@ cat >&2 <<MSG
   API:      http://$addr
   Docs:     http://$addr/docs
   OpenAPI:  http://$addr/openapi.json
+  Images:   stored in ${IMAGE_STORAGE_URL}, served at ${IMAGE_PUBLIC_BASE_URL}
+  Fetching from 127.0.0.1 is allowed for local demos (IMAGE_FETCH_ALLOWED_NETWORKS=${IMAGE_FETCH_ALLOWED_NETWORKS}).
 
   Ctrl-C stops everything started here (or run 'make stop' in another shell).
 

@@ -13,13 +13,7 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 state="$root/.local"
 mkdir -p "$state"
 
-# .env fills in what the environment does not set.
-if [ -f "$root/.env" ]; then
-  while IFS='=' read -r key value; do
-    [[ "$key" =~ ^[A-Z_][A-Z0-9_]*$ ]] || continue
-    [ -z "${!key:-}" ] && export "$key=$value"
-  done < <(grep -v '^\s*#' "$root/.env")
-fi
+. "$root/scripts/env.sh"
 
 POSTGRES_URL=${POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/catalog}
 REDIS_URL=${REDIS_URL:-redis://127.0.0.1:6379}

@@ -63,7 +63,13 @@ impl Settings {
             kafka: KafkaSettings::from_env()?,
             group: env::string("IMAGE_PROCESSOR_GROUP", "image-processor"),
             storage_url: env::string("IMAGE_STORAGE_URL", &format!("file://{}", local.display())),
-            public_base_url: env::string("IMAGE_PUBLIC_BASE_URL", "http://127.0.0.1:8080/images"),
+            public_base_url: env::string(
+                "IMAGE_PUBLIC_BASE_URL",
+                &format!(
+                    "http://{}/images",
+                    env::string("API_ADDR", "127.0.0.1:8080")
+                ),
+            ),
             retry_delays: parse_delays(&env::string("IMAGE_RETRY_DELAYS", "5s,30s,120s"))
                 .context("IMAGE_RETRY_DELAYS")?,
             fetch: FetchSettings {

@@ -33,6 +33,10 @@ pub struct KafkaSettings {
     pub partitions: i32,
     /// Replication factor of topics created at start (`KAFKA_REPLICATION_FACTOR`, default 1).
     pub replication_factor: i32,
+    /// The longest a consumer's fetch waits for data (`KAFKA_FETCH_WAIT_MAX_MS`, default 100).
+    /// Kafka answers as soon as data arrives; tansu holds a fetch for the whole wait, and
+    /// librdkafka's default of 500 ms then adds half a second per hop.
+    pub fetch_wait_max_ms: u32,
 }
 
 impl KafkaSettings {
@@ -43,6 +47,7 @@ impl KafkaSettings {
             create_topics: env::parse("KAFKA_CREATE_TOPICS", true)?,
             partitions: env::parse("KAFKA_TOPIC_PARTITIONS", 3)?,
             replication_factor: env::parse("KAFKA_REPLICATION_FACTOR", 1)?,
+            fetch_wait_max_ms: env::parse("KAFKA_FETCH_WAIT_MAX_MS", 100)?,
         })
     }
 
@@ -84,6 +89,7 @@ impl KafkaSettings {
             .set("session.timeout.ms", "10000")
             .set("heartbeat.interval.ms", "1000")
             .set("topic.metadata.refresh.interval.ms", "5000")
+            .set("fetch.wait.max.ms", self.fetch_wait_max_ms.to_string())
             .create()
             .context("Failed to create a Kafka consumer")
     }

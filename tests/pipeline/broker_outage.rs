@@ -8,35 +8,54 @@ async fn products_created_while_the_broker_is_down_are_processed_once_it_is_back
     let mut broker = OwnBroker::start().await;
     let pipeline = spawn_pipeline_on(&broker.brokers).await;
     // A first product proves the pipeline runs before the outage.
-    let warm = pipeline.create_product(&[pipeline.images.url("/img/rocket.jpg")]).await;
+    let warm = pipeline
+        .create_product(&[pipeline.images.url("/img/rocket.jpg")])
+        .await;
     pipeline.wait_until_processed(&warm).await;
 
     broker.kill();
     let mut ids = Vec::new();
     for source in ["chelsea.png", "coffee.png", "astronaut.png"] {
         // The API keeps accepting products: their events wait in the outbox.
-        ids.push(pipeline.create_product(&[pipeline.images.url(&format!("/img/{source}"))]).await);
+        ids.push(
+            pipeline
+                .create_product(&[pipeline.images.url(&format!("/img/{source}"))])
+                .await,
+        );
     }
     let pending: i64 = pipeline
         .app
         .db()
         .await
-        .query_one("SELECT count(*) FROM outbox WHERE published_at IS NULL", &[])
+        .query_one(
+            "SELECT count(*) FROM outbox WHERE published_at IS NULL",
+            &[],
+        )
         .await
         .unwrap()
         .get(0);
-    assert_eq!(pending, 3, "the events wait in the outbox while the broker is down");
+    assert_eq!(
+        pending, 3,
+        "the events wait in the outbox while the broker is down"
+    );
 
     broker.resume().await;
     for id in &ids {
         let product: Value = pipeline
-            .wait_for(id, "processing after the broker returned", Duration::from_secs(90), |p| {
-                p["processing_status"] == "done"
-            })
+            .wait_for(
+                id,
+                "processing after the broker returned",
+                Duration::from_secs(90),
+                |p| p["processing_status"] == "done",
+            )
             .await;
         assert!(product["compressed_product_images"][0].is_string());
     }
     for source in ["chelsea.png", "coffee.png", "astronaut.png"] {
-        assert_eq!(pipeline.images.hits(&format!("/img/{source}")), 1, "{source} processed exactly once");
+        assert_eq!(
+            pipeline.images.hits(&format!("/img/{source}")),
+            1,
+            "{source} processed exactly once"
+        );
     }
 }

@@ -21,15 +21,29 @@ fn tansu() -> PathBuf {
         return PathBuf::from(path);
     }
     let home = PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cargo/bin/tansu");
-    if home.exists() { home } else { PathBuf::from("tansu") }
+    if home.exists() {
+        home
+    } else {
+        PathBuf::from("tansu")
+    }
 }
 
 impl OwnBroker {
     pub async fn start() -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let dir = std::env::temp_dir().join(format!("catalog-tansu-{}", uuid::Uuid::new_v4().simple()));
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let dir =
+            std::env::temp_dir().join(format!("catalog-tansu-{}", uuid::Uuid::new_v4().simple()));
         std::fs::create_dir_all(&dir).unwrap();
-        let mut broker = Self { brokers: format!("127.0.0.1:{port}"), port, dir, child: None };
+        let mut broker = Self {
+            brokers: format!("127.0.0.1:{port}"),
+            port,
+            dir,
+            child: None,
+        };
         broker.resume().await;
         broker
     }
@@ -38,7 +52,13 @@ impl OwnBroker {
     pub async fn resume(&mut self) {
         let url = format!("tcp://127.0.0.1:{}", self.port);
         let child = Command::new(tansu())
-            .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url])
+            .args([
+                "broker",
+                "--listener-url",
+                &url,
+                "--advertised-listener-url",
+                &url,
+            ])
             .args(["--storage-engine", "sqlite://tansu.db"])
             .current_dir(&self.dir)
             .stdout(Stdio::null())
@@ -48,7 +68,11 @@ impl OwnBroker {
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(30);
         while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(Instant::now() < deadline, "waited 30 s for tansu on port {}", self.port);
+            assert!(
+                Instant::now() < deadline,
+                "waited 30 s for tansu on port {}",
+                self.port
+            );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }

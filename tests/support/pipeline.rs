@@ -32,6 +32,7 @@ pub fn test_kafka(brokers: &str) -> KafkaSettings {
         create_topics: true,
         partitions: 1,
         replication_factor: 1,
+        fetch_wait_max_ms: 100,
     }
 }
 

@@ -213,22 +213,29 @@ pub struct ImageState {
     pub status: ImageStatus,
     /// Where the compressed image is served.
     #[serde(default)]
+    #[oai(skip_serializing_if_is_none)]
     pub compressed_url: Option<String>,
     /// Why the image failed.
     #[serde(default)]
+    #[oai(skip_serializing_if_is_none)]
     pub failure_reason: Option<String>,
     /// Size of the original, in bytes.
     #[serde(default)]
+    #[oai(skip_serializing_if_is_none)]
     pub bytes_before: Option<u64>,
     /// Size of the compressed image, in bytes.
     #[serde(default)]
+    #[oai(skip_serializing_if_is_none)]
     pub bytes_after: Option<u64>,
     #[serde(default)]
+    #[oai(skip_serializing_if_is_none)]
     pub width: Option<u32>,
     #[serde(default)]
+    #[oai(skip_serializing_if_is_none)]
     pub height: Option<u32>,
     /// Media type of the compressed image.
     #[serde(default)]
+    #[oai(skip_serializing_if_is_none)]
     pub format: Option<String>,
 }
 
