@@ -144,6 +144,19 @@ impl ApiError {
     }
 }
 
+impl ApiError {
+    /// The answer for a database error shared by several requests (a single-flight load).
+    pub fn from_shared(error: &crate::db::DbError) -> Self {
+        use crate::db::DbError;
+        match error {
+            DbError::Unavailable(e) => Self::unavailable(anyhow::anyhow!("{e:#}")),
+            DbError::Conflict(detail) => Self::conflict(detail.clone()),
+            DbError::Unprocessable(detail) => Self::unprocessable(detail.clone()),
+            DbError::Other(e) => Self::internal(anyhow::anyhow!("{e:#}")),
+        }
+    }
+}
+
 impl From<crate::db::DbError> for ApiError {
     fn from(error: crate::db::DbError) -> Self {
         use crate::db::DbError;

@@ -5,10 +5,10 @@
 //! nothing. An event for an older image revision than the product's is ignored: its images
 //! were replaced meanwhile. The offset is stored only after the transaction committed; a
 //! database outage is retried with backoff, holding the partition, rather than skipping
-//! events. An event that cannot be read is logged and counted and skipped: there is nothing
-//! to apply.
+//! events. An event that cannot be read is logged and skipped: there is nothing to apply.
+//! After commit the product's cache entry is invalidated.
 
-use std::{future::Future, pin::Pin, sync::Arc, time::Duration};
+use std::time::Duration;
 
 use deadpool_postgres::Pool;
 use events::{Envelope, EventType, ImageOutcome, ImagesCompressed};
@@ -20,31 +20,31 @@ use rdkafka::{
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-/// Called after a product's change committed (the cache invalidation hook).
-pub type AfterCommit = Arc<dyn Fn(i64) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
+use crate::cache::ProductCache;
 
 /// The projector of one api process.
 pub struct Projector {
     pub pool: Pool,
     pub consumer: StreamConsumer,
-    pub after_commit: AfterCommit,
+    /// Invalidated after each applied event.
+    pub cache: ProductCache,
 }
 
 /// What applying an event did.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Applied {
-    Updated,
+    /// The product changed; it is now at `version`.
+    Updated {
+        version: i64,
+    },
     Duplicate,
-    StaleRevision { current: i32 },
+    StaleRevision {
+        current: i32,
+    },
     NoSuchProduct,
 }
 
 impl Projector {
-    /// A hook that does nothing, for when there is no cache.
-    pub fn no_cache() -> AfterCommit {
-        Arc::new(|_| Box::pin(async {}))
-    }
-
     /// Consumes until `shutdown`; the message in hand is finished first.
     pub async fn run(self, shutdown: CancellationToken) {
         loop {
@@ -96,8 +96,8 @@ impl Projector {
             match apply(&self.pool, envelope.id, &event).await {
                 Ok(applied) => {
                     let product_id = event.product_id.parse::<i64>().unwrap_or_default();
-                    if applied == Applied::Updated {
-                        (self.after_commit)(product_id).await;
+                    if let Applied::Updated { version } = applied {
+                        self.cache.invalidate(product_id, version).await;
                     }
                     tracing::info!(
                         product_id,
@@ -206,11 +206,14 @@ pub async fn apply(
         });
         compressed[i] = image.compressed_url.clone();
     }
-    tx.execute(
-        "UPDATE products SET image_status = $2, compressed_product_images = $3 WHERE id = $1",
-        &[&product_id, &serde_json::Value::Array(status), &compressed],
-    )
-    .await?;
+    let version: i64 = tx
+        .query_one(
+            "UPDATE products SET image_status = $2, compressed_product_images = $3, version = version + 1 \
+             WHERE id = $1 RETURNING version",
+            &[&product_id, &serde_json::Value::Array(status), &compressed],
+        )
+        .await?
+        .get(0);
     tx.commit().await?;
-    Ok(Applied::Updated)
+    Ok(Applied::Updated { version })
 }

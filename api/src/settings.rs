@@ -5,7 +5,7 @@ use std::{net::SocketAddr, time::Duration};
 
 use platform::{env, kafka::KafkaSettings};
 
-use crate::db::DatabaseSettings;
+use crate::{cache::CacheSettings, db::DatabaseSettings};
 
 /// Everything the api is configured with.
 #[derive(Debug, Clone)]
@@ -26,6 +26,8 @@ pub struct Settings {
     pub projector_group: String,
     /// How often the outbox relay looks for rows other replicas wrote (`OUTBOX_POLL_MS`).
     pub outbox_poll: Duration,
+    /// The Redis cache of `GET /products/{id}`; `None` when `CACHE_ENABLED=false`.
+    pub cache: Option<CacheSettings>,
     /// A local directory of compressed images to serve under `/images/` (from
     /// `IMAGE_STORAGE_URL` when it is `file://…`).
     pub serve_images_from: Option<std::path::PathBuf>,
@@ -49,6 +51,16 @@ impl Settings {
             kafka: Some(KafkaSettings::from_env()?),
             projector_group: env::string("PROJECTOR_GROUP", "catalog-api-projector"),
             outbox_poll: Duration::from_millis(env::parse("OUTBOX_POLL_MS", 1000)?),
+            cache: env::parse("CACHE_ENABLED", true)?
+                .then(|| -> anyhow::Result<CacheSettings> {
+                    Ok(CacheSettings {
+                        url: env::string("REDIS_URL", "redis://127.0.0.1:6379"),
+                        key_prefix: env::string("REDIS_KEY_PREFIX", "catalog:"),
+                        ttl: Duration::from_secs(env::parse("CACHE_TTL_SECS", 300)?),
+                        timeout: Duration::from_millis(env::parse("REDIS_TIMEOUT_MS", 200)?),
+                    })
+                })
+                .transpose()?,
             serve_images_from: env::string("IMAGE_STORAGE_URL", "file://.local/storage")
                 .strip_prefix("file://")
                 .map(std::path::PathBuf::from),
@@ -79,6 +91,8 @@ impl Settings {
             kafka = self.kafka.as_ref().map(|k| k.brokers.as_str()),
             topic_prefix = self.kafka.as_ref().map(|k| k.topic_prefix.as_str()),
             serve_images_from = ?self.serve_images_from,
+            redis = self.cache.as_ref().map(|c| env::redact(&c.url)),
+            cache_ttl_secs = self.cache.as_ref().map(|c| c.ttl.as_secs()),
             "Settings loaded."
         );
     }

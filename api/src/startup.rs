@@ -14,6 +14,7 @@ use rdkafka::consumer::Consumer;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
+    cache::ProductCache,
     db,
     error::problem_response,
     middleware::{access_log, limit_body},
@@ -25,6 +26,7 @@ use crate::{
 
 /// A bound, migrated, ready-to-run api.
 pub struct Application {
+    cache: ProductCache,
     background: Vec<Background>,
     acceptor: poem::listener::TcpAcceptor,
     addr: SocketAddr,
@@ -37,10 +39,15 @@ impl Application {
     pub async fn build(settings: &Settings) -> anyhow::Result<Self> {
         let pool = db::pool(&settings.database)?;
         db::migrate(&pool).await?;
+        let cache = match &settings.cache {
+            Some(cache) => ProductCache::connect(cache.clone())?,
+            None => ProductCache::disabled(),
+        };
         let state = AppState {
             pool: pool.clone(),
             max_images_per_product: settings.max_images_per_product,
             outbox: OutboxSignal::default(),
+            cache: cache.clone(),
         };
         let mut background = Vec::new();
         if let Some(kafka) = &settings.kafka {
@@ -64,7 +71,7 @@ impl Application {
             background.push(Background::Projector(Projector {
                 pool,
                 consumer,
-                after_commit: Projector::no_cache(),
+                cache: cache.clone(),
             }));
         }
         let acceptor = TcpListener::bind(settings.addr)
@@ -82,12 +89,23 @@ impl Application {
             settings.serve_images_from.clone(),
         );
         Ok(Self {
+            cache,
             background,
             acceptor,
             addr,
             app,
             shutdown_grace: settings.shutdown_grace,
         })
+    }
+
+    /// The cache's counters (hits, misses, Redis errors, database loads).
+    pub fn cache_stats(&self) -> std::sync::Arc<crate::cache::CacheStats> {
+        self.cache.stats()
+    }
+
+    /// The cache, for tests that force an interleaving.
+    pub fn cache(&self) -> ProductCache {
+        self.cache.clone()
     }
 
     /// The address actually bound (useful with port 0).
@@ -192,6 +210,7 @@ pub fn openapi_json() -> String {
         pool,
         max_images_per_product: 10,
         outbox: OutboxSignal::default(),
+        cache: ProductCache::disabled(),
     })
     .spec()
 }

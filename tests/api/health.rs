@@ -25,6 +25,7 @@ async fn readiness_fails_with_503_when_the_database_is_unreachable() {
             pool,
             max_images_per_product: 10,
             outbox: Default::default(),
+            cache: api::cache::ProductCache::disabled(),
         },
         settings.max_body_bytes,
         None,

@@ -37,7 +37,7 @@ async fn the_same_event_delivered_twice_is_applied_once_and_stale_revisions_are_
     let first = api::projector::apply(&pool, event_id, &compressed(&id, 1, "https://cdn/a.webp"))
         .await
         .unwrap();
-    assert_eq!(first, api::projector::Applied::Updated);
+    assert_eq!(first, api::projector::Applied::Updated { version: 2 });
     // Redelivered, even with other content: nothing changes.
     let again = api::projector::apply(
         &pool,

@@ -4,6 +4,7 @@
 pub mod broker;
 pub mod images;
 pub mod pipeline;
+pub mod redis;
 
 use std::time::Duration;
 
@@ -43,6 +44,10 @@ pub struct TestApp {
     pub database_url: String,
     /// A client that follows no redirects and has a timeout.
     pub http: reqwest::Client,
+    /// The cache's counters (database loads, hits, misses, Redis errors).
+    pub cache_stats: std::sync::Arc<api::cache::CacheStats>,
+    /// The app's cache, for forcing interleavings.
+    pub cache: api::cache::ProductCache,
     shutdown: CancellationToken,
 }
 
@@ -68,9 +73,12 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
     // The HTTP API alone; the pipeline tests configure Kafka.
     settings.kafka = None;
     settings.serve_images_from = None;
+    // No cache unless the test asks for one (see `cache_settings`).
+    settings.cache = None;
     configure(&mut settings);
     let app = Application::build(&settings).await.expect("the api starts");
     let base = format!("http://{}", app.addr());
+    let (cache_stats, cache) = (app.cache_stats(), app.cache());
     let shutdown = CancellationToken::new();
     tokio::spawn(app.run_until(shutdown.clone()));
     TestApp {
@@ -81,8 +89,25 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
             .timeout(Duration::from_secs(10))
             .build()
             .expect("a client"),
+        cache_stats,
+        cache,
         shutdown,
     }
+}
+
+/// Cache settings for `redis_url` with a key prefix of the test's own.
+pub fn cache_settings(redis_url: &str) -> api::cache::CacheSettings {
+    api::cache::CacheSettings {
+        url: redis_url.to_owned(),
+        key_prefix: format!("test:{}:", uuid::Uuid::new_v4().simple()),
+        ttl: Duration::from_secs(60),
+        timeout: Duration::from_millis(200),
+    }
+}
+
+/// The Redis server the tests use (`REDIS_URL`).
+pub fn redis_url() -> String {
+    std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
 }
 
 impl TestApp {

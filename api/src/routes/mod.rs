@@ -4,6 +4,7 @@ mod health;
 mod json_body;
 mod number_or_string;
 mod products;
+mod raw_json;
 mod users;
 
 use deadpool_postgres::Pool;
@@ -18,6 +19,8 @@ pub struct AppState {
     pub max_images_per_product: usize,
     /// Wakes the outbox relay after a commit that wrote events.
     pub outbox: crate::outbox::OutboxSignal,
+    /// The read-through cache of single products.
+    pub cache: crate::cache::ProductCache,
 }
 
 #[derive(Tags)]

@@ -4,15 +4,23 @@ mod cursor;
 mod model;
 mod repo;
 
-use poem_openapi::{ApiResponse, OpenApi, param::Path, param::Query, payload::Json};
+use bytes::Bytes;
+use poem_openapi::{
+    ApiResponse, OpenApi,
+    param::{Header, Path, Query},
+    payload::Json,
+    types::ToJSON,
+};
 
 use self::{
     cursor::Cursor,
     model::{CreateProduct, Product, ProductCreated, UpdateProduct},
     repo::ListQuery,
 };
-use super::{ApiTags, AppState, json_body::JsonBody};
+use super::{ApiTags, AppState, json_body::JsonBody, raw_json::RawJson};
 use crate::{
+    cache::{Cached, DELETED},
+    db::DbError,
     domain::{PriceRange, ProductName, UserId, Validator},
     error::ApiError,
 };
@@ -40,6 +48,24 @@ enum ProductResponse {
     /// The product.
     #[oai(status = 200)]
     Ok(Json<Product>),
+}
+
+#[derive(ApiResponse)]
+enum GetResponse {
+    /// The product. `X-Cache` says whether it came from the cache (`hit`) or the database
+    /// (`miss`); `ETag` names this version, for `If-None-Match`.
+    #[oai(status = 200)]
+    Ok(
+        RawJson<Product>,
+        #[oai(header = "ETag")] String,
+        #[oai(header = "X-Cache")] String,
+    ),
+    /// The version named in `If-None-Match` is current.
+    #[oai(status = 304)]
+    NotModified(
+        #[oai(header = "ETag")] String,
+        #[oai(header = "X-Cache")] String,
+    ),
 }
 
 #[derive(ApiResponse)]
@@ -90,17 +116,47 @@ impl ProductsApi {
     }
 
     /// Get a product
+    ///
+    /// Served from the cache when possible; a change is visible on the very next request.
     #[oai(path = "/products/:id", method = "get", operation_id = "getProduct")]
     async fn get(
         &self,
         /// The product's id.
         #[oai(validator(minimum(value = "1")))]
         id: Path<i64>,
-    ) -> Result<ProductResponse, ApiError> {
-        match repo::find(&self.state.pool, id.0).await? {
-            Some(row) => Ok(ProductResponse::Ok(Json(row.into()))),
-            None => Err(not_found(id.0)),
+        /// An `ETag` from an earlier response: answered with 304 while still current.
+        #[oai(name = "If-None-Match")]
+        if_none_match: Header<Option<String>>,
+    ) -> Result<GetResponse, ApiError> {
+        let (pool, id) = (self.state.pool.clone(), id.0);
+        let (entry, source) = self
+            .state
+            .cache
+            .read_through(id, move || async move {
+                let row = repo::find(&pool, id).await?;
+                Ok::<_, DbError>(row.map(|row| Cached {
+                    version: row.version,
+                    body: Bytes::from(Product::from(row).to_json_string()),
+                }))
+            })
+            .await
+            .map_err(|error| ApiError::from_shared(&error))?;
+        let Some(entry) = entry else {
+            return Err(not_found(id));
+        };
+        let etag = format!("W/\"{id}-{}\"", entry.version);
+        if if_none_match
+            .0
+            .as_deref()
+            .is_some_and(|header| etag_matches(header, &etag))
+        {
+            return Ok(GetResponse::NotModified(etag, source.as_str().into()));
         }
+        Ok(GetResponse::Ok(
+            RawJson::new(entry.body),
+            etag,
+            source.as_str().into(),
+        ))
     }
 
     /// List a user's products
@@ -189,7 +245,8 @@ impl ProductsApi {
         match repo::update(&self.state.pool, id.0, &changes).await? {
             Some(row) => {
                 self.state.outbox.committed();
-                tracing::info!(product_id = id.0, "Product updated.");
+                self.state.cache.invalidate(id.0, row.version).await;
+                tracing::info!(product_id = id.0, version = row.version, "Product updated.");
                 Ok(ProductResponse::Ok(Json(row.into())))
             }
             None => Err(not_found(id.0)),
@@ -210,12 +267,21 @@ impl ProductsApi {
     ) -> Result<DeleteResponse, ApiError> {
         if repo::delete(&self.state.pool, id.0).await? {
             self.state.outbox.committed();
+            self.state.cache.invalidate(id.0, DELETED).await;
             tracing::info!(product_id = id.0, "Product deleted.");
             Ok(DeleteResponse::Deleted)
         } else {
             Err(not_found(id.0))
         }
     }
+}
+
+/// Weak comparison (RFC 9110): `W/` prefixes do not matter; `*` matches any version.
+fn etag_matches(header: &str, etag: &str) -> bool {
+    let bare = |tag: &str| tag.trim().trim_start_matches("W/").to_owned();
+    header
+        .split(',')
+        .any(|tag| tag.trim() == "*" || bare(tag) == bare(etag))
 }
 
 fn not_found(id: i64) -> ApiError {
@@ -243,4 +309,18 @@ fn next_link(
     }
     query.append_pair("cursor", cursor);
     format!("</products?{}>; rel=\"next\"", query.finish())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::etag_matches;
+
+    #[test]
+    fn etags_compare_weakly_and_star_matches_all() {
+        assert!(etag_matches(r#"W/"1-2""#, r#"W/"1-2""#));
+        assert!(etag_matches(r#""1-2""#, r#"W/"1-2""#));
+        assert!(etag_matches(r#""x", W/"1-2""#, r#"W/"1-2""#));
+        assert!(etag_matches("*", r#"W/"1-2""#));
+        assert!(!etag_matches(r#"W/"1-3""#, r#"W/"1-2""#));
+    }
 }

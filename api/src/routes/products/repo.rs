@@ -27,12 +27,14 @@ pub struct ProductRow {
     pub price: Decimal,
     pub image_revision: i32,
     pub image_status: serde_json::Value,
+    /// Grows with every change; the cache's guard against stale entries.
+    pub version: i64,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
 
 const COLUMNS: &str = "id, user_id, product_name, product_description, product_images, \
-     compressed_product_images, product_price, image_revision, image_status, created_at, updated_at";
+     compressed_product_images, product_price, image_revision, image_status, version, created_at, updated_at";
 
 impl ProductRow {
     fn from_row(row: &Row) -> Self {
@@ -46,8 +48,9 @@ impl ProductRow {
             price: row.get(6),
             image_revision: row.get(7),
             image_status: row.get(8),
-            created_at: row.get(9),
-            updated_at: row.get(10),
+            version: row.get(9),
+            created_at: row.get(10),
+            updated_at: row.get(11),
         }
     }
 }
@@ -209,6 +212,7 @@ pub async fn update(
                    image_status = COALESCE($6, image_status), \
                    compressed_product_images = COALESCE($7, compressed_product_images), \
                    image_revision = $8, \
+                   version = version + 1, \
                    updated_at = now() \
                  WHERE id = $1 RETURNING {COLUMNS}"
             ),

@@ -1,0 +1,270 @@
+//! The read-through Redis cache of `GET /products/{id}`.
+//!
+//! A hit returns the stored response bytes without touching PostgreSQL. A miss loads the
+//! product once however many requests miss together (single flight, per process), stores the
+//! bytes with the product's `version`, and returns them.
+//!
+//! Invalidation happens after commit on every write path and does not simply delete: it
+//! leaves a marker holding the new version. Storing is a Lua script that refuses an entry
+//! older than the marker or the entry present, so a reader that loaded the old row before a
+//! write cannot put it back after the write's invalidation (the classic delete-then-stale-set
+//! race). A deleted product's marker holds the highest version, so nothing older returns.
+//!
+//! Redis trouble is not an outage: every command has a short timeout (`REDIS_TIMEOUT_MS`);
+//! a failure serves from the database, is counted, and is logged at most every few seconds.
+//! The client reconnects by itself, and caching resumes with it. Writes whose invalidation
+//! failed while Redis was away can leave an entry stale for at most the TTL.
+
+mod scripts;
+mod single_flight;
+
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+
+use bytes::Bytes;
+use fred::prelude::*;
+
+use self::single_flight::SingleFlight;
+
+/// The version a deleted product's marker holds: above any real version, and exact in the
+/// doubles Lua computes with.
+pub const DELETED: i64 = (1 << 53) - 1;
+
+/// Cache configuration.
+#[derive(Debug, Clone)]
+pub struct CacheSettings {
+    /// `REDIS_URL`.
+    pub url: String,
+    /// Prefix of every key (`REDIS_KEY_PREFIX`), so environments and tests can share a server.
+    pub key_prefix: String,
+    /// How long an entry (and an invalidation marker) lives (`CACHE_TTL_SECS`).
+    pub ttl: Duration,
+    /// The longest any Redis command may take before the database answers instead
+    /// (`REDIS_TIMEOUT_MS`).
+    pub timeout: Duration,
+}
+
+/// Counters of the cache, for metrics and tests.
+#[derive(Debug, Default)]
+pub struct CacheStats {
+    pub hits: AtomicU64,
+    pub misses: AtomicU64,
+    /// Redis commands that failed or timed out.
+    pub errors: AtomicU64,
+    /// Products read from PostgreSQL by the cache's loader.
+    pub db_loads: AtomicU64,
+}
+
+/// A cached response: the product's version and its JSON.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cached {
+    pub version: i64,
+    pub body: Bytes,
+}
+
+/// Whether a response came from the cache.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    Hit,
+    Miss,
+}
+
+impl Source {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Hit => "hit",
+            Self::Miss => "miss",
+        }
+    }
+}
+
+/// The product cache; cheap to clone. Without Redis (`disabled`) every read is a miss.
+#[derive(Clone)]
+pub struct ProductCache {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    client: Option<Client>,
+    settings: Option<CacheSettings>,
+    stats: Arc<CacheStats>,
+    flights: SingleFlight,
+    last_warning_ms: AtomicU64,
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+impl ProductCache {
+    /// Connects in the background: the api starts and serves even while Redis is down.
+    pub fn connect(settings: CacheSettings) -> anyhow::Result<Self> {
+        let mut config = Config::from_url(&settings.url)?;
+        // Fail at once while disconnected instead of queueing behind the reconnect.
+        config.fail_fast = true;
+        let client = Builder::from_config(config)
+            .with_connection_config(|c| {
+                c.connection_timeout = Duration::from_secs(1);
+                c.max_command_attempts = 1;
+            })
+            .with_performance_config(|p| {
+                p.default_command_timeout = settings.timeout;
+            })
+            // Keep trying for ever, every half second.
+            .set_policy(ReconnectPolicy::new_constant(0, 500))
+            .build()?;
+        client.connect();
+        Ok(Self::with(Some(client), Some(settings)))
+    }
+
+    /// No Redis: every read goes to the database (`X-Cache: miss`).
+    pub fn disabled() -> Self {
+        Self::with(None, None)
+    }
+
+    fn with(client: Option<Client>, settings: Option<CacheSettings>) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                client,
+                settings,
+                stats: Arc::default(),
+                flights: SingleFlight::default(),
+                last_warning_ms: AtomicU64::new(0),
+            }),
+        }
+    }
+
+    pub fn stats(&self) -> Arc<CacheStats> {
+        self.inner.stats.clone()
+    }
+
+    fn key(&self, id: i64) -> Option<(String, &Client, &CacheSettings)> {
+        let (client, settings) = (self.inner.client.as_ref()?, self.inner.settings.as_ref()?);
+        Some((
+            format!("{}product:{id}", settings.key_prefix),
+            client,
+            settings,
+        ))
+    }
+
+    /// Runs a Redis command within the timeout; `None` (counted, logged) on any failure.
+    async fn guarded<T>(
+        &self,
+        what: &'static str,
+        command: impl Future<Output = Result<T, Error>>,
+    ) -> Option<T> {
+        let timeout = self.inner.settings.as_ref()?.timeout;
+        let error = match tokio::time::timeout(timeout, command).await {
+            Ok(Ok(value)) => return Some(value),
+            Ok(Err(error)) => error.to_string(),
+            Err(_) => format!("no answer within {} ms", timeout.as_millis()),
+        };
+        self.inner.stats.errors.fetch_add(1, Ordering::Relaxed);
+        let now = now_ms();
+        let last = self.inner.last_warning_ms.load(Ordering::Relaxed);
+        if now.saturating_sub(last) >= 5_000
+            && self
+                .inner
+                .last_warning_ms
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            let errors = self.inner.stats.errors.load(Ordering::Relaxed);
+            tracing::warn!(
+                operation = what,
+                error,
+                errors_so_far = errors,
+                "Redis unavailable; serving from the database."
+            );
+        }
+        None
+    }
+
+    /// The cached entry of product `id`, if there is one.
+    pub async fn get(&self, id: i64) -> Option<Cached> {
+        let (key, client, _) = self.key(id)?;
+        let (version, body): (Option<i64>, Option<Bytes>) = self
+            .guarded("get", client.hmget(key, vec!["v", "b"]))
+            .await?;
+        Some(Cached {
+            version: version?,
+            body: body?,
+        })
+    }
+
+    /// Stores `entry` unless the cache already holds this or a newer version (or a newer
+    /// invalidation); true when stored.
+    pub async fn store(&self, id: i64, entry: &Cached) -> bool {
+        let Some((key, client, settings)) = self.key(id) else {
+            return false;
+        };
+        let args: Vec<Value> = vec![
+            entry.version.into(),
+            Value::Bytes(entry.body.clone()),
+            (settings.ttl.as_millis() as i64).into(),
+        ];
+        let stored: Option<i64> = self
+            .guarded("store", client.eval(scripts::STORE, key, args))
+            .await;
+        stored == Some(1)
+    }
+
+    /// Marks product `id` as changed to `version` (after the change committed): readers miss
+    /// until an entry of at least that version is stored.
+    pub async fn invalidate(&self, id: i64, version: i64) {
+        let Some((key, client, settings)) = self.key(id) else {
+            return;
+        };
+        let args: Vec<Value> = vec![version.into(), (settings.ttl.as_millis() as i64).into()];
+        let done: Option<i64> = self
+            .guarded("invalidate", client.eval(scripts::INVALIDATE, key, args))
+            .await;
+        if done.is_none() {
+            tracing::warn!(
+                product_id = id,
+                version,
+                "Cache invalidation failed; the entry may be stale until its TTL."
+            );
+        }
+    }
+
+    /// The product's response, from the cache or loaded by `load` (once for all concurrent
+    /// misses of one product) and then stored. `load` answers `None` for no such product.
+    pub async fn read_through<F, Fut, E>(
+        &self,
+        id: i64,
+        load: F,
+    ) -> Result<(Option<Cached>, Source), Arc<E>>
+    where
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: Future<Output = Result<Option<Cached>, E>> + Send + 'static,
+        E: Send + Sync + 'static,
+    {
+        if let Some(hit) = self.get(id).await {
+            self.inner.stats.hits.fetch_add(1, Ordering::Relaxed);
+            return Ok((Some(hit), Source::Hit));
+        }
+        self.inner.stats.misses.fetch_add(1, Ordering::Relaxed);
+        let cache = self.clone();
+        let loaded = self
+            .inner
+            .flights
+            .run(id, async move {
+                cache.inner.stats.db_loads.fetch_add(1, Ordering::Relaxed);
+                let loaded = load().await.map_err(Arc::new)?;
+                if let Some(entry) = &loaded {
+                    cache.store(id, entry).await;
+                }
+                Ok::<_, Arc<E>>(loaded)
+            })
+            .await?;
+        Ok((loaded, Source::Miss))
+    }
+}

@@ -1,0 +1,193 @@
+//! The Redis cache of GET /products/{id}, against the real Redis and PostgreSQL, each test
+//! with a key prefix of its own.
+
+use std::{sync::atomic::Ordering, time::Duration};
+
+use api::cache::Cached;
+use serde_json::{Value, json};
+use system_tests::{TestApp, cache_settings, redis::OwnRedis, redis_url, spawn_app_with};
+
+async fn cached_app(redis: &str) -> TestApp {
+    let settings = cache_settings(redis);
+    spawn_app_with(move |s| s.cache = Some(settings)).await
+}
+
+async fn get(app: &TestApp, id: &str) -> (u16, String, Value) {
+    let response = app.get(&format!("/products/{id}")).await;
+    let status = response.status().as_u16();
+    let source = response
+        .headers()
+        .get("x-cache")
+        .map(|v| v.to_str().unwrap().to_owned())
+        .unwrap_or_default();
+    let body = response.json().await.unwrap_or(Value::Null);
+    (status, source, body)
+}
+
+#[tokio::test]
+async fn the_second_get_is_a_hit_that_makes_no_database_read() {
+    let app = cached_app(&redis_url()).await;
+    let user = app.create_user("alice").await;
+    let id = app.create_product(&user, "Lamp", 10.0).await;
+
+    let (status, source, first) = get(&app, &id).await;
+    assert_eq!((status, source.as_str()), (200, "miss"));
+    let (status, source, second) = get(&app, &id).await;
+    assert_eq!((status, source.as_str()), (200, "hit"));
+    assert_eq!(first, second);
+    assert_eq!(
+        app.cache_stats.db_loads.load(Ordering::SeqCst),
+        1,
+        "the hit read nothing from PostgreSQL"
+    );
+}
+
+#[tokio::test]
+async fn an_update_or_delete_is_visible_on_the_very_next_get() {
+    let app = cached_app(&redis_url()).await;
+    let user = app.create_user("alice").await;
+    let id = app.create_product(&user, "Lamp", 10.0).await;
+    get(&app, &id).await;
+    assert_eq!(get(&app, &id).await.1, "hit");
+
+    app.patch(
+        &format!("/products/{id}"),
+        &json!({"product_name": "Brass lamp"}),
+    )
+    .await;
+    let (_, source, product) = get(&app, &id).await;
+    assert_eq!(source, "miss");
+    assert_eq!(product["product_name"], "Brass lamp");
+    let (_, source, product) = get(&app, &id).await;
+    assert_eq!(
+        (source.as_str(), &product["product_name"]),
+        ("hit", &json!("Brass lamp"))
+    );
+
+    assert_eq!(app.delete(&format!("/products/{id}")).await.status(), 204);
+    assert_eq!(get(&app, &id).await.0, 404);
+}
+
+#[tokio::test]
+async fn a_reader_that_loaded_before_a_write_cannot_put_the_old_value_back() {
+    let app = cached_app(&redis_url()).await;
+    let user = app.create_user("alice").await;
+    let id = app.create_product(&user, "Lamp", 10.0).await;
+    let numeric: i64 = id.parse().unwrap();
+    // The slow reader: it read version 1 from the database...
+    let stale = app
+        .get(&format!("/products/{id}"))
+        .await
+        .bytes()
+        .await
+        .unwrap();
+    // ...a writer commits version 2 and invalidates...
+    app.patch(
+        &format!("/products/{id}"),
+        &json!({"product_name": "New name"}),
+    )
+    .await;
+    // ...and only then does the reader try to store what it read.
+    let stored = app
+        .cache
+        .store(
+            numeric,
+            &Cached {
+                version: 1,
+                body: stale,
+            },
+        )
+        .await;
+    assert!(!stored, "an entry older than the invalidation is refused");
+    let (_, source, product) = get(&app, &id).await;
+    assert_eq!(source, "miss");
+    assert_eq!(product["product_name"], "New name");
+    assert_eq!(get(&app, &id).await.2["product_name"], "New name");
+}
+
+#[tokio::test]
+async fn concurrent_misses_for_one_product_read_the_database_once() {
+    let app = cached_app(&redis_url()).await;
+    let user = app.create_user("alice").await;
+    let id = app.create_product(&user, "Lamp", 10.0).await;
+    let requests = (0..20).map(|_| get(&app, &id));
+    let results = futures_util::future::join_all(requests).await;
+    assert!(
+        results
+            .iter()
+            .all(|(status, _, body)| *status == 200 && body["product_name"] == "Lamp")
+    );
+    assert_eq!(app.cache_stats.db_loads.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn if_none_match_with_the_current_etag_is_a_304_until_the_product_changes() {
+    let app = cached_app(&redis_url()).await;
+    let user = app.create_user("alice").await;
+    let id = app.create_product(&user, "Lamp", 10.0).await;
+    let path = format!("/products/{id}");
+    let etag = app.get(&path).await.headers()["etag"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let again = app
+        .http
+        .get(app.url(&path))
+        .header("if-none-match", &etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), 304);
+    assert_eq!(again.headers()["etag"].to_str().unwrap(), etag);
+
+    app.patch(&path, &json!({"product_price": 11})).await;
+    let changed = app
+        .http
+        .get(app.url(&path))
+        .header("if-none-match", &etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(changed.status(), 200);
+    assert_ne!(changed.headers()["etag"].to_str().unwrap(), etag);
+}
+
+#[tokio::test]
+async fn without_redis_reads_come_from_the_database_and_caching_resumes_when_it_returns() {
+    let mut redis = OwnRedis::start().await;
+    let app = cached_app(&redis.url()).await;
+    let user = app.create_user("alice").await;
+    let id = app.create_product(&user, "Lamp", 10.0).await;
+    // The client connects in the background; wait for the cache to take entries.
+    poll_until_hit(&app, &id).await;
+
+    redis.kill();
+    for _ in 0..5 {
+        let (status, source, product) = get(&app, &id).await;
+        assert_eq!((status, source.as_str()), (200, "miss"));
+        assert_eq!(product["product_name"], "Lamp");
+    }
+    assert!(
+        app.cache_stats.errors.load(Ordering::SeqCst) > 0,
+        "the Redis failures were counted"
+    );
+
+    redis.resume().await;
+    poll_until_hit(&app, &id).await;
+}
+
+async fn poll_until_hit(app: &TestApp, id: &str) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let (status, source, _) = get(app, id).await;
+        assert_eq!(status, 200);
+        if source == "hit" {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "waited 20 s for the cache to serve hits"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
