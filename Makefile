@@ -48,3 +48,7 @@ schemas: ## Regenerate events/schemas/*.json from the Rust event types
 .PHONY: latency
 latency: ## Median POST-to-compressed latency for a 1 MP JPEG (needs `make run`)
 	@scripts/measure-latency.sh 20
+
+.PHONY: bench
+bench: stack ## Criterion benchmarks of GET /products/{id}: cache hit, miss, baseline (docs/benchmarks.md)
+	cargo bench -p benches --bench get_product

@@ -180,6 +180,11 @@ pub fn endpoint(
     max_body_bytes: usize,
     images_dir: Option<std::path::PathBuf>,
 ) -> poem::endpoint::BoxEndpoint<'static> {
+    with_middleware(routes(state, images_dir), max_body_bytes)
+}
+
+/// The routes without the shared middleware (benchmarks add a baseline route to them).
+pub fn routes(state: AppState, images_dir: Option<std::path::PathBuf>) -> Route {
     let api = routes::api(state);
     let docs = api.swagger_ui();
     let spec = api.spec_endpoint();
@@ -189,8 +194,15 @@ pub fn endpoint(
         // their public URLs work without a separate file server.
         route = route.nest("/images", StaticFilesEndpoint::new(dir));
     }
+    route.nest("/", api)
+}
+
+/// The middleware every route gets: body limit, panic guard, problem responses, access log.
+pub fn with_middleware(
+    route: Route,
+    max_body_bytes: usize,
+) -> poem::endpoint::BoxEndpoint<'static> {
     route
-        .nest("/", api)
         .around(move |ep, req| limit_body(ep, req, max_body_bytes))
         .with(CatchPanic::new())
         .catch_all_error(|error| async move { problem_response(error) })

@@ -1,0 +1,183 @@
+//! `GET /products/{id}` over real HTTP on loopback, against real PostgreSQL and Redis:
+//! - `hit`: served from the Redis cache;
+//! - `miss`: the same server code with the cache off, so every request reads PostgreSQL;
+//! - `baseline`: a route of the same server, behind the same middleware, returning a constant
+//!   body of the same size: the ceiling a cache hit can reach.
+//!
+//! Each is measured one request at a time (latency) and as batches of 32 concurrent requests
+//! (throughput). Run with `make bench`; figures in docs/benchmarks.md.
+
+use std::{net::SocketAddr, time::Duration};
+
+use api::{
+    cache::{CacheSettings, ProductCache},
+    db,
+    routes::AppState,
+    startup,
+};
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use poem::{
+    EndpointExt, Route, Server, get, handler,
+    listener::{Acceptor, Listener, TcpListener},
+    web::Data,
+};
+use serde_json::json;
+
+const BATCH: usize = 32;
+
+#[derive(Clone)]
+struct Constant(Vec<u8>);
+
+#[handler]
+fn baseline(body: Data<&Constant>) -> poem::Response {
+    poem::Response::builder()
+        .content_type("application/json; charset=utf-8")
+        .body(body.0.0.clone())
+}
+
+/// Serves the api (with `cache`) plus `/baseline` on a free loopback port.
+async fn serve(database_url: &str, cache: ProductCache, constant: Vec<u8>) -> SocketAddr {
+    let pool = db::pool(&db::DatabaseSettings {
+        url: database_url.to_owned(),
+        pool_size: 16,
+        acquire_timeout: Duration::from_secs(5),
+    })
+    .unwrap();
+    db::migrate(&pool).await.unwrap();
+    let state = AppState {
+        pool,
+        max_images_per_product: 10,
+        outbox: Default::default(),
+        cache,
+    };
+    let route: Route =
+        startup::routes(state, None).at("/baseline", get(baseline).data(Constant(constant)));
+    let app = startup::with_middleware(route, 64 * 1024);
+    let acceptor = TcpListener::bind("127.0.0.1:0")
+        .into_acceptor()
+        .await
+        .unwrap();
+    let addr = *acceptor.local_addr()[0].as_socket_addr().unwrap();
+    tokio::spawn(Server::new_with_acceptor(acceptor).run(app));
+    addr
+}
+
+struct Setup {
+    hit_url: String,
+    miss_url: String,
+    baseline_url: String,
+}
+
+async fn setup() -> Setup {
+    let database_url = system_tests::create_database().await;
+    let redis = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+    let cache = ProductCache::connect(CacheSettings {
+        url: redis,
+        key_prefix: format!("bench:{}:", uuid::Uuid::new_v4().simple()),
+        ttl: Duration::from_secs(600),
+        timeout: Duration::from_millis(200),
+    })
+    .unwrap();
+    // The cached server creates the data; its body fixes the baseline's size.
+    let cached = serve(&database_url, cache, Vec::new()).await;
+    let http = reqwest::Client::new();
+    let user: serde_json::Value = http
+        .post(format!("http://{cached}/users"))
+        .json(&json!({"username": "bench", "email": "bench@example.com"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let product: serde_json::Value = http
+        .post(format!("http://{cached}/products"))
+        .json(&json!({
+            "user_id": user["user_id"], "product_name": "Benchmark lamp",
+            "product_description": "A product of typical size for the benchmark.",
+            "product_images": ["https://images.example.com/a.jpg", "https://images.example.com/b.jpg"],
+            "product_price": 29.99
+        }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = product["product_id"].as_str().unwrap().to_owned();
+    let body = http
+        .get(format!("http://{cached}/products/{id}"))
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    let uncached = serve(&database_url, ProductCache::disabled(), body.to_vec()).await;
+    // Warm the cache; from here on the cached server answers hits.
+    let warm = http
+        .get(format!("http://{cached}/products/{id}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(warm.headers()["x-cache"], "hit", "the cache serves hits");
+    Setup {
+        hit_url: format!("http://{cached}/products/{id}"),
+        miss_url: format!("http://{uncached}/products/{id}"),
+        baseline_url: format!("http://{uncached}/baseline"),
+    }
+}
+
+fn get_product(c: &mut Criterion) {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let setup = runtime.block_on(setup());
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(BATCH)
+        .build()
+        .unwrap();
+    let cases = [
+        ("hit", &setup.hit_url),
+        ("miss", &setup.miss_url),
+        ("baseline", &setup.baseline_url),
+    ];
+
+    let mut latency = c.benchmark_group("get_product/latency");
+    latency
+        .sample_size(50)
+        .measurement_time(Duration::from_secs(5));
+    for (name, url) in cases {
+        latency.bench_function(name, |b| {
+            b.to_async(&runtime).iter(|| async {
+                let response = http.get(url.as_str()).send().await.unwrap();
+                assert!(response.status().is_success());
+                response.bytes().await.unwrap()
+            })
+        });
+    }
+    latency.finish();
+
+    let mut throughput = c.benchmark_group("get_product/throughput");
+    throughput
+        .sample_size(30)
+        .measurement_time(Duration::from_secs(8))
+        .throughput(Throughput::Elements(BATCH as u64));
+    for (name, url) in cases {
+        throughput.bench_function(name, |b| {
+            b.to_async(&runtime).iter(|| async {
+                let requests = (0..BATCH).map(|_| async {
+                    let response = http.get(url.as_str()).send().await.unwrap();
+                    assert!(response.status().is_success());
+                    response.bytes().await.unwrap()
+                });
+                futures_util::future::join_all(requests).await
+            })
+        });
+    }
+    throughput.finish();
+}
+
+criterion_group!(benches, get_product);
+criterion_main!(benches);

@@ -1,0 +1,1 @@
+//! Benchmarks live in `benches/`; see `make bench` and docs/benchmarks.md.
