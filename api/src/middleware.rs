@@ -1,6 +1,8 @@
 //! Cross-cutting HTTP behaviour: the body size limit, request ids and the access log.
 
-use std::time::Instant;
+use std::{sync::Arc, time::Instant};
+
+use crate::metrics::{ApiMetrics, HttpLabels, route_template};
 
 use poem::{
     Endpoint, IntoResponse, Request, Response, Result,
@@ -42,8 +44,12 @@ pub async fn limit_body<E: Endpoint>(next: E, mut req: Request, max: usize) -> R
 const REQUEST_ID: &str = "x-request-id";
 
 /// Gives every request an id (the client's `X-Request-Id` when it is sane), echoes it in the
-/// response, and logs one line per request.
-pub async fn access_log<E: Endpoint>(next: E, req: Request) -> Result<Response> {
+/// response, logs one line per request and records its latency.
+pub async fn access_log<E: Endpoint>(
+    next: E,
+    req: Request,
+    metrics: Arc<ApiMetrics>,
+) -> Result<Response> {
     let started = Instant::now();
     let request_id = req
         .headers()
@@ -64,10 +70,21 @@ pub async fn access_log<E: Endpoint>(next: E, req: Request) -> Result<Response> 
         response.headers_mut().insert(REQUEST_ID, value);
     }
     let status = response.status().as_u16();
-    let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+    let elapsed = started.elapsed().as_secs_f64();
+    let latency_ms = elapsed * 1000.0;
+    let route = route_template(&path);
+    metrics
+        .http
+        .get_or_create(&HttpLabels {
+            method: method.to_string(),
+            route: route.clone(),
+            status,
+        })
+        .observe(elapsed);
     tracing::info!(
         request_id,
         method = %method,
+        route,
         path,
         status,
         latency_ms,

@@ -20,7 +20,7 @@ use rdkafka::{
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use crate::cache::ProductCache;
+use crate::{cache::ProductCache, metrics::OutcomeLabels};
 
 /// The projector of one api process.
 pub struct Projector {
@@ -28,6 +28,8 @@ pub struct Projector {
     pub consumer: StreamConsumer,
     /// Invalidated after each applied event.
     pub cache: ProductCache,
+    /// Events by outcome.
+    pub metrics: std::sync::Arc<crate::metrics::ApiMetrics>,
 }
 
 /// What applying an event did.
@@ -81,6 +83,12 @@ impl Projector {
         let (envelope, event) = match decoded {
             Ok(decoded) => decoded,
             Err(reason) => {
+                self.metrics
+                    .projector_events
+                    .get_or_create(&OutcomeLabels {
+                        outcome: "unreadable",
+                    })
+                    .inc();
                 tracing::error!(
                     topic = message.topic(),
                     partition = message.partition(),
@@ -99,6 +107,16 @@ impl Projector {
                     if let Applied::Updated { version } = applied {
                         self.cache.invalidate(product_id, version).await;
                     }
+                    let outcome = match applied {
+                        Applied::Updated { .. } => "updated",
+                        Applied::Duplicate => "duplicate",
+                        Applied::StaleRevision { .. } => "stale_revision",
+                        Applied::NoSuchProduct => "no_such_product",
+                    };
+                    self.metrics
+                        .projector_events
+                        .get_or_create(&OutcomeLabels { outcome })
+                        .inc();
                     tracing::info!(
                         product_id,
                         event_id = %envelope.id,

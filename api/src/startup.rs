@@ -13,10 +13,13 @@ use poem::{
 use rdkafka::consumer::Consumer;
 use tokio_util::sync::CancellationToken;
 
+use std::sync::Arc;
+
 use crate::{
     cache::ProductCache,
     db,
     error::problem_response,
+    metrics::ApiMetrics,
     middleware::{access_log, limit_body},
     outbox::{OutboxSignal, relay::Relay},
     projector::Projector,
@@ -43,11 +46,13 @@ impl Application {
             Some(cache) => ProductCache::connect(cache.clone())?,
             None => ProductCache::disabled(),
         };
+        let metrics = ApiMetrics::new(&cache.stats());
         let state = AppState {
             pool: pool.clone(),
             max_images_per_product: settings.max_images_per_product,
             outbox: OutboxSignal::default(),
             cache: cache.clone(),
+            metrics: metrics.clone(),
         };
         let mut background = Vec::new();
         if let Some(kafka) = &settings.kafka {
@@ -62,6 +67,7 @@ impl Application {
                 poll_interval: settings.outbox_poll,
                 batch_size: 100,
                 signal: state.outbox.clone(),
+                metrics: metrics.clone(),
             };
             background.push(Background::Relay(relay));
             let consumer = kafka.consumer(&settings.projector_group)?;
@@ -72,6 +78,7 @@ impl Application {
                 pool,
                 consumer,
                 cache: cache.clone(),
+                metrics,
             }));
         }
         let acceptor = TcpListener::bind(settings.addr)
@@ -180,15 +187,20 @@ pub fn endpoint(
     max_body_bytes: usize,
     images_dir: Option<std::path::PathBuf>,
 ) -> poem::endpoint::BoxEndpoint<'static> {
-    with_middleware(routes(state, images_dir), max_body_bytes)
+    let metrics = state.metrics.clone();
+    with_middleware(routes(state, images_dir), max_body_bytes, metrics)
 }
 
 /// The routes without the shared middleware (benchmarks add a baseline route to them).
 pub fn routes(state: AppState, images_dir: Option<std::path::PathBuf>) -> Route {
+    let metrics = state.metrics.clone();
     let api = routes::api(state);
     let docs = api.swagger_ui();
     let spec = api.spec_endpoint();
-    let mut route = Route::new().at("/openapi.json", spec).nest("/docs", docs);
+    let mut route = Route::new()
+        .at("/openapi.json", spec)
+        .nest("/docs", docs)
+        .at("/metrics", poem::get(render_metrics).data(metrics));
     if let Some(dir) = images_dir {
         // Compressed images stored in a local directory (IMAGE_STORAGE_URL=file://…), so
         // their public URLs work without a separate file server.
@@ -201,13 +213,22 @@ pub fn routes(state: AppState, images_dir: Option<std::path::PathBuf>) -> Route 
 pub fn with_middleware(
     route: Route,
     max_body_bytes: usize,
+    metrics: Arc<ApiMetrics>,
 ) -> poem::endpoint::BoxEndpoint<'static> {
     route
         .around(move |ep, req| limit_body(ep, req, max_body_bytes))
         .with(CatchPanic::new())
         .catch_all_error(|error| async move { problem_response(error) })
-        .around(access_log)
+        .around(move |ep, req| access_log(ep, req, metrics.clone()))
         .boxed()
+}
+
+/// `/metrics` in the Prometheus text format.
+#[poem::handler]
+fn render_metrics(metrics: poem::web::Data<&Arc<ApiMetrics>>) -> poem::Response {
+    poem::Response::builder()
+        .content_type("text/plain; version=0.0.4; charset=utf-8")
+        .body(metrics.render())
 }
 
 /// The OpenAPI document as JSON, as `/openapi.json` serves it.
@@ -223,6 +244,7 @@ pub fn openapi_json() -> String {
         max_images_per_product: 10,
         outbox: OutboxSignal::default(),
         cache: ProductCache::disabled(),
+        metrics: ApiMetrics::new(&Default::default()),
     })
     .spec()
 }

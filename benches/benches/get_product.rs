@@ -12,6 +12,7 @@ use std::{net::SocketAddr, time::Duration};
 use api::{
     cache::{CacheSettings, ProductCache},
     db,
+    metrics::ApiMetrics,
     routes::AppState,
     startup,
 };
@@ -44,15 +45,17 @@ async fn serve(database_url: &str, cache: ProductCache, constant: Vec<u8>) -> So
     })
     .unwrap();
     db::migrate(&pool).await.unwrap();
+    let metrics = ApiMetrics::new(&cache.stats());
     let state = AppState {
         pool,
         max_images_per_product: 10,
         outbox: Default::default(),
         cache,
+        metrics: metrics.clone(),
     };
     let route: Route =
         startup::routes(state, None).at("/baseline", get(baseline).data(Constant(constant)));
-    let app = startup::with_middleware(route, 64 * 1024);
+    let app = startup::with_middleware(route, 64 * 1024, metrics);
     let acceptor = TcpListener::bind("127.0.0.1:0")
         .into_acceptor()
         .await

@@ -1,7 +1,7 @@
 //! The Redis cache of GET /products/{id}, against the real Redis and PostgreSQL, each test
 //! with a key prefix of its own.
 
-use std::{sync::atomic::Ordering, time::Duration};
+use std::time::Duration;
 
 use api::cache::Cached;
 use serde_json::{Value, json};
@@ -36,7 +36,7 @@ async fn the_second_get_is_a_hit_that_makes_no_database_read() {
     assert_eq!((status, source.as_str()), (200, "hit"));
     assert_eq!(first, second);
     assert_eq!(
-        app.cache_stats.db_loads.load(Ordering::SeqCst),
+        app.cache_stats.db_loads.get(),
         1,
         "the hit read nothing from PostgreSQL"
     );
@@ -117,7 +117,7 @@ async fn concurrent_misses_for_one_product_read_the_database_once() {
             .iter()
             .all(|(status, _, body)| *status == 200 && body["product_name"] == "Lamp")
     );
-    assert_eq!(app.cache_stats.db_loads.load(Ordering::SeqCst), 1);
+    assert_eq!(app.cache_stats.db_loads.get(), 1);
 }
 
 #[tokio::test]
@@ -168,7 +168,7 @@ async fn without_redis_reads_come_from_the_database_and_caching_resumes_when_it_
         assert_eq!(product["product_name"], "Lamp");
     }
     assert!(
-        app.cache_stats.errors.load(Ordering::SeqCst) > 0,
+        app.cache_stats.errors.get() > 0,
         "the Redis failures were counted"
     );
 

@@ -26,6 +26,7 @@ async fn readiness_fails_with_503_when_the_database_is_unreachable() {
             max_images_per_product: 10,
             outbox: Default::default(),
             cache: api::cache::ProductCache::disabled(),
+            metrics: api::metrics::ApiMetrics::new(&Default::default()),
         },
         settings.max_body_bytes,
         None,
@@ -64,4 +65,30 @@ async fn the_openapi_document_and_the_docs_page_are_served() {
     let docs = app.get("/docs").await;
     assert_eq!(docs.status(), 200);
     assert!(docs.text().await.unwrap().contains("swagger"));
+}
+
+#[tokio::test]
+async fn metrics_count_requests_by_route_template_not_by_id() {
+    let app = spawn_app().await;
+    let user = app.create_user("alice").await;
+    let id = app.create_product(&user, "Lamp", 1.0).await;
+    app.get(&format!("/products/{id}")).await;
+    app.get("/products/999999").await;
+    let response = app.get("/metrics").await;
+    assert_eq!(response.status(), 200);
+    let text = response.text().await.unwrap();
+    assert!(
+        text.contains(r#"http_request_duration_seconds_count{method="GET",route="/products/{id}",status="200"} 1"#),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"route="/products/{id}",status="404"} 1"#),
+        "{text}"
+    );
+    assert!(
+        !text.contains(&format!("/products/{id}\"")),
+        "no ids in labels"
+    );
+    assert!(text.contains("cache_misses_total"), "{text}");
+    assert!(text.contains("outbox_backlog"), "{text}");
 }

@@ -28,6 +28,7 @@ use std::{
 
 use bytes::Bytes;
 use fred::prelude::*;
+use prometheus_client::metrics::counter::Counter;
 
 use self::single_flight::SingleFlight;
 
@@ -49,15 +50,15 @@ pub struct CacheSettings {
     pub timeout: Duration,
 }
 
-/// Counters of the cache, for metrics and tests.
+/// Counters of the cache, exported as metrics and read by tests.
 #[derive(Debug, Default)]
 pub struct CacheStats {
-    pub hits: AtomicU64,
-    pub misses: AtomicU64,
+    pub hits: Counter,
+    pub misses: Counter,
     /// Redis commands that failed or timed out.
-    pub errors: AtomicU64,
+    pub errors: Counter,
     /// Products read from PostgreSQL by the cache's loader.
-    pub db_loads: AtomicU64,
+    pub db_loads: Counter,
 }
 
 /// A cached response: the product's version and its JSON.
@@ -166,7 +167,7 @@ impl ProductCache {
             Ok(Err(error)) => error.to_string(),
             Err(_) => format!("no answer within {} ms", timeout.as_millis()),
         };
-        self.inner.stats.errors.fetch_add(1, Ordering::Relaxed);
+        self.inner.stats.errors.inc();
         let now = now_ms();
         let last = self.inner.last_warning_ms.load(Ordering::Relaxed);
         if now.saturating_sub(last) >= 5_000
@@ -176,7 +177,7 @@ impl ProductCache {
                 .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
                 .is_ok()
         {
-            let errors = self.inner.stats.errors.load(Ordering::Relaxed);
+            let errors = self.inner.stats.errors.get();
             tracing::warn!(
                 operation = what,
                 error,
@@ -248,16 +249,16 @@ impl ProductCache {
         E: Send + Sync + 'static,
     {
         if let Some(hit) = self.get(id).await {
-            self.inner.stats.hits.fetch_add(1, Ordering::Relaxed);
+            self.inner.stats.hits.inc();
             return Ok((Some(hit), Source::Hit));
         }
-        self.inner.stats.misses.fetch_add(1, Ordering::Relaxed);
+        self.inner.stats.misses.inc();
         let cache = self.clone();
         let loaded = self
             .inner
             .flights
             .run(id, async move {
-                cache.inner.stats.db_loads.fetch_add(1, Ordering::Relaxed);
+                cache.inner.stats.db_loads.inc();
                 let loaded = load().await.map_err(Arc::new)?;
                 if let Some(entry) = &loaded {
                     cache.store(id, entry).await;

@@ -36,6 +36,8 @@ pub struct Relay {
     pub batch_size: i64,
     /// Woken after local commits.
     pub signal: OutboxSignal,
+    /// Backlog and publish latency.
+    pub metrics: std::sync::Arc<crate::metrics::ApiMetrics>,
 }
 
 struct OutboxRow {
@@ -103,6 +105,8 @@ impl Relay {
             )
             .await?;
         if rows.is_empty() {
+            tx.commit().await?;
+            self.record_backlog().await;
             return Ok(0);
         }
         let rows: Vec<OutboxRow> = rows
@@ -140,6 +144,21 @@ impl Relay {
             "Outbox relay published."
         );
         Ok(rows.len())
+    }
+
+    /// Updates the backlog gauge (cheap: a partial index holds only unpublished rows).
+    async fn record_backlog(&self) {
+        if let Ok(client) = self.pool.get().await {
+            if let Ok(row) = client
+                .query_one(
+                    "SELECT count(*) FROM outbox WHERE published_at IS NULL",
+                    &[],
+                )
+                .await
+            {
+                self.metrics.outbox_backlog.set(row.get::<_, i64>(0));
+            }
+        }
     }
 
     async fn send(&self, row: &OutboxRow) -> anyhow::Result<()> {

@@ -21,6 +21,8 @@ pub struct AppState {
     pub outbox: crate::outbox::OutboxSignal,
     /// The read-through cache of single products.
     pub cache: crate::cache::ProductCache,
+    /// The api's metrics.
+    pub metrics: std::sync::Arc<crate::metrics::ApiMetrics>,
 }
 
 #[derive(Tags)]

@@ -1,0 +1,186 @@
+//! Prometheus metrics of the api, served at `/metrics`.
+//!
+//! Labels have low cardinality: routes are templates (`/products/{id}`), never ids; unknown
+//! paths are counted as `unmatched`.
+
+use std::sync::Arc;
+
+use crate::cache::CacheStats;
+use prometheus_client::{
+    encoding::{EncodeLabelSet, text::encode},
+    metrics::{
+        counter::Counter,
+        family::Family,
+        gauge::Gauge,
+        histogram::{Histogram, exponential_buckets},
+    },
+    registry::Registry,
+};
+
+/// Labels of an HTTP request.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct HttpLabels {
+    pub method: String,
+    pub route: String,
+    pub status: u16,
+}
+
+/// Labels carrying one outcome.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabels {
+    pub outcome: &'static str,
+}
+
+/// Every metric of the api.
+pub struct ApiMetrics {
+    registry: Registry,
+    /// Request latency by method, route template and status.
+    pub http: Family<HttpLabels, Histogram, fn() -> Histogram>,
+    /// Outbox rows not yet published, as last seen by the relay.
+    pub outbox_backlog: Gauge,
+    /// Time from an outbox row's commit to the broker's acknowledgement.
+    pub outbox_publish_latency: Histogram,
+    /// Events the projector handled, by outcome.
+    pub projector_events: Family<OutcomeLabels, Counter>,
+}
+
+fn latency_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.0005, 2.0, 16))
+}
+
+impl ApiMetrics {
+    /// The api's metrics, with the cache's counters among them.
+    pub fn new(cache: &CacheStats) -> Arc<Self> {
+        let mut registry = Registry::default();
+        let metrics = Self {
+            http: Family::new_with_constructor(latency_histogram),
+            outbox_backlog: Gauge::default(),
+            outbox_publish_latency: Histogram::new(exponential_buckets(0.001, 2.0, 16)),
+            projector_events: Family::default(),
+            registry: Registry::default(),
+        };
+        registry.register(
+            "http_request_duration_seconds",
+            "HTTP request latency by method, route template and status",
+            metrics.http.clone(),
+        );
+        registry.register(
+            "cache_hits",
+            "GET /products/{id} answered from Redis",
+            cache.hits.clone(),
+        );
+        registry.register(
+            "cache_misses",
+            "GET /products/{id} not found in Redis",
+            cache.misses.clone(),
+        );
+        registry.register(
+            "cache_errors",
+            "Redis commands that failed or timed out",
+            cache.errors.clone(),
+        );
+        registry.register(
+            "cache_db_loads",
+            "Products read from PostgreSQL on a cache miss",
+            cache.db_loads.clone(),
+        );
+        registry.register(
+            "outbox_backlog",
+            "Outbox events not yet published",
+            metrics.outbox_backlog.clone(),
+        );
+        registry.register(
+            "outbox_publish_latency_seconds",
+            "Time from an event's commit to the broker's acknowledgement",
+            metrics.outbox_publish_latency.clone(),
+        );
+        registry.register(
+            "projector_events",
+            "ImagesCompressed events handled by the projector, by outcome",
+            metrics.projector_events.clone(),
+        );
+        Arc::new(Self {
+            registry,
+            ..metrics
+        })
+    }
+
+    /// The text exposition format.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        encode(&mut out, &self.registry).expect("writing to a String cannot fail");
+        out
+    }
+}
+
+/// The route template of a path: digit segments become `{id}`; paths outside the API's
+/// resources are `unmatched`, so scanners cannot blow up the label set.
+pub fn route_template(path: &str) -> String {
+    const KNOWN: [&str; 7] = [
+        "products",
+        "users",
+        "healthz",
+        "readyz",
+        "openapi.json",
+        "docs",
+        "metrics",
+    ];
+    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    match segments.first() {
+        Some(first) if KNOWN.contains(first) => {}
+        Some(&"images") => return "/images/{key}".into(),
+        _ if path == "/" => return "/".into(),
+        _ => return "unmatched".into(),
+    }
+    if segments.first() == Some(&"docs") {
+        return "/docs".into();
+    }
+    let mut template = String::new();
+    for segment in segments.iter().take(3) {
+        template.push('/');
+        if !segment.is_empty() && segment.bytes().all(|b| b.is_ascii_digit()) {
+            template.push_str("{id}");
+        } else if KNOWN.contains(segment) {
+            template.push_str(segment);
+        } else {
+            template.push_str("{other}");
+        }
+    }
+    template
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_become_placeholders_and_unknown_paths_one_label() {
+        assert_eq!(route_template("/products/123"), "/products/{id}");
+        assert_eq!(route_template("/products"), "/products");
+        assert_eq!(route_template("/users/9"), "/users/{id}");
+        assert_eq!(route_template("/products/abc"), "/products/{other}");
+        assert_eq!(route_template("/wp-admin/x.php"), "unmatched");
+        assert_eq!(
+            route_template("/images/products/1/r1/0.webp"),
+            "/images/{key}"
+        );
+        assert_eq!(route_template("/docs/swagger-ui.css"), "/docs");
+    }
+
+    #[test]
+    fn metrics_render_in_the_text_format() {
+        let cache = CacheStats::default();
+        let metrics = ApiMetrics::new(&cache);
+        cache.hits.inc();
+        metrics
+            .projector_events
+            .get_or_create(&OutcomeLabels { outcome: "updated" })
+            .inc();
+        let text = metrics.render();
+        assert!(text.contains("cache_hits_total 1"), "{text}");
+        assert!(
+            text.contains("projector_events_total{outcome=\"updated\"} 1"),
+            "{text}"
+        );
+    }
+}
