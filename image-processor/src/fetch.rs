@@ -357,6 +357,25 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn https_urls_are_fetched_like_http_ones() {
+        // Nothing listens on port 1: the attempt gets as far as connecting, which proves the
+        // client speaks https (a client without TLS fails before, on the scheme).
+        let settings = FetchSettings {
+            allowed_networks: vec!["127.0.0.1/32".parse().unwrap()],
+            ..FetchSettings::default()
+        };
+        let failure = Fetcher::new(settings)
+            .unwrap()
+            .fetch("https://127.0.0.1:1/a.jpg")
+            .await
+            .unwrap_err();
+        assert!(
+            failure.is_transient() && failure.reason.starts_with("connection failed"),
+            "{failure}"
+        );
+    }
+
+    #[tokio::test]
     async fn a_name_that_resolves_to_loopback_is_refused() {
         let fetcher = Fetcher::new(FetchSettings::default()).unwrap();
         let failure = fetcher.fetch("http://localhost:1/a.jpg").await.unwrap_err();

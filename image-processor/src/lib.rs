@@ -13,7 +13,9 @@
 pub mod dlq;
 pub mod failure;
 pub mod fetch;
+pub mod http;
 pub mod job;
+pub mod metrics;
 pub mod settings;
 pub mod storage;
 pub mod transform;

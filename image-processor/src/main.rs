@@ -2,7 +2,7 @@
 //! redrives dead letters.
 
 use anyhow::Context;
-use image_processor::{dlq, settings::Settings, worker};
+use image_processor::{dlq, http, settings::Settings, worker};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -18,6 +18,7 @@ async fn main() -> anyhow::Result<()> {
             settings.log();
             let shutdown = platform::shutdown::on_signal();
             let worker = worker::Worker::build(&settings)?;
+            http::serve(settings.http_addr, worker.clone(), shutdown.clone()).await?;
             worker::run(worker, &settings.kafka, &settings.group, shutdown).await?;
             tracing::info!("Image processor stopped.");
         }

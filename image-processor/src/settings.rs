@@ -12,6 +12,8 @@ use crate::{fetch::FetchSettings, transform::TransformSettings};
 /// Everything the processor is configured with.
 #[derive(Debug, Clone)]
 pub struct Settings {
+    /// Where `/healthz`, `/readyz` and `/metrics` listen (`PROCESSOR_ADDR`).
+    pub http_addr: std::net::SocketAddr,
     pub kafka: KafkaSettings,
     /// The consumer group of the main topic (`IMAGE_PROCESSOR_GROUP`); retry topics use
     /// `<group>.retry-<n>`.
@@ -60,6 +62,10 @@ impl Settings {
         let local = std::env::current_dir()?.join(".local/storage");
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         Ok(Self {
+            http_addr: env::parse(
+                "PROCESSOR_ADDR",
+                std::net::SocketAddr::from(([127, 0, 0, 1], 8081)),
+            )?,
             kafka: KafkaSettings::from_env()?,
             group: env::string("IMAGE_PROCESSOR_GROUP", "image-processor"),
             storage_url: env::string("IMAGE_STORAGE_URL", &format!("file://{}", local.display())),

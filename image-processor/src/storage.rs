@@ -124,7 +124,13 @@ impl Storage {
         Ok(self.public_url(key))
     }
 
-    /// Reads an object back (tests and the readiness probe).
+    /// Whether the store answers (the readiness probe): lists the prefix, reading nothing.
+    pub async fn check(&self) -> anyhow::Result<()> {
+        self.store.list_with_delimiter(Some(&self.prefix)).await?;
+        Ok(())
+    }
+
+    /// Reads an object back (tests).
     pub async fn get(&self, key: &str) -> anyhow::Result<bytes::Bytes> {
         Ok(self.store.get(&self.path(key)).await?.bytes().await?)
     }

@@ -33,6 +33,7 @@ use crate::{
     failure::Failure,
     fetch::Fetcher,
     job::{self, Decoded, Job, RawRecord},
+    metrics::{LevelLabels, OutcomeLabels, PartitionLabels, ProcessorMetrics},
     storage::Storage,
     transform::{self, TransformSettings},
 };
@@ -53,6 +54,7 @@ pub struct Worker {
     pub cpu: Arc<Semaphore>,
     /// Downloads of one job in flight at once.
     pub image_concurrency: usize,
+    pub metrics: Arc<ProcessorMetrics>,
 }
 
 /// A record to produce, owned so a failed send can be retried.
@@ -75,6 +77,7 @@ impl Worker {
             retry_delays: settings.retry_delays.clone(),
             cpu: Arc::new(Semaphore::new(settings.cpu_workers.max(1))),
             image_concurrency: settings.image_concurrency,
+            metrics: ProcessorMetrics::new(),
         }))
     }
 
@@ -82,10 +85,15 @@ impl Worker {
     /// `shutdown`; the record in hand is finished first, and stored offsets are committed.
     pub async fn consume(
         self: Arc<Self>,
-        consumer: StreamConsumer,
+        consumer: Arc<StreamConsumer>,
         level: usize,
         shutdown: CancellationToken,
     ) {
+        let lag = tokio::spawn(report_lag(
+            consumer.clone(),
+            self.metrics.clone(),
+            shutdown.clone(),
+        ));
         loop {
             let message = tokio::select! {
                 _ = shutdown.cancelled() => break,
@@ -111,6 +119,7 @@ impl Worker {
         if let Err(error) = consumer.commit_consumer_state(CommitMode::Sync) {
             tracing::debug!(%error, level, "No offsets to commit at shutdown.");
         }
+        lag.abort();
         tracing::info!(level, "Consumer stopped.");
     }
 
@@ -144,6 +153,12 @@ impl Worker {
                     partition: message.partition(),
                     offset: message.offset(),
                 };
+                self.metrics
+                    .dead_letters
+                    .get_or_create(&OutcomeLabels {
+                        outcome: "permanent",
+                    })
+                    .inc();
                 let record = self.dead_letter(
                     &raw,
                     &origin,
@@ -182,6 +197,12 @@ impl Worker {
                     reason,
                     "Retry scheduled."
                 );
+                self.metrics
+                    .retries
+                    .get_or_create(&LevelLabels {
+                        level: next_level as u32,
+                    })
+                    .inc();
                 outgoing.push(self.retry(
                     &job,
                     &transient,
@@ -197,6 +218,15 @@ impl Worker {
                     reason,
                     "Retries exhausted; dead-lettering."
                 );
+                self.metrics
+                    .dead_letters
+                    .get_or_create(&OutcomeLabels {
+                        outcome: "transient",
+                    })
+                    .inc();
+                for _ in &transient {
+                    self.metrics.image("gave_up");
+                }
                 outgoing.push(self.dead_letter(
                     &job.raw,
                     &job.origin,
@@ -256,9 +286,13 @@ impl Worker {
         let mut transient = Vec::new();
         for (image, outcome) in outcomes {
             match outcome {
-                Ok(result) => finished.push(result),
+                Ok(result) => {
+                    self.metrics.image("compressed");
+                    finished.push(result);
+                }
                 Err(failure) if failure.is_transient() => transient.push((image, failure)),
                 Err(failure) => {
+                    self.metrics.image("failed");
                     tracing::warn!(product_id = %job.product_id, index = image.index, reason = %failure, "Image failed permanently.");
                     finished.push(ImageResult::failed(
                         image.index,
@@ -285,6 +319,8 @@ impl Worker {
                 return Err(failure);
             }
         };
+        self.metrics
+            .stage("download", started.elapsed().as_secs_f64());
         let bytes_before = fetched.bytes.len() as u64;
         tracing::info!(
             product_id = %job.product_id,
@@ -315,6 +351,8 @@ impl Worker {
                 return Err(failure);
             }
         };
+        self.metrics
+            .stage("compress", encode_started.elapsed().as_secs_f64());
         let bytes_after = compressed.bytes.len() as u64;
         tracing::info!(
             product_id = %job.product_id,
@@ -330,10 +368,13 @@ impl Worker {
         let key = Storage::key(&job.product_id, job.revision, image.index);
         let (width, height, content_type) =
             (compressed.width, compressed.height, compressed.content_type);
+        let store_started = std::time::Instant::now();
         let url = self
             .storage
             .put(&key, compressed.bytes, content_type)
             .await?;
+        self.metrics
+            .stage("store", store_started.elapsed().as_secs_f64());
         Ok(ImageResult {
             index: image.index,
             source_url: image.url.clone(),
@@ -501,6 +542,52 @@ pub fn jittered(delay: Duration) -> Duration {
     delay.mul_f64(rand::random_range(0.5..=1.0))
 }
 
+/// Every 10 s, sets the lag gauge of each assigned partition (high watermark minus position).
+async fn report_lag(
+    consumer: Arc<StreamConsumer>,
+    metrics: Arc<ProcessorMetrics>,
+    shutdown: CancellationToken,
+) {
+    let mut tick = tokio::time::interval(Duration::from_secs(10));
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let consumer = consumer.clone();
+        let lags = tokio::task::spawn_blocking(move || {
+            let mut lags = Vec::new();
+            let Ok(positions) = consumer.position() else {
+                return lags;
+            };
+            for element in positions.elements() {
+                let Ok((_, high)) = consumer.fetch_watermarks(
+                    element.topic(),
+                    element.partition(),
+                    Duration::from_secs(2),
+                ) else {
+                    continue;
+                };
+                let position = element.offset().to_raw().filter(|p| *p >= 0).unwrap_or(0);
+                lags.push((
+                    element.topic().to_owned(),
+                    element.partition(),
+                    (high - position).max(0),
+                ));
+            }
+            lags
+        })
+        .await
+        .unwrap_or_default();
+        for (topic, partition, lag) in lags {
+            metrics
+                .consumer_lag
+                .get_or_create(&PartitionLabels { topic, partition })
+                .set(lag);
+        }
+    }
+}
+
 /// Subscribes the main and retry consumers and runs them until `shutdown`.
 pub async fn run(
     worker: Arc<Worker>,
@@ -523,7 +610,7 @@ pub async fn run(
         consumer.subscribe(&[&topic])?;
         tracing::info!(topic, group, "Consuming.");
         tasks.push(tokio::spawn(worker.clone().consume(
-            consumer,
+            Arc::new(consumer),
             level,
             shutdown.clone(),
         )));

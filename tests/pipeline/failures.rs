@@ -263,7 +263,7 @@ async fn a_processor_that_crashes_mid_message_processes_it_after_restart() {
         .unwrap();
     assert_eq!(product["processing_status"], "pending");
 
-    pipeline.start_processor();
+    pipeline.start_processor().await;
     let product = pipeline.wait_until_processed(&id).await;
     assert_eq!(product["processing_status"], "done");
     assert_eq!(pipeline.images.hits(path), 2);

@@ -4,4 +4,5 @@
 mod broker_outage;
 mod failures;
 mod happy;
+mod operations;
 mod projector;

@@ -63,6 +63,19 @@ fn img(Path(name): Path<String>) -> Response {
     image_response(&name)
 }
 
+/// The same image under many paths, so each product's image is counted on its own.
+#[handler]
+fn photo(Path((_n, name)): Path<(usize, String)>) -> Response {
+    image_response(&name)
+}
+
+/// Like `photo`, 300 ms later: keeps a run of products in flight long enough to stop midway.
+#[handler]
+async fn delayed(Path((_n, name)): Path<(usize, String)>) -> Response {
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    image_response(&name)
+}
+
 #[handler]
 fn flaky(
     Path((fails, name)): Path<(usize, String)>,
@@ -127,6 +140,8 @@ impl ImageServer {
         let counter = state.clone();
         let app = Route::new()
             .at("/img/:name", get(img))
+            .at("/photo/:n/:name", get(photo))
+            .at("/delayed/:n/:name", get(delayed))
             .at("/flaky/:fails/:name", get(flaky))
             .at("/fail/:name", get(fail))
             .at("/slow/:name", get(slow))

@@ -64,6 +64,8 @@ pub struct Pipeline {
     pub processor_settings: ProcessorSettings,
     pub storage_dir: PathBuf,
     pub processor: Option<Processor>,
+    /// Where the running processor serves /healthz, /readyz and /metrics.
+    pub processor_http: Option<std::net::SocketAddr>,
 }
 
 impl Drop for Pipeline {
@@ -114,17 +116,26 @@ pub async fn spawn_pipeline_on(brokers: &str) -> Pipeline {
         processor_settings,
         storage_dir,
         processor: None,
+        processor_http: None,
     };
-    pipeline.start_processor();
+    pipeline.start_processor().await;
     pipeline
 }
 
 impl Pipeline {
     /// Starts the processor (again), in the same consumer groups.
-    pub fn start_processor(&mut self) {
+    pub async fn start_processor(&mut self) {
         let worker: Arc<Worker> =
             Worker::build(&self.processor_settings).expect("the processor starts");
         let shutdown = CancellationToken::new();
+        let http = image_processor::http::serve(
+            "127.0.0.1:0".parse().unwrap(),
+            worker.clone(),
+            shutdown.clone(),
+        )
+        .await
+        .expect("the processor's health server starts");
+        self.processor_http = Some(http);
         let kafka = self.kafka.clone();
         let group = self.processor_settings.group.clone();
         let token = shutdown.clone();

@@ -1,0 +1,110 @@
+//! Prometheus metrics of the image-processor, served at `/metrics` by [`crate::http`].
+//! Labels stay low-cardinality: outcomes, stages, topics and partitions, never product ids.
+
+use std::sync::Arc;
+
+use prometheus_client::{
+    encoding::{EncodeLabelSet, text::encode},
+    metrics::{
+        counter::Counter,
+        family::Family,
+        gauge::Gauge,
+        histogram::{Histogram, exponential_buckets},
+    },
+    registry::Registry,
+};
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabels {
+    pub outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StageLabels {
+    pub stage: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct LevelLabels {
+    pub level: u32,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PartitionLabels {
+    pub topic: String,
+    pub partition: i32,
+}
+
+/// Every metric of the processor.
+pub struct ProcessorMetrics {
+    registry: Registry,
+    /// Images by final outcome: `compressed`, `failed` (permanent), `gave_up` (retries used up).
+    pub images: Family<OutcomeLabels, Counter>,
+    /// Time per stage: `download`, `compress`, `store`.
+    pub stage_seconds: Family<StageLabels, Histogram, fn() -> Histogram>,
+    /// Jobs sent to a retry topic, by retry level.
+    pub retries: Family<LevelLabels, Counter>,
+    /// Records sent to the dead-letter topic, by kind (`transient`, `permanent`).
+    pub dead_letters: Family<OutcomeLabels, Counter>,
+    /// Records behind the high watermark, per assigned partition.
+    pub consumer_lag: Family<PartitionLabels, Gauge>,
+}
+
+fn stage_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.001, 2.0, 16))
+}
+
+impl ProcessorMetrics {
+    pub fn new() -> Arc<Self> {
+        let mut registry = Registry::default();
+        let metrics = Self {
+            registry: Registry::default(),
+            images: Family::default(),
+            stage_seconds: Family::new_with_constructor(stage_histogram),
+            retries: Family::default(),
+            dead_letters: Family::default(),
+            consumer_lag: Family::default(),
+        };
+        registry.register("images", "Images by final outcome", metrics.images.clone());
+        registry.register(
+            "image_stage_duration_seconds",
+            "Time per processing stage",
+            metrics.stage_seconds.clone(),
+        );
+        registry.register(
+            "retries",
+            "Jobs sent to a retry topic, by level",
+            metrics.retries.clone(),
+        );
+        registry.register(
+            "dead_letters",
+            "Records sent to the dead-letter topic, by kind",
+            metrics.dead_letters.clone(),
+        );
+        registry.register(
+            "consumer_lag",
+            "Records behind the high watermark per partition",
+            metrics.consumer_lag.clone(),
+        );
+        Arc::new(Self {
+            registry,
+            ..metrics
+        })
+    }
+
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        encode(&mut out, &self.registry).expect("writing to a String cannot fail");
+        out
+    }
+
+    pub fn stage(&self, stage: &'static str, seconds: f64) {
+        self.stage_seconds
+            .get_or_create(&StageLabels { stage })
+            .observe(seconds);
+    }
+
+    pub fn image(&self, outcome: &'static str) {
+        self.images.get_or_create(&OutcomeLabels { outcome }).inc();
+    }
+}
