@@ -58,6 +58,7 @@ impl Settings {
                         key_prefix: env::string("REDIS_KEY_PREFIX", "catalog:"),
                         ttl: Duration::from_secs(env::parse("CACHE_TTL_SECS", 300)?),
                         timeout: Duration::from_millis(env::parse("REDIS_TIMEOUT_MS", 200)?),
+                        pool_size: env::parse("REDIS_POOL_SIZE", 4)?,
                     })
                 })
                 .transpose()?,

@@ -79,6 +79,7 @@ async fn setup() -> Setup {
         key_prefix: format!("bench:{}:", uuid::Uuid::new_v4().simple()),
         ttl: Duration::from_secs(600),
         timeout: Duration::from_millis(200),
+        pool_size: 4,
     })
     .unwrap();
     // The cached server creates the data; its body fixes the baseline's size.

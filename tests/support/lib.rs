@@ -102,6 +102,7 @@ pub fn cache_settings(redis_url: &str) -> api::cache::CacheSettings {
         key_prefix: format!("test:{}:", uuid::Uuid::new_v4().simple()),
         ttl: Duration::from_secs(60),
         timeout: Duration::from_millis(200),
+        pool_size: 4,
     }
 }
 

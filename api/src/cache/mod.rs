@@ -48,6 +48,8 @@ pub struct CacheSettings {
     /// The longest any Redis command may take before the database answers instead
     /// (`REDIS_TIMEOUT_MS`).
     pub timeout: Duration,
+    /// Connections to Redis, used round-robin (`REDIS_POOL_SIZE`).
+    pub pool_size: usize,
 }
 
 /// Counters of the cache, exported as metrics and read by tests.
@@ -91,7 +93,7 @@ pub struct ProductCache {
 }
 
 struct Inner {
-    client: Option<Client>,
+    client: Option<Pool>,
     settings: Option<CacheSettings>,
     stats: Arc<CacheStats>,
     flights: SingleFlight,
@@ -120,7 +122,7 @@ impl ProductCache {
             })
             // Keep trying for ever, every half second.
             .set_policy(ReconnectPolicy::new_constant(0, 500))
-            .build()?;
+            .build_pool(settings.pool_size.max(1))?;
         client.connect();
         Ok(Self::with(Some(client), Some(settings)))
     }
@@ -130,7 +132,7 @@ impl ProductCache {
         Self::with(None, None)
     }
 
-    fn with(client: Option<Client>, settings: Option<CacheSettings>) -> Self {
+    fn with(client: Option<Pool>, settings: Option<CacheSettings>) -> Self {
         Self {
             inner: Arc::new(Inner {
                 client,
@@ -147,10 +149,10 @@ impl ProductCache {
     }
 
     fn key(&self, id: i64) -> Option<(String, &Client, &CacheSettings)> {
-        let (client, settings) = (self.inner.client.as_ref()?, self.inner.settings.as_ref()?);
+        let (pool, settings) = (self.inner.client.as_ref()?, self.inner.settings.as_ref()?);
         Some((
             format!("{}product:{id}", settings.key_prefix),
-            client,
+            pool.next(),
             settings,
         ))
     }
@@ -248,6 +250,15 @@ impl ProductCache {
         Fut: Future<Output = Result<Option<Cached>, E>> + Send + 'static,
         E: Send + Sync + 'static,
     {
+        if self.inner.client.is_none() {
+            // No cache: every request reads the database, as it would without this layer.
+            self.inner.stats.misses.inc();
+            self.inner.stats.db_loads.inc();
+            return load()
+                .await
+                .map(|loaded| (loaded, Source::Miss))
+                .map_err(Arc::new);
+        }
         if let Some(hit) = self.get(id).await {
             self.inner.stats.hits.inc();
             return Ok((Some(hit), Source::Hit));
