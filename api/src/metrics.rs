@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use crate::cache::CacheStats;
 use prometheus_client::{
-    encoding::{EncodeLabelSet, text::encode},
+    encoding::EncodeLabelSet,
     metrics::{
         counter::Counter,
         family::Family,
@@ -25,11 +25,7 @@ pub struct HttpLabels {
     pub status: u16,
 }
 
-/// Labels carrying one outcome.
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct OutcomeLabels {
-    pub outcome: &'static str,
-}
+pub use platform::metrics::OutcomeLabels;
 
 /// Every metric of the api.
 pub struct ApiMetrics {
@@ -44,16 +40,12 @@ pub struct ApiMetrics {
     pub projector_events: Family<OutcomeLabels, Counter>,
 }
 
-fn latency_histogram() -> Histogram {
-    Histogram::new(exponential_buckets(0.0005, 2.0, 16))
-}
-
 impl ApiMetrics {
     /// The api's metrics, with the cache's counters among them.
     pub fn new(cache: &CacheStats) -> Arc<Self> {
         let mut registry = Registry::default();
         let metrics = Self {
-            http: Family::new_with_constructor(latency_histogram),
+            http: Family::new_with_constructor(platform::metrics::latency_histogram),
             outbox_backlog: Gauge::default(),
             outbox_publish_latency: Histogram::new(exponential_buckets(0.001, 2.0, 16)),
             projector_events: Family::default(),
@@ -107,9 +99,7 @@ impl ApiMetrics {
 
     /// The text exposition format.
     pub fn render(&self) -> String {
-        let mut out = String::new();
-        encode(&mut out, &self.registry).expect("writing to a String cannot fail");
-        out
+        platform::metrics::render(&self.registry)
     }
 }
 

@@ -6,5 +6,6 @@
 
 pub mod env;
 pub mod kafka;
+pub mod metrics;
 pub mod shutdown;
 pub mod telemetry;

@@ -1,12 +1,9 @@
 //! A tansu broker of the test's own, for tests that stop and restart the broker (the shared
 //! one serves every other test and must stay up).
 
-use std::{
-    net::TcpStream,
-    path::PathBuf,
-    process::{Child, Command, Stdio},
-    time::{Duration, Instant},
-};
+use std::{path::PathBuf, process::Child, time::Duration};
+
+use crate::process::{free_port, kill, spawn_listening};
 
 /// A broker on a free port with its data in a temporary directory.
 pub struct OwnBroker {
@@ -30,11 +27,7 @@ fn tansu() -> PathBuf {
 
 impl OwnBroker {
     pub async fn start() -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = free_port();
         let dir =
             std::env::temp_dir().join(format!("catalog-tansu-{}", uuid::Uuid::new_v4().simple()));
         std::fs::create_dir_all(&dir).unwrap();
@@ -48,41 +41,34 @@ impl OwnBroker {
         broker
     }
 
-    /// Starts the broker process on the same port and data.
+    /// Starts the broker process on the same port and data. The SQLite path is relative to
+    /// the working directory: an absolute sqlite:/// path is mangled (ARCHITECTURE.md).
     pub async fn resume(&mut self) {
         let url = format!("tcp://127.0.0.1:{}", self.port);
-        let child = Command::new(tansu())
-            .args([
-                "broker",
-                "--listener-url",
-                &url,
-                "--advertised-listener-url",
-                &url,
-            ])
-            .args(["--storage-engine", "sqlite://tansu.db"])
-            .current_dir(&self.dir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("tansu is installed (make test installs it)");
-        self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "waited 30 s for tansu on port {}",
-                self.port
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        let args = [
+            "broker",
+            "--listener-url",
+            &url,
+            "--advertised-listener-url",
+            &url,
+            "--storage-engine",
+            "sqlite://tansu.db",
+        ];
+        self.child = Some(
+            spawn_listening(
+                &tansu(),
+                &args,
+                &self.dir,
+                self.port,
+                Duration::from_secs(30),
+            )
+            .await,
+        );
     }
 
     /// Kills the broker, as a crash would.
     pub fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        kill(&mut self.child);
     }
 }
 

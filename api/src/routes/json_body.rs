@@ -14,6 +14,7 @@ use poem_openapi::{
 };
 use serde_json::Value;
 
+use super::number_or_string::json_type;
 use crate::{domain::FieldError, error::ApiError};
 
 /// A JSON body of type `T`.
@@ -70,17 +71,6 @@ fn resolve<'a>(schema: &'a MetaSchemaRef, registry: &'a Registry) -> Option<&'a 
     }
 }
 
-fn type_name(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
-}
-
 fn matches(value: &Value, ty: &str) -> bool {
     match ty {
         "object" => value.is_object(),
@@ -108,7 +98,7 @@ fn check(
     let mut fail = |expected: String| {
         out.push(FieldError {
             field: field.to_owned(),
-            message: format!("expected {expected}, got {}", type_name(value)),
+            message: format!("expected {expected}, got {}", json_type(value)),
         })
     };
     if !schema.one_of.is_empty() {

@@ -131,7 +131,8 @@ impl<F: Flavour> ToJSON for NumberOrString<F> {
     }
 }
 
-fn json_type(value: &Value) -> &'static str {
+/// How a JSON value's type reads in an error message.
+pub(crate) fn json_type(value: &Value) -> &'static str {
     match value {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",

@@ -1,0 +1,52 @@
+//! Child processes of the tests' own (a broker, a Redis server) that listen on a port.
+
+use std::{
+    net::TcpStream,
+    path::Path,
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+/// A free port on 127.0.0.1 (bound once, then released for the child to take).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Starts `program` with `args` in `dir` and waits until it accepts connections on `port`.
+pub async fn spawn_listening(
+    program: &Path,
+    args: &[&str],
+    dir: &Path,
+    port: u16,
+    within: Duration,
+) -> Child {
+    let child = Command::new(program)
+        .args(args)
+        .current_dir(dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{} starts (make test installs it): {e}", program.display()));
+    let deadline = Instant::now() + within;
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "waited {within:?} for {} on port {port}",
+            program.display()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    child
+}
+
+/// Kills the child, as a crash would, and reaps it.
+pub fn kill(child: &mut Option<Child>) {
+    if let Some(mut child) = child.take() {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}
