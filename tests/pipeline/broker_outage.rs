@@ -6,7 +6,7 @@ use system_tests::{broker::OwnBroker, pipeline::spawn_pipeline_on};
 #[tokio::test]
 async fn products_created_while_the_broker_is_down_are_processed_once_it_is_back() {
     let mut broker = OwnBroker::start().await;
-    let pipeline = spawn_pipeline_on(&broker.brokers).await;
+    let mut pipeline = spawn_pipeline_on(&broker.brokers).await;
     // A first product proves the pipeline runs before the outage.
     let warm = pipeline
         .create_product(&[pipeline.images.url("/img/rocket.jpg")])
@@ -58,4 +58,5 @@ async fn products_created_while_the_broker_is_down_are_processed_once_it_is_back
             "{source} processed exactly once"
         );
     }
+    pipeline.stop().await;
 }

@@ -50,6 +50,7 @@ pub struct TestApp {
     /// The app's cache, for forcing interleavings.
     pub cache: api::cache::ProductCache,
     shutdown: CancellationToken,
+    running: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
 }
 
 impl Drop for TestApp {
@@ -81,7 +82,7 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
     let base = format!("http://{}", app.addr());
     let (cache_stats, cache) = (app.cache_stats(), app.cache());
     let shutdown = CancellationToken::new();
-    tokio::spawn(app.run_until(shutdown.clone()));
+    let running = Some(tokio::spawn(app.run_until(shutdown.clone())));
     TestApp {
         base,
         database_url,
@@ -93,6 +94,7 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
         cache_stats,
         cache,
         shutdown,
+        running,
     }
 }
 
@@ -113,6 +115,14 @@ pub fn redis_url() -> String {
 }
 
 impl TestApp {
+    /// Stops the api and waits until its relay and projector have let go of the broker.
+    pub async fn stop(&mut self) {
+        self.shutdown.cancel();
+        if let Some(running) = self.running.take() {
+            let _ = running.await;
+        }
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }

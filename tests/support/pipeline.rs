@@ -123,6 +123,15 @@ pub async fn spawn_pipeline_on(brokers: &str) -> Pipeline {
 }
 
 impl Pipeline {
+    /// Stops the processor and the api and waits for both, so that their Kafka clients close
+    /// while the broker still answers (a consumer closing against a dead broker can hang).
+    pub async fn stop(&mut self) {
+        if let Some(processor) = self.processor.take() {
+            processor.stop().await;
+        }
+        self.app.stop().await;
+    }
+
     /// Starts the processor (again), in the same consumer groups.
     pub async fn start_processor(&mut self) {
         let worker: Arc<Worker> =

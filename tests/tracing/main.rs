@@ -1,0 +1,64 @@
+//! One trace follows a product from the HTTP request through the outbox relay, Kafka and the
+//! image-processor to the projector. Its own test binary: it installs the process-wide
+//! tracer, with an in-memory exporter.
+
+use std::time::{Duration, Instant};
+
+use opentelemetry::trace::TraceId;
+use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider};
+use serde_json::{Value, json};
+use system_tests::pipeline::spawn_pipeline;
+
+#[tokio::test]
+async fn one_trace_follows_a_product_from_the_request_to_the_projector() {
+    let exporter = InMemorySpanExporter::default();
+    let provider = SdkTracerProvider::builder().with_simple_exporter(exporter.clone()).build();
+    let _telemetry = platform::telemetry::install("system-test", provider);
+    let pipeline = spawn_pipeline().await;
+    let user = pipeline.app.create_user("tracer").await;
+
+    // The client's own trace: everything downstream must join it.
+    let trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let response = pipeline
+        .app
+        .http
+        .post(pipeline.app.url("/products"))
+        .header("traceparent", format!("00-{trace}-00f067aa0ba902b7-01"))
+        .json(&json!({
+            "user_id": user, "product_name": "Traced", "product_price": 1,
+            "product_images": [pipeline.images.url("/img/rocket.jpg")]
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    let id = response.json::<Value>().await.unwrap()["product_id"].as_str().unwrap().to_owned();
+    pipeline.wait_until_processed(&id).await;
+
+    let topics = pipeline.kafka.topics();
+    let expected = [
+        "POST /products".to_owned(),
+        format!("{} publish", topics.product_events()),
+        format!("{} process", topics.product_events()),
+        "fetch".to_owned(),
+        "compress".to_owned(),
+        "store".to_owned(),
+        format!("{} process", topics.images_compressed()),
+    ];
+    let trace_id = TraceId::from_hex(trace).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let names: Vec<String> = exporter
+            .get_finished_spans()
+            .unwrap()
+            .iter()
+            .filter(|span| span.span_context.trace_id() == trace_id)
+            .map(|span| span.name.to_string())
+            .collect();
+        if expected.iter().all(|name| names.contains(name)) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "waited 20 s for spans {expected:?} in trace {trace}; have {names:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
