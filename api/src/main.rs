@@ -12,7 +12,7 @@ async fn main() -> anyhow::Result<()> {
         println!("{}", startup::openapi_json());
         return Ok(());
     }
-    platform::telemetry::init("api");
+    let _telemetry = platform::telemetry::init("api");
     let settings = Settings::from_env().context("Invalid settings")?;
     settings.log();
     match command.as_deref() {

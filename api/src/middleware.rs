@@ -61,7 +61,22 @@ pub async fn access_log<E: Endpoint>(
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
     let client = req.remote_addr().to_string();
-    let span = tracing::info_span!("http_request", %request_id);
+    let route = route_template(&path);
+    let span = tracing::info_span!(
+        "HTTP request",
+        otel.name = format!("{method} {route}"),
+        otel.kind = "server",
+        http.request.method = %method,
+        http.route = %route,
+        http.response.status_code = tracing::field::Empty,
+        request_id = %request_id,
+    );
+    let traceparent = req
+        .headers()
+        .get("traceparent")
+        .and_then(|v| v.to_str().ok());
+    platform::telemetry::set_parent(&span, traceparent);
+    let recorder = span.clone();
     let mut response = match tracing::Instrument::instrument(next.call(req), span).await {
         Ok(response) => response.into_response(),
         Err(error) => error.into_response(),
@@ -70,9 +85,9 @@ pub async fn access_log<E: Endpoint>(
         response.headers_mut().insert(REQUEST_ID, value);
     }
     let status = response.status().as_u16();
+    recorder.record("http.response.status_code", status);
     let elapsed = started.elapsed().as_secs_f64();
     let latency_ms = elapsed * 1000.0;
-    let route = route_template(&path);
     metrics
         .http
         .get_or_create(&HttpLabels {

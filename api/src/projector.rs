@@ -99,9 +99,24 @@ impl Projector {
                 return true;
             }
         };
+        let span = tracing::info_span!(
+            "process",
+            otel.name = format!("{} process", message.topic()),
+            otel.kind = "consumer",
+            messaging.system = "kafka",
+            messaging.operation.type = "process",
+            messaging.destination.name = message.topic(),
+            messaging.message.id = %envelope.id,
+            product_id = %event.product_id,
+        );
+        platform::telemetry::set_parent(&span, envelope.traceparent.as_deref());
         let mut backoff = Duration::from_millis(100);
         loop {
-            match apply(&self.pool, envelope.id, &event).await {
+            let applied = tracing::Instrument::instrument(
+                apply(&self.pool, envelope.id, &event),
+                span.clone(),
+            );
+            match applied.await {
                 Ok(applied) => {
                     let product_id = event.product_id.parse::<i64>().unwrap_or_default();
                     if let Applied::Updated { version } = applied {

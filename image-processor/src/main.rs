@@ -9,9 +9,9 @@ async fn main() -> anyhow::Result<()> {
     platform::env::load_dotenv();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    if args.first() != Some(&"dlq") {
-        platform::telemetry::init("image-processor");
-    }
+    let _telemetry =
+        (args.first() != Some(&"dlq")).then(|| platform::telemetry::init("image-processor"));
+
     let settings = Settings::from_env().context("Invalid settings")?;
     match args.as_slice() {
         [] | ["run"] => {

@@ -170,10 +170,27 @@ impl Worker {
                 return self.send_durably(record, shutdown).await;
             }
         };
-        if level > 0 && !self.wait_until_due(&job, shutdown).await {
+        let span = tracing::info_span!(
+            "process",
+            otel.name = format!("{} process", message.topic()),
+            otel.kind = "consumer",
+            messaging.system = "kafka",
+            messaging.operation.type = "process",
+            messaging.destination.name = message.topic(),
+            messaging.kafka.offset = message.offset(),
+            product_id = %job.product_id,
+            attempt = job.attempt,
+        );
+        platform::telemetry::set_parent(&span, job.envelope.traceparent.as_deref());
+        tracing::Instrument::instrument(self.handle_job(&job, level, shutdown), span).await
+    }
+
+    /// Processes a decoded job inside its span; true when the outcome is durable.
+    async fn handle_job(&self, job: &Job, level: usize, shutdown: &CancellationToken) -> bool {
+        if level > 0 && !self.wait_until_due(job, shutdown).await {
             return false;
         }
-        let (finished, transient) = self.process(&job).await;
+        let (finished, transient) = self.process(job).await;
         let mut outgoing = Vec::new();
         let mut results = finished;
         if !transient.is_empty() {
@@ -204,7 +221,7 @@ impl Worker {
                     })
                     .inc();
                 outgoing.push(self.retry(
-                    &job,
+                    job,
                     &transient,
                     next_level,
                     delay,
@@ -245,7 +262,7 @@ impl Worker {
             }
         }
         if !results.is_empty() {
-            outgoing.push(self.images_compressed(&job, results));
+            outgoing.push(self.images_compressed(job, results));
         }
         for record in outgoing {
             if !self.send_durably(record, shutdown).await {
@@ -312,7 +329,13 @@ impl Worker {
             .ok()
             .and_then(|u| u.host_str().map(str::to_owned))
             .unwrap_or_default();
-        let fetched = match self.fetcher.fetch(&image.url).await {
+        let fetch_span = tracing::info_span!("fetch", index = image.index, host = %host);
+        let fetched = match tracing::Instrument::instrument(
+            self.fetcher.fetch(&image.url),
+            fetch_span,
+        )
+        .await
+        {
             Ok(fetched) => fetched,
             Err(failure) => {
                 tracing::info!(product_id = %job.product_id, index = image.index, host, reason = %failure, transient = failure.is_transient(), "Download failed.");
@@ -338,8 +361,10 @@ impl Worker {
             .map_err(|_| Failure::transient("shutting down"))?;
         let settings = self.transform.clone();
         let encode_started = std::time::Instant::now();
+        let compress_span = tracing::info_span!("compress", index = image.index);
         let compressed = tokio::task::spawn_blocking(move || {
             let _permit = permit;
+            let _span = compress_span.enter();
             transform::compress(&fetched.bytes, &settings)
         })
         .await
@@ -369,10 +394,11 @@ impl Worker {
         let (width, height, content_type) =
             (compressed.width, compressed.height, compressed.content_type);
         let store_started = std::time::Instant::now();
-        let url = self
-            .storage
-            .put(&key, compressed.bytes, content_type)
-            .await?;
+        let url = tracing::Instrument::instrument(
+            self.storage.put(&key, compressed.bytes, content_type),
+            tracing::info_span!("store", key = %key),
+        )
+        .await?;
         self.metrics
             .stage("store", store_started.elapsed().as_secs_f64());
         Ok(ImageResult {
@@ -392,7 +418,8 @@ impl Worker {
     fn images_compressed(&self, job: &Job, images: Vec<ImageResult>) -> Outgoing {
         let mut envelope =
             events::Envelope::new(EventType::ImagesCompressed, SOURCE, job.product_id.clone());
-        envelope.traceparent = job.envelope.traceparent.clone();
+        envelope.traceparent =
+            platform::telemetry::current_traceparent().or_else(|| job.envelope.traceparent.clone());
         let event = ImagesCompressed {
             product_id: job.product_id.clone(),
             image_revision: job.revision,

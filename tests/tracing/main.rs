@@ -12,7 +12,9 @@ use system_tests::pipeline::spawn_pipeline;
 #[tokio::test]
 async fn one_trace_follows_a_product_from_the_request_to_the_projector() {
     let exporter = InMemorySpanExporter::default();
-    let provider = SdkTracerProvider::builder().with_simple_exporter(exporter.clone()).build();
+    let provider = SdkTracerProvider::builder()
+        .with_simple_exporter(exporter.clone())
+        .build();
     let _telemetry = platform::telemetry::install("system-test", provider);
     let pipeline = spawn_pipeline().await;
     let user = pipeline.app.create_user("tracer").await;
@@ -32,7 +34,10 @@ async fn one_trace_follows_a_product_from_the_request_to_the_projector() {
         .await
         .unwrap();
     assert_eq!(response.status(), 201);
-    let id = response.json::<Value>().await.unwrap()["product_id"].as_str().unwrap().to_owned();
+    let id = response.json::<Value>().await.unwrap()["product_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     pipeline.wait_until_processed(&id).await;
 
     let topics = pipeline.kafka.topics();
@@ -58,7 +63,10 @@ async fn one_trace_follows_a_product_from_the_request_to_the_projector() {
         if expected.iter().all(|name| names.contains(name)) {
             break;
         }
-        assert!(Instant::now() < deadline, "waited 20 s for spans {expected:?} in trace {trace}; have {names:?}");
+        assert!(
+            Instant::now() < deadline,
+            "waited 20 s for spans {expected:?} in trace {trace}; have {names:?}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }

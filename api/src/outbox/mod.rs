@@ -37,7 +37,8 @@ pub async fn enqueue<T: Serialize>(
     event_type: EventType,
     payload: &T,
 ) -> Result<(), tokio_postgres::Error> {
-    let envelope = Envelope::new(event_type, SOURCE, product_id.to_string());
+    let mut envelope = Envelope::new(event_type, SOURCE, product_id.to_string());
+    envelope.traceparent = platform::telemetry::current_traceparent();
     let payload = serde_json::to_value(payload).expect("event payloads serialise");
     tx.execute(
         "INSERT INTO outbox (product_id, event_id, event_type, payload, traceparent, created_at) \

@@ -165,13 +165,25 @@ impl Relay {
         let event_type = EventType::parse(&row.event_type).ok_or_else(|| {
             anyhow::anyhow!("outbox row {} has unknown type {}", row.id, row.event_type)
         })?;
+        let span = tracing::info_span!(
+            "publish",
+            otel.name = format!("{} publish", self.topic),
+            otel.kind = "producer",
+            messaging.system = "kafka",
+            messaging.operation.type = "send",
+            messaging.destination.name = %self.topic,
+            messaging.message.id = %row.event_id,
+            product_id = row.product_id,
+        );
+        platform::telemetry::set_parent(&span, row.traceparent.as_deref());
         let envelope = Envelope {
             id: row.event_id,
             event_type,
             source: SOURCE.to_owned(),
             time: row.created_at,
             subject: row.product_id.to_string(),
-            traceparent: row.traceparent.clone(),
+            traceparent: platform::telemetry::traceparent_of(&span)
+                .or_else(|| row.traceparent.clone()),
         };
         let mut headers = OwnedHeaders::new();
         for (key, value) in envelope.headers() {
@@ -186,8 +198,7 @@ impl Relay {
             .key(&key)
             .payload(&payload)
             .headers(headers);
-        self.producer
-            .send(record, Timeout::Never)
+        tracing::Instrument::instrument(self.producer.send(record, Timeout::Never), span)
             .await
             .map_err(|(error, _)| {
                 anyhow::anyhow!("Failed to publish outbox row {}: {error}", row.id)
