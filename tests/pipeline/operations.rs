@@ -110,3 +110,111 @@ async fn the_processor_reports_health_readiness_and_metrics() {
         "{text}"
     );
 }
+
+/// The image-processor binary next to this test's own executable (`make test` builds it).
+fn processor_binary() -> std::path::PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let debug = exe.parent().and_then(|deps| deps.parent()).unwrap();
+    let binary = debug.join("image-processor");
+    assert!(
+        binary.exists(),
+        "{} is built (cargo build --bins; make test does it)",
+        binary.display()
+    );
+    binary
+}
+
+#[tokio::test]
+async fn sigterm_mid_load_drains_the_processor_without_loss_or_repeats() {
+    let mut pipeline = spawn_pipeline().await;
+    // The real binary this time, driven by its environment, stopped by a real SIGTERM.
+    pipeline.processor.take().unwrap().stop().await;
+    let settings = &pipeline.processor_settings;
+    let port = system_tests::process::free_port();
+    let workdir = std::env::temp_dir();
+    let mut child = std::process::Command::new(processor_binary())
+        .current_dir(&workdir)
+        .env("KAFKA_BROKERS", &pipeline.kafka.brokers)
+        .env("KAFKA_TOPIC_PREFIX", &pipeline.kafka.topic_prefix)
+        .env("KAFKA_TOPIC_PARTITIONS", "1")
+        .env("IMAGE_PROCESSOR_GROUP", &settings.group)
+        .env("IMAGE_STORAGE_URL", &settings.storage_url)
+        .env("IMAGE_PUBLIC_BASE_URL", &settings.public_base_url)
+        .env("IMAGE_RETRY_DELAYS", "300ms,600ms")
+        .env("IMAGE_FETCH_ALLOWED_NETWORKS", "127.0.0.1/32")
+        .env("PROCESSOR_ADDR", format!("127.0.0.1:{port}"))
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("the image-processor binary starts");
+
+    let count = 8;
+    let mut ids = Vec::new();
+    for n in 0..count {
+        ids.push(
+            pipeline
+                .create_product(&[pipeline.images.url(&format!("/delayed/{n}/chelsea.png"))])
+                .await,
+        );
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    'waiting: loop {
+        for id in &ids {
+            let product: Value = pipeline
+                .app
+                .get(&format!("/products/{id}"))
+                .await
+                .json()
+                .await
+                .unwrap();
+            if product["processing_status"] == "done" {
+                break 'waiting;
+            }
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "waited 60 s for the binary to finish a product"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let signalled = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(signalled.success());
+    let exit = tokio::task::spawn_blocking(move || child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        exit.success(),
+        "the processor exits cleanly on SIGTERM: {exit}"
+    );
+    let mut pending = 0;
+    for id in &ids {
+        let product: Value = pipeline
+            .app
+            .get(&format!("/products/{id}"))
+            .await
+            .json()
+            .await
+            .unwrap();
+        pending += usize::from(product["processing_status"] == "pending");
+    }
+    assert!(pending > 0, "the signal came mid-load");
+
+    pipeline.start_processor().await;
+    for id in &ids {
+        assert_eq!(
+            pipeline.wait_until_processed(id).await["processing_status"],
+            "done"
+        );
+    }
+    for n in 0..count {
+        assert_eq!(
+            pipeline.images.hits(&format!("/delayed/{n}/chelsea.png")),
+            1,
+            "image {n} processed exactly once"
+        );
+    }
+}
