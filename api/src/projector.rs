@@ -177,6 +177,7 @@ fn decode(message: &BorrowedMessage<'_>) -> Result<(Envelope, ImagesCompressed),
 }
 
 /// Applies `event` unless it was applied before or belongs to an older image revision.
+#[tracing::instrument(name = "postgres apply images", skip_all, fields(otel.kind = "client", db.system = "postgresql", db.operation.name = "apply images"))]
 pub async fn apply(
     pool: &Pool,
     event_id: Uuid,

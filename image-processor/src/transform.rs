@@ -58,6 +58,13 @@ const ACCEPTED: [ImageFormat; 4] = [
 /// Compresses `bytes` under `settings`. Every failure is permanent: the same bytes would fail
 /// the same way again.
 pub fn compress(bytes: &[u8], settings: &TransformSettings) -> Result<Compressed, Failure> {
+    let image = tracing::info_span!("decode").in_scope(|| decode(bytes, settings))?;
+    let image = tracing::info_span!("resize").in_scope(|| resize(image, settings.max_side))?;
+    tracing::info_span!("encode").in_scope(|| encode(&image, settings.quality))
+}
+
+/// Sniffs, checks the declared size, decodes and orients; 8-bit RGB or RGBA out.
+fn decode(bytes: &[u8], settings: &TransformSettings) -> Result<DynamicImage, Failure> {
     let format = image::guess_format(bytes)
         .ok()
         .filter(|f| ACCEPTED.contains(f))
@@ -98,15 +105,19 @@ pub fn compress(bytes: &[u8], settings: &TransformSettings) -> Result<Compressed
     } else {
         DynamicImage::ImageRgb8(image.into_rgb8())
     };
-    let image = resize(image, settings.max_side)?;
+    Ok(image)
+}
+
+/// Lossy WebP of an 8-bit RGB or RGBA image.
+fn encode(image: &DynamicImage, quality: f32) -> Result<Compressed, Failure> {
     let (width, height) = (image.width(), image.height());
-    let encoder = match &image {
+    let encoder = match image {
         DynamicImage::ImageRgba8(rgba) => webp::Encoder::from_rgba(rgba.as_raw(), width, height),
         DynamicImage::ImageRgb8(rgb) => webp::Encoder::from_rgb(rgb.as_raw(), width, height),
         _ => unreachable!("converted to 8-bit RGB(A) above"),
     };
     let encoded = encoder
-        .encode_simple(false, settings.quality)
+        .encode_simple(false, quality)
         .map_err(|e| Failure::permanent(format!("WebP encoding failed: {e:?}")))?;
     Ok(Compressed {
         bytes: encoded.to_vec(),

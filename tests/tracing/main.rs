@@ -43,12 +43,17 @@ async fn one_trace_follows_a_product_from_the_request_to_the_projector() {
     let topics = pipeline.kafka.topics();
     let expected = [
         "POST /products".to_owned(),
+        "postgres insert product".to_owned(),
         format!("{} publish", topics.product_events()),
         format!("{} process", topics.product_events()),
         "fetch".to_owned(),
         "compress".to_owned(),
+        "decode".to_owned(),
+        "resize".to_owned(),
+        "encode".to_owned(),
         "store".to_owned(),
         format!("{} process", topics.images_compressed()),
+        "postgres apply images".to_owned(),
     ];
     let trace_id = TraceId::from_hex(trace).unwrap();
     let deadline = Instant::now() + Duration::from_secs(20);

@@ -164,6 +164,14 @@ impl ProductCache {
         command: impl Future<Output = Result<T, Error>>,
     ) -> Option<T> {
         let timeout = self.inner.settings.as_ref()?.timeout;
+        let span = tracing::info_span!(
+            "redis",
+            otel.name = format!("redis {what}"),
+            otel.kind = "client",
+            db.system = "redis",
+            db.operation.name = what,
+        );
+        let command = tracing::Instrument::instrument(command, span);
         let error = match tokio::time::timeout(timeout, command).await {
             Ok(Ok(value)) => return Some(value),
             Ok(Err(error)) => error.to_string(),

@@ -88,6 +88,7 @@ impl Relay {
     }
 
     /// Claims, publishes and marks one batch; returns how many rows were published.
+    #[tracing::instrument(name = "postgres claim outbox batch", skip_all, fields(otel.kind = "client", db.system = "postgresql", db.operation.name = "claim outbox batch"))]
     pub async fn publish_batch(&self) -> anyhow::Result<usize> {
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;

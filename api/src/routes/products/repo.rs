@@ -63,6 +63,7 @@ fn pending_images(count: usize) -> (serde_json::Value, Vec<Option<String>>) {
 }
 
 /// Inserts the product and its `ProductCreated` event in one transaction; returns the id.
+#[tracing::instrument(name = "postgres insert product", skip_all, fields(otel.kind = "client", db.system = "postgresql", db.operation.name = "insert product"))]
 pub async fn insert(pool: &Pool, product: &NewProduct) -> Result<i64, DbError> {
     let mut client = pool.get().await?;
     let tx = client.transaction().await?;
@@ -94,6 +95,7 @@ pub async fn insert(pool: &Pool, product: &NewProduct) -> Result<i64, DbError> {
     Ok(id)
 }
 
+#[tracing::instrument(name = "postgres select product", skip_all, fields(otel.kind = "client", db.system = "postgresql", db.operation.name = "select product"))]
 pub async fn find(pool: &Pool, id: i64) -> Result<Option<ProductRow>, DbError> {
     let client = pool.get().await?;
     let row = client
@@ -116,6 +118,7 @@ pub struct ListQuery {
 }
 
 /// One page in (price, id) order, and whether another page follows.
+#[tracing::instrument(name = "postgres list products", skip_all, fields(otel.kind = "client", db.system = "postgresql", db.operation.name = "list products"))]
 pub async fn list(pool: &Pool, query: &ListQuery) -> Result<(Vec<ProductRow>, bool), DbError> {
     // Only the filters present enter the SQL, so each combination gets a plan that uses the
     // (user_id, product_price, id) index or the trigram index rather than a generic plan.
@@ -174,6 +177,7 @@ fn escape_like(text: &str) -> String {
 /// Applies the changes; `None` when there is no such product. A new image list starts a
 /// new image revision: its images are pending again and a `ProductImagesChanged` event is
 /// written in the same transaction.
+#[tracing::instrument(name = "postgres update product", skip_all, fields(otel.kind = "client", db.system = "postgresql", db.operation.name = "update product"))]
 pub async fn update(
     pool: &Pool,
     id: i64,
@@ -241,6 +245,7 @@ pub async fn update(
 }
 
 /// Deletes the product and writes `ProductDeleted`; false when there was none.
+#[tracing::instrument(name = "postgres delete product", skip_all, fields(otel.kind = "client", db.system = "postgresql", db.operation.name = "delete product"))]
 pub async fn delete(pool: &Pool, id: i64) -> Result<bool, DbError> {
     let mut client = pool.get().await?;
     let tx = client.transaction().await?;
