@@ -38,8 +38,8 @@ fmt: ## Format the code
 	cargo fmt --all
 
 .PHONY: openapi
-openapi: ## Print the OpenAPI document generated from the code
-	@cargo run --quiet --bin api -- openapi
+openapi: ## Regenerate api/openapi.json (the committed OpenAPI document) from the code
+	@UPDATE_OPENAPI=1 cargo test --quiet -p api --lib openapi
 
 .PHONY: schemas
 schemas: ## Regenerate events/schemas/*.json from the Rust event types

@@ -248,3 +248,25 @@ pub fn openapi_json() -> String {
     })
     .spec()
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    /// `api/openapi.json` is what client developers generate SDKs from; it must be the
+    /// document the code serves. `make openapi` rewrites it.
+    #[test]
+    fn the_committed_openapi_document_matches_the_code() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("openapi.json");
+        let generated = super::openapi_json() + "\n";
+        if std::env::var_os("UPDATE_OPENAPI").is_some() {
+            std::fs::write(&path, &generated).unwrap();
+            return;
+        }
+        let committed = std::fs::read_to_string(&path).unwrap_or_default();
+        assert!(
+            committed == generated,
+            "api/openapi.json differs from the code; run `make openapi` and commit"
+        );
+    }
+}

@@ -102,7 +102,7 @@ impl Worker {
             let message = match message {
                 Ok(message) => message,
                 Err(error) => {
-                    tracing::warn!(%error, level, "Failed to receive; retrying.");
+                    tracing::warn!(%error, retry_level = level, "Failed to receive; retrying.");
                     tokio::time::sleep(Duration::from_millis(500)).await;
                     continue;
                 }
@@ -117,10 +117,10 @@ impl Worker {
             }
         }
         if let Err(error) = consumer.commit_consumer_state(CommitMode::Sync) {
-            tracing::debug!(%error, level, "No offsets to commit at shutdown.");
+            tracing::debug!(%error, retry_level = level, "No offsets to commit at shutdown.");
         }
         lag.abort();
-        tracing::info!(level, "Consumer stopped.");
+        tracing::info!(retry_level = level, "Consumer stopped.");
     }
 
     /// Handles one record; true when its outcome is durable and the offset may be stored.
