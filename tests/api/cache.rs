@@ -5,7 +5,9 @@ use std::time::Duration;
 
 use api::cache::Cached;
 use serde_json::{Value, json};
-use system_tests::{TestApp, cache_settings, redis::OwnRedis, redis_url, spawn_app_with};
+use system_tests::{
+    TestApp, cache_settings, poll::poll_until, redis::OwnRedis, redis_url, spawn_app_with,
+};
 
 async fn cached_app(redis: &str) -> TestApp {
     let settings = cache_settings(redis);
@@ -177,17 +179,14 @@ async fn without_redis_reads_come_from_the_database_and_caching_resumes_when_it_
 }
 
 async fn poll_until_hit(app: &TestApp, id: &str) {
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        let (status, source, _) = get(app, id).await;
-        assert_eq!(status, 200);
-        if source == "hit" {
-            return;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "waited 20 s for the cache to serve hits"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    poll_until(
+        "the cache to serve hits",
+        Duration::from_secs(20),
+        || async {
+            let (status, source, _) = get(app, id).await;
+            assert_eq!(status, 200);
+            if source == "hit" { Ok(()) } else { Err(source) }
+        },
+    )
+    .await;
 }

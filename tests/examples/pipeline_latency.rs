@@ -116,7 +116,7 @@ async fn main() -> anyhow::Result<()> {
                 started.elapsed() < Duration::from_secs(60),
                 "product {id} not processed in 60 s"
             );
-            tokio::time::sleep(Duration::from_millis(10)).await;
+            tokio::time::sleep(Duration::from_millis(10)).await; // poll interval, deadline above
         }
         samples.push(started.elapsed());
     }

@@ -5,6 +5,7 @@ use serde_json::Value;
 use system_tests::{
     images::ImageServer,
     pipeline::{Pipeline, spawn_pipeline},
+    poll::poll_until,
 };
 
 /// The dead letters of the pipeline's topics, as `image-processor dlq list` prints them.
@@ -22,18 +23,19 @@ async fn dead_letters(pipeline: &Pipeline) -> Vec<Value> {
 
 /// Polls the dead-letter topic until it holds `count` records.
 async fn wait_for_dead_letters(pipeline: &Pipeline, count: usize) -> Vec<Value> {
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        let letters = dead_letters(pipeline).await;
-        if letters.len() >= count {
-            return letters;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "waited 60 s for {count} dead letter(s); have {letters:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    poll_until(
+        &format!("{count} dead letter(s)"),
+        Duration::from_secs(60),
+        || async {
+            let letters = dead_letters(pipeline).await;
+            if letters.len() >= count {
+                Ok(letters)
+            } else {
+                Err(letters)
+            }
+        },
+    )
+    .await
 }
 
 #[tokio::test]
@@ -245,14 +247,18 @@ async fn a_processor_that_crashes_mid_message_processes_it_after_restart() {
     let mut pipeline = spawn_pipeline().await;
     let path = "/slow/rocket.jpg"; // the first request hangs
     let id = pipeline.create_product(&[pipeline.images.url(path)]).await;
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while pipeline.images.hits(path) == 0 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "waited 30 s for the processor to start downloading"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let images = &pipeline.images;
+    poll_until(
+        "the processor to start downloading",
+        Duration::from_secs(30),
+        || async {
+            match images.hits(path) {
+                0 => Err(0),
+                hits => Ok(hits),
+            }
+        },
+    )
+    .await;
     pipeline.processor.take().unwrap().crash().await;
     let product: Value = pipeline
         .app

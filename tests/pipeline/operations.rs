@@ -1,7 +1,41 @@
 use std::time::Duration;
 
 use serde_json::Value;
-use system_tests::pipeline::spawn_pipeline;
+use system_tests::{
+    pipeline::{Pipeline, spawn_pipeline},
+    poll::poll_until,
+};
+
+/// How many of `ids` have `processing_status` equal to `status`.
+async fn count_with_status(pipeline: &Pipeline, ids: &[String], status: &str) -> usize {
+    let mut count = 0;
+    for id in ids {
+        let product: Value = pipeline
+            .app
+            .get(&format!("/products/{id}"))
+            .await
+            .json()
+            .await
+            .unwrap();
+        count += usize::from(product["processing_status"] == status);
+    }
+    count
+}
+
+/// Waits until at least one of `ids` is processed.
+async fn wait_for_one_done(pipeline: &Pipeline, ids: &[String]) {
+    poll_until(
+        "the first product to be processed",
+        Duration::from_secs(60),
+        || async {
+            match count_with_status(pipeline, ids, "done").await {
+                0 => Err(0),
+                done => Ok(done),
+            }
+        },
+    )
+    .await;
+}
 
 #[tokio::test]
 async fn a_graceful_stop_mid_load_loses_nothing_and_processes_nothing_twice() {
@@ -16,40 +50,9 @@ async fn a_graceful_stop_mid_load_loses_nothing_and_processes_nothing_twice() {
         );
     }
     // Stop (as on SIGTERM) once some, but not all, products are done.
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        let mut done = 0;
-        for id in &ids {
-            let product: Value = pipeline
-                .app
-                .get(&format!("/products/{id}"))
-                .await
-                .json()
-                .await
-                .unwrap();
-            done += usize::from(product["processing_status"] == "done");
-        }
-        if done >= 1 {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "waited 60 s for the first product"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_for_one_done(&pipeline, &ids).await;
     pipeline.processor.take().unwrap().stop().await;
-    let mut pending = 0;
-    for id in &ids {
-        let product: Value = pipeline
-            .app
-            .get(&format!("/products/{id}"))
-            .await
-            .json()
-            .await
-            .unwrap();
-        pending += usize::from(product["processing_status"] == "pending");
-    }
+    let pending = count_with_status(&pipeline, &ids, "pending").await;
     assert!(pending > 0, "the stop came mid-load");
 
     pipeline.start_processor().await;
@@ -157,26 +160,7 @@ async fn sigterm_mid_load_drains_the_processor_without_loss_or_repeats() {
                 .await,
         );
     }
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    'waiting: loop {
-        for id in &ids {
-            let product: Value = pipeline
-                .app
-                .get(&format!("/products/{id}"))
-                .await
-                .json()
-                .await
-                .unwrap();
-            if product["processing_status"] == "done" {
-                break 'waiting;
-            }
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "waited 60 s for the binary to finish a product"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_for_one_done(&pipeline, &ids).await;
     let signalled = std::process::Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
@@ -190,17 +174,7 @@ async fn sigterm_mid_load_drains_the_processor_without_loss_or_repeats() {
         exit.success(),
         "the processor exits cleanly on SIGTERM: {exit}"
     );
-    let mut pending = 0;
-    for id in &ids {
-        let product: Value = pipeline
-            .app
-            .get(&format!("/products/{id}"))
-            .await
-            .json()
-            .await
-            .unwrap();
-        pending += usize::from(product["processing_status"] == "pending");
-    }
+    let pending = count_with_status(&pipeline, &ids, "pending").await;
     assert!(pending > 0, "the signal came mid-load");
 
     pipeline.start_processor().await;

@@ -72,6 +72,7 @@ fn photo(Path((_n, name)): Path<(usize, String)>) -> Response {
 /// Like `photo`, 300 ms later: keeps a run of products in flight long enough to stop midway.
 #[handler]
 async fn delayed(Path((_n, name)): Path<(usize, String)>) -> Response {
+    // Simulates a slow image server; no test waits on this.
     tokio::time::sleep(Duration::from_millis(300)).await;
     image_response(&name)
 }
@@ -107,6 +108,7 @@ fn fail(Path(name): Path<String>, state: Data<&Arc<State>>) -> Response {
 #[handler]
 async fn slow(Path(name): Path<String>, state: Data<&Arc<State>>) -> Response {
     if state.hang_first.swap(false, Ordering::SeqCst) {
+        // Simulates an image server that never answers; no test waits on this.
         tokio::time::sleep(Duration::from_secs(3600)).await;
     }
     image_response(&name)

@@ -4,6 +4,7 @@
 pub mod broker;
 pub mod images;
 pub mod pipeline;
+pub mod poll;
 pub mod process;
 pub mod redis;
 

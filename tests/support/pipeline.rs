@@ -2,11 +2,7 @@
 //! image-processor and an image server, on the shared broker under a topic prefix, consumer
 //! groups and a storage directory of the test's own.
 
-use std::{
-    path::PathBuf,
-    sync::Arc,
-    time::{Duration, Instant},
-};
+use std::{path::PathBuf, sync::Arc, time::Duration};
 
 use image_processor::{
     settings::Settings as ProcessorSettings,
@@ -17,7 +13,7 @@ use serde_json::Value;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::{TestApp, images::ImageServer, spawn_app_with};
+use crate::{TestApp, images::ImageServer, poll::poll_until, spawn_app_with};
 
 /// The broker the tests use (`KAFKA_BROKERS`).
 pub fn brokers() -> String {
@@ -188,19 +184,23 @@ impl Pipeline {
         within: Duration,
         done: impl Fn(&Value) -> bool,
     ) -> Value {
-        let deadline = Instant::now() + within;
-        let mut last = Value::Null;
-        while Instant::now() < deadline {
-            let response = self.app.get(&format!("/products/{id}")).await;
-            if response.status() == 200 {
-                last = response.json().await.unwrap();
-                if done(&last) {
-                    return last;
+        let path = format!("/products/{id}");
+        let app = &self.app;
+        let done = &done;
+        poll_until(&format!("product {id}: {what}"), within, move || {
+            let path = path.clone();
+            async move {
+                let response = app.get(&path).await;
+                let status = response.status();
+                let product: Value = response.json().await.unwrap_or(Value::Null);
+                if status == 200 && done(&product) {
+                    Ok(product)
+                } else {
+                    Err(product)
                 }
             }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        panic!("product {id}: waited {within:?} for {what}; last seen: {last:#}");
+        })
+        .await
     }
 
     /// Waits until processing of `id` is finished (no image pending).

@@ -4,8 +4,10 @@ use std::{
     net::TcpStream,
     path::Path,
     process::{Child, Command, Stdio},
-    time::{Duration, Instant},
+    time::Duration,
 };
+
+use crate::poll::poll_until;
 
 /// A free port on 127.0.0.1 (bound once, then released for the child to take).
 pub fn free_port() -> u16 {
@@ -31,15 +33,13 @@ pub async fn spawn_listening(
         .stderr(Stdio::null())
         .spawn()
         .unwrap_or_else(|e| panic!("{} starts (make test installs it): {e}", program.display()));
-    let deadline = Instant::now() + within;
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "waited {within:?} for {} on port {port}",
-            program.display()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let what = format!("{} on port {port}", program.display());
+    poll_until(&what, within, || async {
+        TcpStream::connect(("127.0.0.1", port))
+            .map(drop)
+            .map_err(|e| e.to_string())
+    })
+    .await;
     child
 }
 

@@ -2,12 +2,12 @@
 //! image-processor to the projector. Its own test binary: it installs the process-wide
 //! tracer, with an in-memory exporter.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use opentelemetry::trace::TraceId;
 use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider};
 use serde_json::{Value, json};
-use system_tests::pipeline::spawn_pipeline;
+use system_tests::{pipeline::spawn_pipeline, poll::poll_until};
 
 #[tokio::test]
 async fn one_trace_follows_a_product_from_the_request_to_the_projector() {
@@ -56,8 +56,8 @@ async fn one_trace_follows_a_product_from_the_request_to_the_projector() {
         "postgres apply images".to_owned(),
     ];
     let trace_id = TraceId::from_hex(trace).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
+    let what = format!("spans {expected:?} in trace {trace}");
+    poll_until(&what, Duration::from_secs(20), || async {
         let names: Vec<String> = exporter
             .get_finished_spans()
             .unwrap()
@@ -66,12 +66,10 @@ async fn one_trace_follows_a_product_from_the_request_to_the_projector() {
             .map(|span| span.name.to_string())
             .collect();
         if expected.iter().all(|name| names.contains(name)) {
-            break;
+            Ok(())
+        } else {
+            Err(names)
         }
-        assert!(
-            Instant::now() < deadline,
-            "waited 20 s for spans {expected:?} in trace {trace}; have {names:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    })
+    .await;
 }
