@@ -173,6 +173,11 @@ fn decode(message: &BorrowedMessage<'_>) -> Result<(Envelope, ImagesCompressed),
     }
     let payload = message.payload().ok_or("empty payload")?;
     let event: ImagesCompressed = serde_json::from_slice(payload).map_err(|e| e.to_string())?;
+    // Checked here, not in `apply`: a malformed id can never succeed, so retrying it would
+    // hold the partition for good.
+    if event.product_id.parse::<i64>().is_err() {
+        return Err(format!("product id {:?} is not a number", event.product_id));
+    }
     Ok((envelope, event))
 }
 

@@ -274,3 +274,37 @@ async fn a_processor_that_crashes_mid_message_processes_it_after_restart() {
     assert_eq!(product["processing_status"], "done");
     assert_eq!(pipeline.images.hits(path), 2);
 }
+
+#[tokio::test]
+async fn the_projector_skips_an_event_it_can_never_apply_and_goes_on() {
+    let pipeline = spawn_pipeline().await;
+    let producer: FutureProducer = pipeline.kafka.producer(Duration::from_secs(10)).unwrap();
+    let envelope = events::Envelope::new(events::EventType::ImagesCompressed, "/test", "abc");
+    let mut headers = rdkafka::message::OwnedHeaders::new();
+    for (key, value) in envelope.headers() {
+        headers = headers.insert(rdkafka::message::Header {
+            key,
+            value: Some(&value),
+        });
+    }
+    let payload = br#"{"product_id":"abc","image_revision":1,"images":[]}"#;
+    producer
+        .send(
+            FutureRecord::<str, [u8]>::to(&pipeline.kafka.topics().images_compressed())
+                .key("abc")
+                .payload(&payload[..])
+                .headers(headers),
+            Duration::from_secs(10),
+        )
+        .await
+        .expect("the poison event is written");
+
+    let id = pipeline
+        .create_product(&[pipeline.images.url("/img/rocket.jpg")])
+        .await;
+    let product = pipeline.wait_until_processed(&id).await;
+    assert_eq!(
+        product["processing_status"], "done",
+        "the projector went past the poison event"
+    );
+}
