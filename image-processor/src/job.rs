@@ -104,6 +104,10 @@ pub fn decode(message: &BorrowedMessage<'_>) -> Result<Decoded, String> {
         }
         other => return Ok(Decoded::Nothing(other)),
     };
+    // The id becomes part of object keys: digits only, so no record can write elsewhere.
+    if product_id.is_empty() || !product_id.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(format!("product id {product_id:?} is not a number"));
+    }
     let only: Option<Vec<u32>> = raw.header(headers::IMAGES).map(|list| {
         list.split(',')
             .filter_map(|i| i.trim().parse().ok())

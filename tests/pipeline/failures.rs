@@ -308,3 +308,47 @@ async fn the_projector_skips_an_event_it_can_never_apply_and_goes_on() {
         "the projector went past the poison event"
     );
 }
+
+#[tokio::test]
+async fn an_event_whose_product_id_is_not_a_number_is_dead_lettered_not_stored() {
+    let pipeline = spawn_pipeline().await;
+    let producer: FutureProducer = pipeline.kafka.producer(Duration::from_secs(10)).unwrap();
+    let envelope = events::Envelope::new(events::EventType::ProductCreated, "/test", "../escape");
+    let mut headers = rdkafka::message::OwnedHeaders::new();
+    for (key, value) in envelope.headers() {
+        headers = headers.insert(rdkafka::message::Header {
+            key,
+            value: Some(&value),
+        });
+    }
+    let payload = serde_json::json!({
+        "product_id": "../escape", "user_id": "1", "image_revision": 1,
+        "product_images": [pipeline.images.url("/img/rocket.jpg")]
+    })
+    .to_string();
+    producer
+        .send(
+            FutureRecord::<str, str>::to(&pipeline.kafka.topics().product_events())
+                .key("../escape")
+                .payload(&payload)
+                .headers(headers),
+            Duration::from_secs(10),
+        )
+        .await
+        .expect("the record is written");
+
+    let letters = wait_for_dead_letters(&pipeline, 1).await;
+    assert!(
+        letters[0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("not a number"),
+        "{}",
+        letters[0]
+    );
+    assert_eq!(
+        pipeline.images.hits("/img/rocket.jpg"),
+        0,
+        "nothing was fetched for it"
+    );
+}
