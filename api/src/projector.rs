@@ -99,17 +99,12 @@ impl Projector {
                 return true;
             }
         };
-        let span = tracing::info_span!(
-            "process",
-            otel.name = format!("{} process", message.topic()),
-            otel.kind = "consumer",
-            messaging.system = "kafka",
-            messaging.operation.type = "process",
-            messaging.destination.name = message.topic(),
-            messaging.message.id = %envelope.id,
-            product_id = %event.product_id,
+        let span = platform::telemetry::consumer_span(
+            message.topic(),
+            message.offset(),
+            envelope.traceparent.as_deref(),
         );
-        platform::telemetry::set_parent(&span, envelope.traceparent.as_deref());
+        span.record("product_id", event.product_id.as_str());
         let mut backoff = Duration::from_millis(100);
         loop {
             let applied = tracing::Instrument::instrument(

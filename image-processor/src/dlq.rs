@@ -12,7 +12,6 @@ use platform::kafka::KafkaSettings;
 use rdkafka::{
     Message, Offset, TopicPartitionList,
     consumer::{BaseConsumer, CommitMode, Consumer},
-    message::{Header, OwnedHeaders},
     producer::{FutureProducer, FutureRecord},
     util::Timeout,
 };
@@ -161,13 +160,7 @@ pub async fn redrive(kafka: &KafkaSettings, group: &str) -> anyhow::Result<usize
     .await??;
     let mut offsets = TopicPartitionList::new();
     for (partition, offset, raw) in &records {
-        let mut headers = OwnedHeaders::new();
-        for (key, value) in raw.event_headers() {
-            headers = headers.insert(Header {
-                key: &key,
-                value: Some(&value),
-            });
-        }
+        let headers = platform::kafka::owned_headers(raw.event_headers());
         let mut record = FutureRecord::to(&target)
             .payload(&raw.value)
             .headers(headers);

@@ -22,7 +22,7 @@ use futures_util::StreamExt;
 use rdkafka::{
     Message,
     consumer::{CommitMode, Consumer, StreamConsumer},
-    message::{BorrowedMessage, Header, OwnedHeaders},
+    message::BorrowedMessage,
     producer::{FutureProducer, FutureRecord},
     util::Timeout,
 };
@@ -170,18 +170,13 @@ impl Worker {
                 return self.send_durably(record, shutdown).await;
             }
         };
-        let span = tracing::info_span!(
-            "process",
-            otel.name = format!("{} process", message.topic()),
-            otel.kind = "consumer",
-            messaging.system = "kafka",
-            messaging.operation.type = "process",
-            messaging.destination.name = message.topic(),
-            messaging.kafka.offset = message.offset(),
-            product_id = %job.product_id,
-            attempt = job.attempt,
+        let span = platform::telemetry::consumer_span(
+            message.topic(),
+            message.offset(),
+            job.envelope.traceparent.as_deref(),
         );
-        platform::telemetry::set_parent(&span, job.envelope.traceparent.as_deref());
+        span.record("product_id", job.product_id.as_str());
+        span.record("attempt", job.attempt);
         tracing::Instrument::instrument(self.handle_job(&job, level, shutdown), span).await
     }
 
@@ -496,13 +491,8 @@ impl Worker {
     async fn send_durably(&self, record: Outgoing, shutdown: &CancellationToken) -> bool {
         let mut backoff = Duration::from_millis(200);
         loop {
-            let mut headers = OwnedHeaders::new();
-            for (key, value) in &record.headers {
-                headers = headers.insert(Header {
-                    key,
-                    value: Some(value),
-                });
-            }
+            let headers =
+                platform::kafka::owned_headers(record.headers.iter().map(|(k, v)| (k, v)));
             let mut future = FutureRecord::to(&record.topic)
                 .payload(&record.value)
                 .headers(headers);

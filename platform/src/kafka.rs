@@ -15,10 +15,27 @@ use rdkafka::{
     client::DefaultClientContext,
     consumer::StreamConsumer,
     error::RDKafkaErrorCode,
+    message::{Header, OwnedHeaders},
     producer::FutureProducer,
 };
 
 use crate::env;
+
+/// Record headers from (name, value) pairs, e.g. an envelope's `ce_*` attributes.
+pub fn owned_headers<K, V>(pairs: impl IntoIterator<Item = (K, V)>) -> OwnedHeaders
+where
+    K: AsRef<str>,
+    V: AsRef<[u8]>,
+{
+    pairs
+        .into_iter()
+        .fold(OwnedHeaders::new(), |headers, (key, value)| {
+            headers.insert(Header {
+                key: key.as_ref(),
+                value: Some(value.as_ref()),
+            })
+        })
+}
 
 /// How to reach Kafka and name topics.
 #[derive(Debug, Clone)]

@@ -100,6 +100,25 @@ pub fn current_traceparent() -> Option<String> {
     traceparent_of(&Span::current())
 }
 
+/// The span of processing one Kafka record of `topic` (messaging semantic conventions), a
+/// child of the producer's `traceparent`. `product_id` and `attempt` are left for the caller
+/// to record.
+pub fn consumer_span(topic: &str, offset: i64, traceparent: Option<&str>) -> Span {
+    let span = tracing::info_span!(
+        "process",
+        otel.name = format!("{topic} process"),
+        otel.kind = "consumer",
+        messaging.system = "kafka",
+        messaging.operation.type = "process",
+        messaging.destination.name = topic,
+        messaging.kafka.offset = offset,
+        product_id = tracing::field::Empty,
+        attempt = tracing::field::Empty,
+    );
+    set_parent(&span, traceparent);
+    span
+}
+
 /// Makes `span` a child of the remote span named by `traceparent` (when there is one).
 pub fn set_parent(span: &Span, traceparent: Option<&str>) {
     if let Some(traceparent) = traceparent {

@@ -260,13 +260,7 @@ async fn a_processor_that_crashes_mid_message_processes_it_after_restart() {
     )
     .await;
     pipeline.processor.take().unwrap().crash().await;
-    let product: Value = pipeline
-        .app
-        .get(&format!("/products/{id}"))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let product: Value = pipeline.app.product(&id).await;
     assert_eq!(product["processing_status"], "pending");
 
     pipeline.start_processor().await;
@@ -280,13 +274,7 @@ async fn the_projector_skips_an_event_it_can_never_apply_and_goes_on() {
     let pipeline = spawn_pipeline().await;
     let producer: FutureProducer = pipeline.kafka.producer(Duration::from_secs(10)).unwrap();
     let envelope = events::Envelope::new(events::EventType::ImagesCompressed, "/test", "abc");
-    let mut headers = rdkafka::message::OwnedHeaders::new();
-    for (key, value) in envelope.headers() {
-        headers = headers.insert(rdkafka::message::Header {
-            key,
-            value: Some(&value),
-        });
-    }
+    let headers = platform::kafka::owned_headers(envelope.headers());
     let payload = br#"{"product_id":"abc","image_revision":1,"images":[]}"#;
     producer
         .send(
@@ -314,13 +302,7 @@ async fn an_event_whose_product_id_is_not_a_number_is_dead_lettered_not_stored()
     let pipeline = spawn_pipeline().await;
     let producer: FutureProducer = pipeline.kafka.producer(Duration::from_secs(10)).unwrap();
     let envelope = events::Envelope::new(events::EventType::ProductCreated, "/test", "../escape");
-    let mut headers = rdkafka::message::OwnedHeaders::new();
-    for (key, value) in envelope.headers() {
-        headers = headers.insert(rdkafka::message::Header {
-            key,
-            value: Some(&value),
-        });
-    }
+    let headers = platform::kafka::owned_headers(envelope.headers());
     let payload = serde_json::json!({
         "product_id": "../escape", "user_id": "1", "image_revision": 1,
         "product_images": [pipeline.images.url("/img/rocket.jpg")]

@@ -10,13 +10,7 @@ use system_tests::{
 async fn count_with_status(pipeline: &Pipeline, ids: &[String], status: &str) -> usize {
     let mut count = 0;
     for id in ids {
-        let product: Value = pipeline
-            .app
-            .get(&format!("/products/{id}"))
-            .await
-            .json()
-            .await
-            .unwrap();
+        let product: Value = pipeline.app.product(id).await;
         count += usize::from(product["processing_status"] == status);
     }
     count

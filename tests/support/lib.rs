@@ -162,6 +162,15 @@ impl TestApp {
             .expect("the api answers")
     }
 
+    /// `GET /products/{id}` as JSON.
+    pub async fn product(&self, id: &str) -> Value {
+        self.get(&format!("/products/{id}"))
+            .await
+            .json()
+            .await
+            .expect("a JSON product")
+    }
+
     /// Registers a user and returns its id.
     pub async fn create_user(&self, username: &str) -> String {
         let response = self

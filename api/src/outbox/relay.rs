@@ -13,7 +13,6 @@ use chrono::{DateTime, Utc};
 use deadpool_postgres::Pool;
 use events::{Envelope, EventType};
 use rdkafka::{
-    message::{Header, OwnedHeaders},
     producer::{FutureProducer, FutureRecord},
     util::Timeout,
 };
@@ -186,13 +185,7 @@ impl Relay {
             traceparent: platform::telemetry::traceparent_of(&span)
                 .or_else(|| row.traceparent.clone()),
         };
-        let mut headers = OwnedHeaders::new();
-        for (key, value) in envelope.headers() {
-            headers = headers.insert(Header {
-                key,
-                value: Some(&value),
-            });
-        }
+        let headers = platform::kafka::owned_headers(envelope.headers());
         let key = row.product_id.to_string();
         let payload = serde_json::to_vec(&row.payload)?;
         let record = FutureRecord::to(&self.topic)
