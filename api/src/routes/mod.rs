@@ -2,6 +2,7 @@
 
 mod health;
 mod json_body;
+mod nullable;
 mod number_or_string;
 mod products;
 mod raw_json;

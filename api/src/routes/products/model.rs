@@ -8,7 +8,10 @@ use super::repo::ProductRow;
 use crate::{
     domain::{FieldError, ImageUrls, Price, ProductDescription, ProductName, UserId, Validator},
     error::ApiError,
-    routes::number_or_string::{NumberOrString, PriceFlavour, UserIdFlavour},
+    routes::{
+        nullable::Nullable,
+        number_or_string::{NumberOrString, PriceFlavour, UserIdFlavour},
+    },
 };
 
 /// A new product.
@@ -164,10 +167,9 @@ pub struct Product {
     pub product_images: Vec<String>,
     /// The compressed images: same length and order as `product_images`, with `null` where
     /// an image is not compressed (still pending, or failed: see `images`).
-    pub compressed_product_images: Vec<Option<String>>,
+    pub compressed_product_images: Vec<Nullable<String>>,
     /// The price as a JSON number with at most 2 decimal places.
     pub product_price: f64,
-    /// Processing of the current images as a whole.
     pub processing_status: ProcessingStatus,
     /// Grows each time `product_images` changes.
     pub image_revision: i32,
@@ -177,7 +179,7 @@ pub struct Product {
     pub updated_at: DateTime<Utc>,
 }
 
-/// Where processing of a product's images stands.
+/// Where processing of the product's current images stands, as a whole.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
 #[oai(rename_all = "snake_case")]
 pub enum ProcessingStatus {
@@ -295,7 +297,7 @@ impl From<ProductRow> for Product {
             product_name: row.name,
             product_description: row.description,
             product_images: row.images,
-            compressed_product_images: row.compressed_images,
+            compressed_product_images: row.compressed_images.into_iter().map(Nullable).collect(),
             product_price: price_number(row.price),
             created_at: row.created_at,
             updated_at: row.updated_at,
