@@ -42,8 +42,8 @@ openapi: ## Regenerate api/openapi.json (the committed OpenAPI document) from th
 	@UPDATE_OPENAPI=1 cargo test --quiet -p api --lib openapi
 
 .PHONY: schemas
-schemas: ## Regenerate events/schemas/*.json from the Rust event types
-	@UPDATE_SCHEMAS=1 cargo test --quiet -p events schema
+schemas: ## Regenerate events/schemas/*.json and events/asyncapi.json from the Rust event types
+	@UPDATE_SCHEMAS=1 cargo test --quiet -p events committed
 
 .PHONY: latency
 latency: ## Median POST-to-compressed latency for a 1 MP JPEG (needs `make run`)
@@ -52,3 +52,15 @@ latency: ## Median POST-to-compressed latency for a 1 MP JPEG (needs `make run`)
 .PHONY: bench
 bench: stack ## Criterion benchmarks of GET /products/{id}: cache hit, miss, baseline (docs/benchmarks.md)
 	cargo bench -p benches --bench get_product
+
+.PHONY: contracts
+contracts: ## Validate api/openapi.json, events/asyncapi.json, deploy/ offline (part of `make test`)
+	@scripts/check-contracts.sh
+
+.PHONY: up
+up: ## docker compose: Kafka (KRaft), PostgreSQL, Redis, MinIO, OTel collector, Jaeger, api, processor
+	docker compose -f deploy/docker-compose.yml up --build --detach --wait
+
+.PHONY: down
+down: ## Stop the compose stack and delete its volumes
+	docker compose -f deploy/docker-compose.yml down --volumes --remove-orphans

@@ -5,3 +5,12 @@ if [ -f "$root/.env" ]; then
     [ -z "${!key+set}" ] && export "$key=$value"
   done < <(grep -v '^\s*#' "$root/.env")
 fi
+
+# apt_install PACKAGE...: Debian packages for what a bare machine lacks (the package index is
+# refreshed once per checkout).
+apt_install() {
+  printf '[setup] installing %s (Debian packages)\n' "$*" >&2
+  mkdir -p "$root/.local"
+  if [ ! -f "$root/.local/.apt-updated" ]; then apt-get update -qq && touch "$root/.local/.apt-updated"; fi
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+}

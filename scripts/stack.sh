@@ -37,12 +37,6 @@ wait_for() { # host port name seconds
   done
 }
 
-apt_install() {
-  say "installing $* (Debian packages)"
-  if [ ! -f "$state/.apt-updated" ]; then apt-get update -qq && touch "$state/.apt-updated"; fi
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
-}
-
 is_local() { [[ "$1" == 127.* || "$1" == localhost || "$1" == ::1 ]]; }
 
 postgres_up() {

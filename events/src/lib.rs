@@ -9,6 +9,7 @@
 //! This crate has no HTTP, database or Kafka client code, so a subscriber can depend on it
 //! alone.
 
+pub mod asyncapi;
 pub mod envelope;
 pub mod headers;
 pub mod payloads;

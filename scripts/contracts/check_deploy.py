@@ -1,0 +1,259 @@
+"""Checks that the deploy files, the README and .env.example agree with the code.
+
+The schema validators (compose spec, Kubernetes schemas) say a file is well formed; this says
+it configures *this* system: every environment key the deployments set is one the binaries
+read, every key the binaries read is documented with its default, the topics the compose file
+creates are the AsyncAPI document's, and the Kubernetes objects point at each other.
+
+Usage: python check_deploy.py <repository root>. Prints each problem; exits 1 if any.
+"""
+
+import json
+import re
+import sys
+from pathlib import Path
+
+import jsonschema
+import yaml
+
+ROOT = Path(sys.argv[1] if len(sys.argv) > 1 else ".").resolve()
+problems: list[str] = []
+
+# Read by libraries rather than by our own `env::` calls: the tracing filter, and the
+# object_store S3 client's AWS_* variables that the README documents.
+LIBRARY_KEYS = {"RUST_LOG"}
+AWS_KEYS = {
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_REGION",
+    "AWS_ENDPOINT",
+    "AWS_ALLOW_HTTP",
+}
+
+
+def problem(text: str) -> None:
+    problems.append(text)
+
+
+def code_keys() -> set[str]:
+    """Every variable the binaries read: `env::string/parse/url("KEY", …)` and
+    `std::env::var("KEY")` outside test modules."""
+    keys = set(LIBRARY_KEYS)
+    for crate in ("api", "image-processor", "platform"):
+        for path in (ROOT / crate / "src").rglob("*.rs"):
+            text = path.read_text()
+            text = text.split("#[cfg(test)]")[0]
+            keys.update(re.findall(r'env::(?:string|parse|url)\(\s*"([A-Z][A-Z0-9_]*)"', text))
+            keys.update(re.findall(r'std::env::var\("([A-Z][A-Z0-9_]*)"\)', text))
+    return keys
+
+
+def env_example() -> dict[str, str]:
+    out = {}
+    for line in (ROOT / ".env.example").read_text().splitlines():
+        if line and not line.startswith("#") and "=" in line:
+            key, value = line.split("=", 1)
+            out[key.strip()] = value.strip()
+    return out
+
+
+def readme_table() -> dict[str, str]:
+    """The README's configuration table: | `KEY` | `default` or empty | meaning |."""
+    text = (ROOT / "README.md").read_text()
+    section = text.split("## Configuration", 1)[1].split("\n## ", 1)[0]
+    out = {}
+    for row in re.findall(r"^\| `([A-Z][A-Z0-9_]*)` \|([^|]*)\|", section, re.M):
+        key, default = row
+        out[key] = default.strip().strip("`")
+    return out
+
+
+def check_documentation(keys: set[str]) -> None:
+    example = env_example()
+    for key in sorted(keys - example.keys()):
+        problem(f".env.example: {key} is read by the code but not listed")
+    for key in sorted(example.keys() - keys):
+        problem(f".env.example: {key} is listed but no binary reads it")
+    table = readme_table()
+    if not table:
+        problem("README.md: no configuration table under '## Configuration'")
+    for key in sorted((keys | AWS_KEYS) - table.keys()):
+        problem(f"README.md: {key} is missing from the configuration table")
+    for key in sorted(table.keys() - keys - AWS_KEYS):
+        problem(f"README.md: the configuration table lists {key}, which nothing reads")
+    for key, default in example.items():
+        if key in table and table[key] != default:
+            problem(
+                f"README.md: {key} defaults to {table[key]!r} in the table but {default!r} in .env.example"
+            )
+
+
+def check_env(where: str, env: dict, known: set[str]) -> None:
+    for key in env:
+        if key not in known and key not in AWS_KEYS:
+            problem(f"{where}: sets {key}, which neither binary reads (a typo?)")
+
+
+def expected_topics(prefix: str, retry_levels: int) -> set[str]:
+    doc = json.loads((ROOT / "events" / "asyncapi.json").read_text())
+    topics = set()
+    for channel in doc["channels"].values():
+        address = channel["address"].replace("{prefix}", prefix)
+        if "{level}" in address:
+            topics.update(address.replace("{level}", str(n)) for n in range(1, retry_levels + 1))
+        else:
+            topics.add(address)
+    return topics
+
+
+def check_compose(keys: set[str]) -> None:
+    path = "deploy/docker-compose.yml"
+    compose = yaml.safe_load((ROOT / path).read_text())
+    services = compose["services"]
+    for name in ("api", "image-processor", "migrate"):
+        if name not in services:
+            problem(f"{path}: no {name} service")
+            continue
+        env = services[name].get("environment", {})
+        check_env(f"{path} service {name}", env, keys)
+    processor = services["image-processor"]["environment"]
+    prefix = processor.get("KAFKA_TOPIC_PREFIX", "catalog.")
+    levels = len(str(processor.get("IMAGE_RETRY_DELAYS", "5s,30s,120s")).split(","))
+    init = "\n".join(services["kafka-init"]["command"])
+    created = set(re.findall(r"^\s*create (\S+)", init, re.M))
+    want = expected_topics(prefix, levels)
+    if created != want:
+        problem(
+            f"{path}: kafka-init creates {sorted(created)}, the AsyncAPI document needs {sorted(want)}"
+        )
+    if str(processor.get("KAFKA_CREATE_TOPICS")).lower() != "false":
+        problem(f"{path}: topics come from kafka-init, so KAFKA_CREATE_TOPICS should be false")
+    for name in ("api", "image-processor"):
+        after = services[name].get("depends_on", {})
+        if "kafka-init" not in after:
+            problem(f"{path}: {name} should wait for kafka-init")
+
+
+def k8s_objects() -> list[tuple[str, dict]]:
+    out = []
+    for path in sorted((ROOT / "deploy" / "k8s").glob("*.yaml")):
+        if path.name == "kustomization.yaml":
+            continue
+        for doc in yaml.safe_load_all(path.read_text()):
+            if doc:
+                out.append((f"deploy/k8s/{path.name}", doc))
+    return out
+
+
+def check_kubernetes(keys: set[str], operations: set[str]) -> None:
+    objects = k8s_objects()
+    by_kind: dict[str, dict[str, dict]] = {}
+    for _, obj in objects:
+        by_kind.setdefault(obj["kind"], {})[obj["metadata"]["name"]] = obj
+
+    kustomization = yaml.safe_load((ROOT / "deploy/k8s/kustomization.yaml").read_text())
+    listed = set(kustomization["resources"])
+    files = {p.name for p in (ROOT / "deploy/k8s").glob("*.yaml")} - {"kustomization.yaml"}
+    if listed != files:
+        problem(f"deploy/k8s/kustomization.yaml: resources {sorted(listed)} but files {sorted(files)}")
+
+    settings: dict[str, str] = {}
+    for kind in ("ConfigMap", "Secret"):
+        for name, obj in by_kind.get(kind, {}).items():
+            data = obj.get("data") or obj.get("stringData") or {}
+            check_env(f"deploy/k8s {kind} {name}", data, keys)
+            settings.update(data)
+
+    schema = json.loads((ROOT / "scripts/contracts/keda-scaledobject.schema.json").read_text())
+    for where, obj in objects:
+        if obj["kind"] == "ScaledObject":
+            for error in jsonschema.Draft7Validator(schema).iter_errors(obj):
+                at = "/".join(str(p) for p in error.absolute_path)
+                problem(f"{where}: ScaledObject {at}: {error.message}")
+
+    deployments = by_kind.get("Deployment", {})
+    for name, dep in deployments.items():
+        pod = dep["spec"]["template"]["spec"]
+        labels = dep["spec"]["template"]["metadata"]["labels"]
+        selector = dep["spec"]["selector"]["matchLabels"]
+        if not selector.items() <= labels.items():
+            problem(f"Deployment {name}: selector does not match its pod labels")
+        if not pod.get("securityContext", {}).get("runAsNonRoot"):
+            problem(f"Deployment {name}: pods must run as non-root")
+        for c in pod["containers"]:
+            where = f"Deployment {name} container {c['name']}"
+            for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
+                if probe not in c:
+                    problem(f"{where}: no {probe}")
+            if "requests" not in c.get("resources", {}) or "memory" not in c["resources"].get("limits", {}):
+                problem(f"{where}: needs resource requests and a memory limit")
+            sc = c.get("securityContext", {})
+            if sc.get("allowPrivilegeEscalation") is not False or not sc.get("readOnlyRootFilesystem"):
+                problem(f"{where}: must forbid privilege escalation and use a read-only root")
+            if c["args"][0] not in ("api", "image-processor"):
+                problem(f"{where}: runs {c['args'][0]!r}, not one of the binaries")
+            for ref in c.get("envFrom", []):
+                for kind, key in (("ConfigMap", "configMapRef"), ("Secret", "secretRef")):
+                    if key in ref and ref[key]["name"] not in by_kind.get(kind, {}):
+                        problem(f"{where}: {kind} {ref[key]['name']} does not exist")
+            if c["args"][0] == "api":
+                for probe in ("livenessProbe", "readinessProbe"):
+                    path = c.get(probe, {}).get("httpGet", {}).get("path")
+                    if path not in operations:
+                        problem(f"{where}: {probe} path {path} is not in api/openapi.json")
+
+    for kind in ("Service", "PodDisruptionBudget"):
+        for name, obj in by_kind.get(kind, {}).items():
+            sel = obj["spec"]["selector"]
+            sel = sel.get("matchLabels", sel)
+            if not any(
+                sel.items() <= d["spec"]["template"]["metadata"]["labels"].items()
+                for d in deployments.values()
+            ):
+                problem(f"{kind} {name}: its selector matches no Deployment")
+    for kind in ("HorizontalPodAutoscaler", "ScaledObject"):
+        for name, obj in by_kind.get(kind, {}).items():
+            target = obj["spec"]["scaleTargetRef"]["name"]
+            if target not in deployments:
+                problem(f"{kind} {name}: scales {target}, which is not a Deployment here")
+
+    for name, so in by_kind.get("ScaledObject", {}).items():
+        for trigger in so["spec"]["triggers"]:
+            if trigger["type"] != "kafka":
+                continue
+            meta = trigger["metadata"]
+            prefix = settings.get("KAFKA_TOPIC_PREFIX", "catalog.")
+            wants = {
+                "consumerGroup": settings.get("IMAGE_PROCESSOR_GROUP", "image-processor"),
+                "topic": f"{prefix}product-events",
+                "bootstrapServers": settings.get("KAFKA_BROKERS"),
+            }
+            for key, want in wants.items():
+                if meta.get(key) != want:
+                    problem(f"ScaledObject {name}: {key} is {meta.get(key)!r}, the processor uses {want!r}")
+        partitions = int(settings.get("KAFKA_TOPIC_PARTITIONS", "3"))
+        if so["spec"].get("maxReplicaCount", 100) > partitions:
+            problem(
+                f"ScaledObject {name}: maxReplicaCount {so['spec']['maxReplicaCount']} exceeds "
+                f"KAFKA_TOPIC_PARTITIONS {partitions}; the extra consumers would idle"
+            )
+
+
+def main() -> int:
+    keys = code_keys()
+    openapi = json.loads((ROOT / "api" / "openapi.json").read_text())
+    check_documentation(keys)
+    check_compose(keys)
+    check_kubernetes(keys, set(openapi["paths"]))
+    for p in problems:
+        print(f"check_deploy: {p}")
+    if problems:
+        print(f"check_deploy: {len(problems)} problems")
+        return 1
+    print(f"check_deploy: ok ({len(keys)} settings; compose, Kubernetes, README and .env.example agree)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
