@@ -12,4 +12,5 @@ for pidfile in "$state"/api.pid "$state"/image-processor.pid; do
   fi
   rm -f "$pidfile"
 done
-"$root/scripts/stack.sh" down
+# KEEP_STACK=1 (scripts/client-demo.sh) leaves PostgreSQL, Redis and the broker running.
+[ "${KEEP_STACK:-}" = 1 ] || "$root/scripts/stack.sh" down

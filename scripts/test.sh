@@ -19,3 +19,8 @@ if cargo nextest --version >/dev/null 2>&1; then
 else
   cargo test --workspace --no-fail-fast
 fi
+
+# The published contracts and deploy files, validated offline; then the README's demo
+# through a client generated from the OpenAPI document.
+scripts/check-contracts.sh
+scripts/client-demo.sh

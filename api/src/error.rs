@@ -22,8 +22,8 @@ pub struct Problem {
     pub status: u16,
     /// What went wrong in this request, and what to change.
     pub detail: String,
-    /// Every field that failed validation, when there are any.
-    #[oai(skip_serializing_if_is_empty)]
+    /// Every field that failed validation; empty when the problem is not about fields.
+    /// Always present, as the schema says, so generated clients can rely on it.
     pub errors: Vec<ProblemField>,
 }
 

@@ -1,0 +1,205 @@
+"""The README's "Try it" walk-through, through a Python client generated from api/openapi.json.
+
+Run by scripts/client-demo.sh (part of `make test`), which generates the client package
+`product_catalog_client` with openapi-python-client, type-checks this file against it with
+mypy --strict, serves docs/demo-images over HTTP and points this at a running API:
+
+    python demo.py <api base URL> <demo images base URL>
+
+Every step checks what the README promises and exits non-zero with the reason when it does
+not hold.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+import uuid
+from typing import Any, TypeVar
+
+import httpx
+
+from product_catalog_client import Client
+from product_catalog_client.api.health import readyz
+from product_catalog_client.api.products import (
+    create_product,
+    delete_product,
+    get_product,
+    list_products,
+    update_product,
+)
+from product_catalog_client.api.users import create_user
+from product_catalog_client.models import (
+    CreateProduct,
+    CreateUser,
+    ImageStatus,
+    ProcessingStatus,
+    Problem,
+    Product,
+    ProductCreated,
+    UpdateProduct,
+    User,
+)
+from product_catalog_client.types import UNSET, Response
+
+T = TypeVar("T")
+
+
+class DemoFailed(Exception):
+    pass
+
+
+def step(text: str) -> None:
+    print(f"[demo] {text}", flush=True)
+
+
+def expect(response: Response[Any], status: int, kind: type[T]) -> T:
+    """The parsed body of a response that must have `status` and be a `kind`."""
+    parsed = response.parsed
+    if response.status_code != status or not isinstance(parsed, kind):
+        raise DemoFailed(
+            f"expected {status} with a {kind.__name__}, got {response.status_code.value}: "
+            f"{response.content.decode(errors='replace')[:500]}"
+        )
+    return parsed
+
+
+def wait_for_images(client: Client, product_id: int, deadline_secs: float) -> Product:
+    """Polls the product until no image is pending, or fails after the deadline."""
+    deadline = time.monotonic() + deadline_secs
+    while True:
+        product = expect(get_product.sync_detailed(product_id, client=client), 200, Product)
+        if product.processing_status != ProcessingStatus.PENDING:
+            return product
+        if time.monotonic() > deadline:
+            raise DemoFailed(
+                f"product {product_id} still pending after {deadline_secs} s: "
+                f"{[i.status.value for i in product.images]}"
+            )
+        time.sleep(0.25)
+
+
+def main(api: str, images: str) -> None:
+    client = Client(base_url=api, raise_on_unexpected_status=True, timeout=httpx.Timeout(10.0))
+
+    step(f"readyz at {api}")
+    readyz.sync_detailed(client=client)
+
+    name = f"alice-{uuid.uuid4().hex[:8]}"
+    user = expect(
+        create_user.sync_detailed(
+            client=client, body=CreateUser(username=name, email=f"{name}@example.com")
+        ),
+        201,
+        User,
+    )
+    step(f"created user {user.user_id} ({user.username})")
+
+    poster = expect(
+        create_product.sync_detailed(
+            client=client,
+            body=CreateProduct(
+                user_id=user.user_id,
+                product_name="Rocket poster",
+                product_description="Two photos and one missing image.",
+                product_images=[f"{images}/rocket.jpg", f"{images}/chelsea.png", f"{images}/missing.jpg"],
+                product_price=19.99,
+            ),
+        ),
+        201,
+        ProductCreated,
+    )
+    lamp = expect(
+        create_product.sync_detailed(
+            client=client,
+            body=CreateProduct(
+                user_id=int(user.user_id),
+                product_name="Floor lamp",
+                product_images=[f"{images}/rocket.jpg"],
+                product_price="45.00",
+            ),
+        ),
+        201,
+        ProductCreated,
+    )
+    step(f"created products {poster.product_id} and {lamp.product_id} (price as a number and as a string)")
+
+    product = wait_for_images(client, int(poster.product_id), deadline_secs=60)
+    statuses = [i.status for i in product.images]
+    if product.processing_status != ProcessingStatus.PARTLY_FAILED or statuses != [
+        ImageStatus.COMPRESSED,
+        ImageStatus.COMPRESSED,
+        ImageStatus.FAILED,
+    ]:
+        raise DemoFailed(f"unexpected outcome {product.processing_status.value}: {statuses}")
+    failed = product.images[2]
+    if product.compressed_product_images[2] is not None or "404" not in str(failed.failure_reason):
+        raise DemoFailed(f"the missing image should be null and failed with a 404: {failed}")
+    for image, url in zip(product.images[:2], product.compressed_product_images[:2]):
+        if url is None:
+            raise DemoFailed("a compressed image has no URL")
+        body = httpx.get(url, timeout=10).raise_for_status().content
+        if body[:4] != b"RIFF" or body[8:12] != b"WEBP":
+            raise DemoFailed(f"{url} is not a WebP image")
+        step(f"compressed {image.source_url}: {image.bytes_before} → {len(body)} bytes, {url}")
+    step(f"processing_status {product.processing_status.value}; failure: {failed.failure_reason}")
+
+    seen: list[Product] = []
+    cursor: str | None = None
+    while True:
+        page = list_products.sync_detailed(
+            client=client,
+            user_id=user.user_id,
+            price_range="10-50",
+            product_name="o",
+            limit=1,
+            cursor=cursor or UNSET,
+        )
+        seen.extend(expect(page, 200, list))
+        cursor = page.headers.get("x-next-cursor")
+        if not cursor:
+            break
+    names = [p.product_name for p in seen]
+    if names != ["Rocket poster", "Floor lamp"]:
+        raise DemoFailed(f"pages by price should hold the poster, then the lamp: {names}")
+    step(f"listed {len(seen)} products one per page, by price: {names}")
+
+    updated = expect(
+        update_product.sync_detailed(
+            int(poster.product_id), client=client, body=UpdateProduct(product_price=24.5)
+        ),
+        200,
+        Product,
+    )
+    again = expect(get_product.sync_detailed(int(poster.product_id), client=client), 200, Product)
+    if updated.product_price != 24.5 or again.product_price != 24.5:
+        raise DemoFailed(f"the new price is not visible: {updated.product_price}, {again.product_price}")
+    step("updated the price; the next GET shows it")
+
+    delete_product.sync_detailed(int(lamp.product_id), client=client)
+    gone = expect(get_product.sync_detailed(int(lamp.product_id), client=client), 404, Problem)
+    step(f"deleted product {lamp.product_id}; GET says {gone.status} {gone.title}")
+
+    problem = expect(
+        create_product.sync_detailed(
+            client=client,
+            body=CreateProduct(
+                user_id=user.user_id, product_name="", product_images=["ftp://x"], product_price=1.999
+            ),
+        ),
+        422,
+        Problem,
+    )
+    fields = sorted(e.field for e in problem.errors)
+    if fields != ["product_images[0]", "product_name", "product_price"]:
+        raise DemoFailed(f"the problem should name the three bad fields: {fields}")
+    step(f"invalid product refused: {problem.status} naming {fields}")
+    step("done")
+
+
+if __name__ == "__main__":
+    try:
+        main(sys.argv[1].rstrip("/"), sys.argv[2].rstrip("/"))
+    except DemoFailed as failure:
+        print(f"[demo] FAILED: {failure}", file=sys.stderr)
+        sys.exit(1)
