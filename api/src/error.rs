@@ -51,6 +51,9 @@ pub enum ApiError {
     /// The request body is larger than the server accepts.
     #[oai(status = 413, content_type = "application/problem+json")]
     PayloadTooLarge(Json<Problem>),
+    /// The body is not `application/json`, or `Content-Type` is missing.
+    #[oai(status = 415, content_type = "application/problem+json")]
+    UnsupportedMediaType(Json<Problem>),
     /// The request is well-formed but some fields are invalid; `errors` lists each of them.
     #[oai(status = 422, content_type = "application/problem+json")]
     Unprocessable(Json<Problem>),
@@ -183,6 +186,10 @@ pub fn problem_response(error: poem::Error) -> Response {
             "This route does not accept that method; see /openapi.json.".to_owned(),
         ),
         StatusCode::PAYLOAD_TOO_LARGE => ("payload-too-large", error.to_string()),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => (
+            "unsupported-media-type",
+            format!("{error}; send the body as application/json."),
+        ),
         s if s.is_server_error() => {
             tracing::error!(error = %error, "Request failed unexpectedly.");
             (

@@ -1,14 +1,82 @@
-//! Cross-cutting HTTP behaviour: the body size limit, request ids and the access log.
+//! Cross-cutting HTTP behaviour: the body size limit, request ids, the access log and the
+//! `Allow` header of 405 responses.
 
 use std::{sync::Arc, time::Instant};
 
-use crate::metrics::{ApiMetrics, HttpLabels, route_template};
+use crate::{
+    error::problem_response,
+    metrics::{ApiMetrics, HttpLabels, route_template},
+};
 
 use poem::{
     Endpoint, IntoResponse, Request, Response, Result,
     error::ReadBodyError,
-    http::{HeaderValue, StatusCode},
+    http::{HeaderValue, StatusCode, header},
 };
+
+/// The methods each path of the OpenAPI document accepts, for the `Allow` header that RFC 9110
+/// requires on a 405 response. Built once from the document, so it cannot disagree with it.
+#[derive(Debug, Clone)]
+pub struct AllowedMethods(Arc<Vec<(Vec<Option<String>>, HeaderValue)>>);
+
+impl AllowedMethods {
+    /// From the JSON OpenAPI document; `{param}` segments match any one segment.
+    pub fn from_openapi(document: &str) -> Self {
+        const METHODS: [&str; 7] = ["get", "put", "post", "delete", "options", "head", "patch"];
+        let document: serde_json::Value = serde_json::from_str(document).unwrap_or_default();
+        let mut table = Vec::new();
+        for (path, item) in document["paths"].as_object().into_iter().flatten() {
+            let methods: Vec<String> = METHODS
+                .iter()
+                .filter(|m| item.get(**m).is_some())
+                .map(|m| m.to_uppercase())
+                .collect();
+            let segments = path
+                .split('/')
+                .map(|s| (!s.starts_with('{')).then(|| s.to_owned()))
+                .collect();
+            if let Ok(value) = HeaderValue::from_str(&methods.join(", ")) {
+                table.push((segments, value));
+            }
+        }
+        Self(Arc::new(table))
+    }
+
+    /// The `Allow` value for a request path, when the document has the path.
+    pub fn for_path(&self, path: &str) -> Option<&HeaderValue> {
+        let wanted: Vec<&str> = path.split('/').collect();
+        self.0.iter().find_map(|(segments, value)| {
+            let matches = segments.len() == wanted.len()
+                && segments
+                    .iter()
+                    .zip(&wanted)
+                    .all(|(s, w)| s.as_deref().is_none_or(|s| s == *w));
+            matches.then_some(value)
+        })
+    }
+}
+
+/// Answers a method the route does not accept with a 405 problem that lists, in `Allow`,
+/// the methods it does accept.
+pub async fn allow_header<E: Endpoint>(
+    next: E,
+    req: Request,
+    allowed: AllowedMethods,
+) -> Result<Response> {
+    let path = req.uri().path().to_owned();
+    match next.call(req).await {
+        Err(error) if error.status() == StatusCode::METHOD_NOT_ALLOWED => {
+            let mut response = problem_response(error);
+            if let Some(methods) = allowed.for_path(&path) {
+                response
+                    .headers_mut()
+                    .insert(header::ALLOW, methods.clone());
+            }
+            Ok(response)
+        }
+        other => other.map(IntoResponse::into_response),
+    }
+}
 
 /// Refuses bodies over `max` bytes with 413, whether or not `Content-Length` is sent: a
 /// declared length is checked up front, a chunked body is counted while it is read.

@@ -20,7 +20,7 @@ use crate::{
     db,
     error::problem_response,
     metrics::ApiMetrics,
-    middleware::{access_log, limit_body},
+    middleware::{AllowedMethods, access_log, allow_header, limit_body},
     outbox::{OutboxSignal, relay::Relay},
     projector::Projector,
     routes::{self, AppState},
@@ -206,7 +206,11 @@ pub fn routes(state: AppState, images_dir: Option<std::path::PathBuf>) -> Route 
         // their public URLs work without a separate file server.
         route = route.nest("/images", StaticFilesEndpoint::new(dir));
     }
-    route.nest("/", api)
+    let allowed = AllowedMethods::from_openapi(&api.spec());
+    route.nest(
+        "/",
+        api.around(move |ep, req| allow_header(ep, req, allowed.clone())),
+    )
 }
 
 /// The middleware every route gets: body limit, panic guard, problem responses, access log.

@@ -69,7 +69,11 @@ async fn a_body_in_another_content_type_is_refused() {
         .await
         .unwrap();
     assert!(response.status().is_client_error(), "{}", response.status());
-    expect_problem(response, 415).await;
+    let problem = expect_problem(response, 415).await;
+    assert_eq!(
+        problem["type"],
+        "urn:catalog:problem:unsupported-media-type"
+    );
 }
 
 #[tokio::test]
@@ -128,6 +132,19 @@ async fn an_unknown_route_or_method_is_a_problem_too() {
     let app = spawn_app().await;
     expect_problem(app.get("/nowhere").await, 404).await;
     let response = app.http.put(app.url("/products/1")).send().await.unwrap();
+    assert_eq!(
+        response.headers().get("allow").map(|v| v.to_str().unwrap()),
+        Some("GET, DELETE, PATCH"),
+        "a 405 names the methods the route accepts (RFC 9110)"
+    );
+    expect_problem(response, 405).await;
+    let response = app
+        .http
+        .request(reqwest::Method::TRACE, app.url("/users"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.headers().get("allow").unwrap(), "POST");
     expect_problem(response, 405).await;
 }
 

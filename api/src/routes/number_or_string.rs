@@ -27,7 +27,7 @@ pub struct UserIdFlavour;
 impl Flavour for UserIdFlavour {
     const NAME: &'static str = "UserIdInput";
     const DESCRIPTION: &'static str = "A positive integer, as a JSON number or a string of digits.";
-    const STRING_PATTERN: &'static str = "^[0-9]+$";
+    const STRING_PATTERN: &'static str = "^[0-9]*[1-9][0-9]*$";
     fn number_schema() -> MetaSchema {
         MetaSchema {
             minimum: Some(1.0),
