@@ -6,7 +6,9 @@
 #   3. demo.py runs against the API at API_ADDR: `make run`'s when it answers, otherwise this
 #      starts the services the way `make run` does and stops them afterwards (the stack stays);
 #      docs/demo-images are served over HTTP from 127.0.0.1 for the processor to fetch;
-#   4. schemathesis sends the same server a few hundred requests generated from the document
+#   4. subscriber.py reads the events the demo caused from Kafka with confluent-kafka and
+#      checks their keys, headers and payloads against events/asyncapi.json;
+#   5. schemathesis sends the same server a few hundred requests generated from the document
 #      (examples, boundaries, random and stateful sequences) and checks every answer against
 #      it: documented status, content type, headers and response schema, no 5xx, 405 with
 #      Allow. Its positive_data_acceptance check is left out: the document gives types, and
@@ -67,6 +69,12 @@ until curl -fsS "http://127.0.0.1:$port/rocket.jpg" -o /dev/null 2>/dev/null; do
 
 status=0
 (cd "$work" && "$TOOLS_VENV/bin/python" demo.py "http://$addr" "http://127.0.0.1:$port") || status=$?
+if [ "$status" = 0 ]; then
+  say "reading the demo's events as a subscriber, checked against events/asyncapi.json"
+  (cd "$work" && "$TOOLS_VENV/bin/python" "$root/scripts/client-demo/subscriber.py" \
+    "${KAFKA_BROKERS:-127.0.0.1:9092}" "${KAFKA_TOPIC_PREFIX:-catalog.}" \
+    "$root/events/asyncapi.json" demo-ids.json) || status=$?
+fi
 if [ "$status" = 0 ]; then
   say "checking the server's answers against api/openapi.json (schemathesis)"
   (cd "$work" && "$TOOLS_VENV/bin/schemathesis" run --url "http://$addr" "$root/api/openapi.json" \

@@ -23,4 +23,6 @@ if [ ! -f "$tools/.complete" ]; then
   cp "$pins/package.json" "$pins/package-lock.json" "$tools/node/"
   (cd "$tools/node" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
   touch "$tools/.complete"
+  # Tools of earlier pins are not needed any more.
+  find "$tools_root" -mindepth 1 -maxdepth 1 ! -name "$stamp" -exec rm -rf {} +
 fi

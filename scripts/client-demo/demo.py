@@ -12,6 +12,7 @@ not hold.
 
 from __future__ import annotations
 
+import json
 import sys
 import time
 import uuid
@@ -194,6 +195,17 @@ def main(api: str, images: str) -> None:
     if fields != ["product_images[0]", "product_name", "product_price"]:
         raise DemoFailed(f"the problem should name the three bad fields: {fields}")
     step(f"invalid product refused: {problem.status} naming {fields}")
+
+    # For subscriber.py: the events these steps must have published.
+    with open("demo-ids.json", "w") as out:
+        json.dump(
+            {
+                "created": [poster.product_id, lamp.product_id],
+                "deleted": [lamp.product_id],
+                "compressed": [poster.product_id],
+            },
+            out,
+        )
     step("done")
 
 
