@@ -3,6 +3,7 @@
 # offline, with the registries' mainstream validators:
 #   api/openapi.json          openapi-spec-validator (OpenAPI 3.0)
 #   events/asyncapi.json      @asyncapi/parser (schema, references, semantic rules)
+#   deploy/Dockerfile         hadolint (Dockerfile best practices, shellcheck of RUN lines)
 #   deploy/docker-compose.yml check-jsonschema against the Compose Specification
 #   deploy/k8s/*.yaml         kubernetes-validate --strict, oldest and newest supported versions
 #   all of them               scripts/contracts/check_deploy.py: keys, topics, references agree
@@ -22,6 +23,9 @@ step "OpenAPI: api/openapi.json"
 
 step "AsyncAPI: events/asyncapi.json"
 node scripts/contracts/validate-asyncapi.mjs events/asyncapi.json
+
+step "hadolint: deploy/Dockerfile"
+"$bin/hadolint" --no-color --config deploy/.hadolint.yaml deploy/Dockerfile
 
 step "Compose Specification: deploy/docker-compose.yml"
 "$bin/check-jsonschema" --builtin-schema vendor.compose-spec deploy/docker-compose.yml
