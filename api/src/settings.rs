@@ -44,6 +44,9 @@ impl Settings {
                     "POSTGRES_ACQUIRE_TIMEOUT_SECS",
                     5,
                 )?),
+                tls_ca_file: Some(env::string("POSTGRES_TLS_CA_FILE", ""))
+                    .filter(|path| !path.is_empty())
+                    .map(std::path::PathBuf::from),
             },
             max_images_per_product: env::parse("MAX_IMAGES_PER_PRODUCT", 10)?,
             max_body_bytes: env::parse("MAX_BODY_BYTES", 64 * 1024)?,

@@ -237,11 +237,9 @@ fn render_metrics(metrics: poem::web::Data<&Arc<ApiMetrics>>) -> poem::Response 
 
 /// The OpenAPI document as JSON, as `/openapi.json` serves it.
 pub fn openapi_json() -> String {
-    let pool = db::pool(&db::DatabaseSettings {
-        url: "postgres://localhost/unused".into(),
-        pool_size: 1,
-        acquire_timeout: Duration::from_secs(1),
-    })
+    let pool = db::pool(&db::DatabaseSettings::for_url(
+        "postgres://localhost/unused",
+    ))
     .expect("a static URL parses");
     routes::api(AppState {
         pool,

@@ -38,12 +38,7 @@ fn baseline(body: Data<&Constant>) -> poem::Response {
 
 /// Serves the api (with `cache`) plus `/baseline` on a free loopback port.
 async fn serve(database_url: &str, cache: ProductCache, constant: Vec<u8>) -> SocketAddr {
-    let pool = db::pool(&db::DatabaseSettings {
-        url: database_url.to_owned(),
-        pool_size: 16,
-        acquire_timeout: Duration::from_secs(5),
-    })
-    .unwrap();
+    let pool = db::pool(&db::DatabaseSettings::for_url(database_url)).unwrap();
     db::migrate(&pool).await.unwrap();
     let metrics = ApiMetrics::new(&cache.stats());
     let state = AppState {

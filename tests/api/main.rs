@@ -5,4 +5,5 @@ mod errors;
 mod health;
 mod list;
 mod products;
+mod tls;
 mod users;

@@ -26,12 +26,7 @@ async fn the_same_event_delivered_twice_is_applied_once_and_stale_revisions_are_
     let app = spawn_app().await;
     let user = app.create_user("alice").await;
     let id = app.create_product(&user, "Lamp", 1.0).await;
-    let pool = api::db::pool(&api::db::DatabaseSettings {
-        url: app.database_url.clone(),
-        pool_size: 2,
-        acquire_timeout: std::time::Duration::from_secs(5),
-    })
-    .unwrap();
+    let pool = api::db::pool(&api::db::DatabaseSettings::for_url(&app.database_url)).unwrap();
     let event_id = uuid::Uuid::new_v4();
 
     let first = api::projector::apply(&pool, event_id, &compressed(&id, 1, "https://cdn/a.webp"))
