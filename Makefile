@@ -28,8 +28,12 @@ migrate: stack ## Apply the migrations in schema/ to POSTGRES_URL
 test: stack ## Set up the stack and run every test
 	@scripts/test.sh
 
+.PHONY: build-deps
+build-deps: ## Install the C libraries the build needs when missing (OpenSSL headers)
+	@scripts/build-deps.sh
+
 .PHONY: lint
-lint: ## cargo fmt --check and clippy with warnings as errors
+lint: build-deps ## cargo fmt --check and clippy with warnings as errors
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
 

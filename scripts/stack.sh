@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The local stack: PostgreSQL, Redis, the tansu broker and a storage directory.
+# The local stack: PostgreSQL, Redis, the tansu broker and a storage directory (and, first,
+# the C libraries the build needs: scripts/build-deps.sh).
 #
 #   scripts/stack.sh up     start whatever does not already answer at its configured URL
 #   scripts/stack.sh down   stop what `up` started (services that were already running stay)
@@ -116,6 +117,7 @@ storage_up() {
 }
 
 up() {
+  "$root/scripts/build-deps.sh"
   postgres_up
   redis_up
   kafka_up

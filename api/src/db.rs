@@ -1,11 +1,10 @@
 //! The PostgreSQL pool, the migrations in `schema/`, and the mapping of database errors to
 //! what they mean for a client.
 
-use std::{path::PathBuf, sync::Arc, time::Duration};
+use std::{path::PathBuf, time::Duration};
 
 use anyhow::Context;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, PoolError, RecyclingMethod, Runtime};
-use rustls::pki_types::{CertificateDer, pem::PemObject};
 use tokio_postgres::{NoTls, config::SslMode, error::SqlState};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
@@ -61,7 +60,10 @@ pub fn pool(settings: &DatabaseSettings) -> anyhow::Result<Pool> {
         SslMode::Disable => Manager::from_config(config, NoTls, manager_config),
         _ => Manager::from_config(
             config,
-            MakeRustlsConnect::new(tls_config(settings.tls_ca_file.as_deref())?),
+            MakeRustlsConnect::new(platform::tls::client_config(
+                settings.tls_ca_file.as_deref(),
+                "POSTGRES_TLS_CA_FILE",
+            )?),
             manager_config,
         ),
     };
@@ -73,42 +75,6 @@ pub fn pool(settings: &DatabaseSettings) -> anyhow::Result<Pool> {
         .recycle_timeout(Some(settings.acquire_timeout))
         .build()
         .context("Failed to build the PostgreSQL pool")
-}
-
-/// The TLS client configuration: the certificates of `ca_file` when given (as libpq's
-/// `sslrootcert`), the system's root certificates otherwise.
-fn tls_config(ca_file: Option<&std::path::Path>) -> anyhow::Result<rustls::ClientConfig> {
-    let mut roots = rustls::RootCertStore::empty();
-    match ca_file {
-        Some(path) => {
-            let certs = CertificateDer::pem_file_iter(path)
-                .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
-                .with_context(|| {
-                    format!("POSTGRES_TLS_CA_FILE {} is not a PEM file", path.display())
-                })?;
-            for cert in certs {
-                roots.add(cert).with_context(|| {
-                    format!(
-                        "POSTGRES_TLS_CA_FILE {} holds an unusable certificate",
-                        path.display()
-                    )
-                })?;
-            }
-        }
-        None => {
-            roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
-        }
-    }
-    anyhow::ensure!(
-        !roots.is_empty(),
-        "no CA certificates for TLS to PostgreSQL: set POSTGRES_TLS_CA_FILE or install the system's (ca-certificates)"
-    );
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    Ok(rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .context("TLS protocol versions")?
-        .with_root_certificates(roots)
-        .with_no_client_auth())
 }
 
 /// Applies the migrations in `schema/` that have not run yet. An advisory lock makes replicas

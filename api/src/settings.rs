@@ -44,9 +44,7 @@ impl Settings {
                     "POSTGRES_ACQUIRE_TIMEOUT_SECS",
                     5,
                 )?),
-                tls_ca_file: Some(env::string("POSTGRES_TLS_CA_FILE", ""))
-                    .filter(|path| !path.is_empty())
-                    .map(std::path::PathBuf::from),
+                tls_ca_file: env::optional("POSTGRES_TLS_CA_FILE").map(std::path::PathBuf::from),
             },
             max_images_per_product: env::parse("MAX_IMAGES_PER_PRODUCT", 10)?,
             max_body_bytes: env::parse("MAX_BODY_BYTES", 64 * 1024)?,
@@ -62,6 +60,8 @@ impl Settings {
                         ttl: Duration::from_secs(env::parse("CACHE_TTL_SECS", 300)?),
                         timeout: Duration::from_millis(env::parse("REDIS_TIMEOUT_MS", 200)?),
                         pool_size: env::parse("REDIS_POOL_SIZE", 4)?,
+                        tls_ca_file: env::optional("REDIS_TLS_CA_FILE")
+                            .map(std::path::PathBuf::from),
                     })
                 })
                 .transpose()?,
@@ -94,8 +94,10 @@ impl Settings {
             max_body_bytes = self.max_body_bytes,
             kafka = self.kafka.as_ref().map(|k| k.brokers.as_str()),
             topic_prefix = self.kafka.as_ref().map(|k| k.topic_prefix.as_str()),
+            kafka_security = self.kafka.as_ref().map(|k| k.security.describe()),
             serve_images_from = ?self.serve_images_from,
             redis = self.cache.as_ref().map(|c| env::redact(&c.url)),
+            redis_tls = self.cache.as_ref().map(|c| c.url.starts_with("rediss://")),
             cache_ttl_secs = self.cache.as_ref().map(|c| c.ttl.as_secs()),
             "Settings loaded."
         );

@@ -75,6 +75,7 @@ async fn setup() -> Setup {
         ttl: Duration::from_secs(600),
         timeout: Duration::from_millis(200),
         pool_size: 4,
+        tls_ca_file: None,
     })
     .unwrap();
     // The cached server creates the data; its body fixes the baseline's size.

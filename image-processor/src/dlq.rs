@@ -69,8 +69,8 @@ fn read_to_end(
 }
 
 fn base_consumer(kafka: &KafkaSettings, group: &str) -> anyhow::Result<BaseConsumer> {
-    Ok(rdkafka::ClientConfig::new()
-        .set("bootstrap.servers", &kafka.brokers)
+    Ok(kafka
+        .client_config()
         .set("group.id", group)
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")

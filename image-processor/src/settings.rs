@@ -103,6 +103,7 @@ impl Settings {
         tracing::info!(
             brokers = %self.kafka.brokers,
             topic_prefix = %self.kafka.topic_prefix,
+            kafka_security = %self.kafka.security.describe(),
             group = %self.group,
             storage = %env::redact(&self.storage_url),
             public_base_url = %self.public_base_url,

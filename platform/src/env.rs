@@ -22,6 +22,11 @@ pub fn string(key: &str, default: &str) -> String {
     }
 }
 
+/// The variable's value, or `None` when it is unset or empty.
+pub fn optional(key: &str) -> Option<String> {
+    Some(string(key, "")).filter(|v| !v.is_empty())
+}
+
 /// The variable parsed as `T`, or `default` when unset; a value that does not parse is an error
 /// naming the key.
 pub fn parse<T>(key: &str, default: T) -> anyhow::Result<T>

@@ -9,3 +9,4 @@ pub mod kafka;
 pub mod metrics;
 pub mod shutdown;
 pub mod telemetry;
+pub mod tls;

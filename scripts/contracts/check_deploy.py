@@ -37,14 +37,14 @@ def problem(text: str) -> None:
 
 
 def code_keys() -> set[str]:
-    """Every variable the binaries read: `env::string/parse/url("KEY", …)` and
+    """Every variable the binaries read: `env::string/parse/url/optional("KEY", …)` and
     `std::env::var("KEY")` outside test modules."""
     keys = set(LIBRARY_KEYS)
     for crate in ("api", "image-processor", "platform"):
         for path in (ROOT / crate / "src").rglob("*.rs"):
             text = path.read_text()
             text = text.split("#[cfg(test)]")[0]
-            keys.update(re.findall(r'env::(?:string|parse|url)\(\s*"([A-Z][A-Z0-9_]*)"', text))
+            keys.update(re.findall(r'env::(?:string|parse|url|optional)\(\s*"([A-Z][A-Z0-9_]*)"', text))
             keys.update(re.findall(r'std::env::var\("([A-Z][A-Z0-9_]*)"\)', text))
     return keys
 

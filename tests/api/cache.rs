@@ -7,6 +7,7 @@ use api::cache::Cached;
 use serde_json::{Value, json};
 use system_tests::{
     TestApp, cache_settings, poll::poll_until, redis::OwnRedis, redis_url, spawn_app_with,
+    tls::TestPki,
 };
 
 async fn cached_app(redis: &str) -> TestApp {
@@ -189,4 +190,51 @@ async fn poll_until_hit(app: &TestApp, id: &str) {
         },
     )
     .await;
+}
+
+/// The cache over TLS (`rediss://`): the server's certificate is verified against
+/// REDIS_TLS_CA_FILE; a server those CAs do not vouch for gets no cache traffic, and reads
+/// still come from the database.
+#[tokio::test]
+async fn a_rediss_url_caches_over_tls_only_with_a_trusted_certificate() {
+    let pki = TestPki::new();
+    let redis = OwnRedis::start_tls(&pki).await;
+
+    let trusted = {
+        let mut settings = cache_settings(&redis.url());
+        settings.tls_ca_file = Some(pki.ca_file.clone());
+        spawn_app_with(move |s| s.cache = Some(settings)).await
+    };
+    let user = trusted.create_user("alice").await;
+    let id = trusted.create_product(&user, "Lamp", 10.0).await;
+    poll_until_hit(&trusted, &id).await;
+
+    // The same server, but trusting only another CA: every Redis command fails, reads work.
+    let other_ca = TestPki::new();
+    let untrusted = {
+        let mut settings = cache_settings(&redis.url());
+        settings.tls_ca_file = Some(other_ca.ca_file.clone());
+        spawn_app_with(move |s| s.cache = Some(settings)).await
+    };
+    let user = untrusted.create_user("bob").await;
+    let id = untrusted.create_product(&user, "Desk", 20.0).await;
+    poll_until(
+        "Redis failures to be counted by the app that does not trust the server",
+        Duration::from_secs(20),
+        || async {
+            let (status, source, product) = get(&untrusted, &id).await;
+            assert_eq!((status, source.as_str()), (200, "miss"));
+            assert_eq!(product["product_name"], "Desk");
+            match untrusted.cache_stats.errors.get() {
+                0 => Err("no Redis error yet"),
+                _ => Ok(()),
+            }
+        },
+    )
+    .await;
+    assert_eq!(
+        untrusted.cache_stats.hits.get(),
+        0,
+        "nothing was served from Redis"
+    );
 }

@@ -6,3 +6,4 @@ mod failures;
 mod happy;
 mod operations;
 mod projector;
+mod tls;

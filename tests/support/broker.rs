@@ -8,7 +8,10 @@ use crate::process::{free_port, kill, spawn_listening};
 /// A broker on a free port with its data in a temporary directory.
 pub struct OwnBroker {
     pub brokers: String,
-    port: u16,
+    /// Where it listens.
+    pub port: u16,
+    /// The port it tells clients to connect to: its own, or a front's (see `start_behind`).
+    advertised_port: u16,
     dir: PathBuf,
     child: Option<Child>,
 }
@@ -28,12 +31,23 @@ fn tansu() -> PathBuf {
 impl OwnBroker {
     pub async fn start() -> Self {
         let port = free_port();
+        Self::start_on(port, port).await
+    }
+
+    /// A broker that tells clients to connect to `advertised_port`, where a front of the
+    /// test's (e.g. a TLS front) relays to the broker's own port.
+    pub async fn start_behind(advertised_port: u16) -> Self {
+        Self::start_on(free_port(), advertised_port).await
+    }
+
+    async fn start_on(port: u16, advertised_port: u16) -> Self {
         let dir =
             std::env::temp_dir().join(format!("catalog-tansu-{}", uuid::Uuid::new_v4().simple()));
         std::fs::create_dir_all(&dir).unwrap();
         let mut broker = Self {
-            brokers: format!("127.0.0.1:{port}"),
+            brokers: format!("127.0.0.1:{advertised_port}"),
             port,
+            advertised_port,
             dir,
             child: None,
         };
@@ -45,12 +59,13 @@ impl OwnBroker {
     /// the working directory: an absolute sqlite:/// path is mangled (ARCHITECTURE.md).
     pub async fn resume(&mut self) {
         let url = format!("tcp://127.0.0.1:{}", self.port);
+        let advertised = format!("tcp://127.0.0.1:{}", self.advertised_port);
         let args = [
             "broker",
             "--listener-url",
             &url,
             "--advertised-listener-url",
-            &url,
+            &advertised,
             "--storage-engine",
             "sqlite://tansu.db",
         ];

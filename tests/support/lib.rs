@@ -7,6 +7,7 @@ pub mod pipeline;
 pub mod poll;
 pub mod process;
 pub mod redis;
+pub mod tls;
 
 use std::time::Duration;
 
@@ -107,6 +108,7 @@ pub fn cache_settings(redis_url: &str) -> api::cache::CacheSettings {
         ttl: Duration::from_secs(60),
         timeout: Duration::from_millis(200),
         pool_size: 4,
+        tls_ca_file: None,
     }
 }
 

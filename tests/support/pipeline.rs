@@ -29,6 +29,7 @@ pub fn test_kafka(brokers: &str) -> KafkaSettings {
         partitions: 1,
         replication_factor: 1,
         fetch_wait_max_ms: 100,
+        security: Default::default(),
     }
 }
 
@@ -80,7 +81,11 @@ pub async fn spawn_pipeline() -> Pipeline {
 
 /// Starts everything against the broker at `brokers`.
 pub async fn spawn_pipeline_on(brokers: &str) -> Pipeline {
-    let kafka = test_kafka(brokers);
+    spawn_pipeline_with(test_kafka(brokers)).await
+}
+
+/// Starts everything with these Kafka settings (e.g. TLS to a broker of the test's own).
+pub async fn spawn_pipeline_with(kafka: KafkaSettings) -> Pipeline {
     let storage_dir =
         std::env::temp_dir().join(format!("catalog-test-{}", uuid::Uuid::new_v4().simple()));
     std::fs::create_dir_all(&storage_dir).unwrap();

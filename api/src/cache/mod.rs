@@ -50,6 +50,9 @@ pub struct CacheSettings {
     pub timeout: Duration,
     /// Connections to Redis, used round-robin (`REDIS_POOL_SIZE`).
     pub pool_size: usize,
+    /// For a `rediss://` URL: a PEM file of the CAs the server's certificate must chain to,
+    /// instead of the system's (`REDIS_TLS_CA_FILE`).
+    pub tls_ca_file: Option<std::path::PathBuf>,
 }
 
 /// Counters of the cache, exported as metrics and read by tests.
@@ -110,6 +113,12 @@ impl ProductCache {
     /// Connects in the background: the api starts and serves even while Redis is down.
     pub fn connect(settings: CacheSettings) -> anyhow::Result<Self> {
         let mut config = Config::from_url(&settings.url)?;
+        if config.tls.is_some() {
+            // rediss://: verify the server against REDIS_TLS_CA_FILE or the system's CAs.
+            let tls =
+                platform::tls::client_config(settings.tls_ca_file.as_deref(), "REDIS_TLS_CA_FILE")?;
+            config.tls = Some(fred::types::config::TlsConnector::from(tls).into());
+        }
         // Fail at once while disconnected instead of queueing behind the reconnect.
         config.fail_fast = true;
         let client = Builder::from_config(config)

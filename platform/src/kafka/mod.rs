@@ -4,6 +4,11 @@
 //! record within a partition. Consumers never store an offset on their own
 //! (`enable.auto.offset.store=false`): the service stores it once the message's outcome is
 //! durable, and the stored offsets are committed in the background.
+//!
+//! Every client starts from [`KafkaSettings::client_config`], so the brokers and the
+//! encryption and authentication settings ([`security`]) are the same for all of them.
+
+mod security;
 
 use std::time::Duration;
 
@@ -20,6 +25,8 @@ use rdkafka::{
 };
 
 use crate::env;
+
+pub use security::{ClientCertificate, KafkaSecurity, Sasl, SaslMechanism, SecurityProtocol};
 
 /// Record headers from (name, value) pairs, e.g. an envelope's `ce_*` attributes.
 pub fn owned_headers<K, V>(pairs: impl IntoIterator<Item = (K, V)>) -> OwnedHeaders
@@ -54,6 +61,8 @@ pub struct KafkaSettings {
     /// Kafka answers as soon as data arrives; tansu holds a fetch for the whole wait, and
     /// librdkafka's default of 500 ms then adds half a second per hop.
     pub fetch_wait_max_ms: u32,
+    /// TLS and SASL (`KAFKA_SECURITY_PROTOCOL`, `KAFKA_SASL_*`, `KAFKA_SSL_*`).
+    pub security: KafkaSecurity,
 }
 
 impl KafkaSettings {
@@ -65,6 +74,7 @@ impl KafkaSettings {
             partitions: env::parse("KAFKA_TOPIC_PARTITIONS", 3)?,
             replication_factor: env::parse("KAFKA_REPLICATION_FACTOR", 1)?,
             fetch_wait_max_ms: env::parse("KAFKA_FETCH_WAIT_MAX_MS", 100)?,
+            security: KafkaSecurity::from_env()?,
         })
     }
 
@@ -72,17 +82,20 @@ impl KafkaSettings {
         Topics::new(self.topic_prefix.clone())
     }
 
-    fn base(&self) -> ClientConfig {
+    /// The configuration every client starts from: where the brokers are and how to talk
+    /// to them securely.
+    pub fn client_config(&self) -> ClientConfig {
         let mut config = ClientConfig::new();
         config
             .set("bootstrap.servers", &self.brokers)
             .set("socket.keepalive.enable", "true");
+        self.security.apply(&mut config);
         config
     }
 
     /// An idempotent producer; a send fails after `delivery_timeout` without an ack.
     pub fn producer(&self, delivery_timeout: Duration) -> anyhow::Result<FutureProducer> {
-        self.base()
+        self.client_config()
             .set("enable.idempotence", "true")
             .set("acks", "all")
             .set("linger.ms", "5")
@@ -97,7 +110,7 @@ impl KafkaSettings {
     /// A consumer of `group` that starts at the earliest offset when the group has none, and
     /// commits only the offsets the service stores.
     pub fn consumer(&self, group: &str) -> anyhow::Result<StreamConsumer> {
-        self.base()
+        self.client_config()
             .set("group.id", group)
             .set("enable.auto.commit", "true")
             .set("auto.commit.interval.ms", "1000")
@@ -117,7 +130,7 @@ impl KafkaSettings {
             return Ok(());
         }
         let admin: AdminClient<DefaultClientContext> = self
-            .base()
+            .client_config()
             .create()
             .context("Failed to create a Kafka admin client")?;
         let topics: Vec<NewTopic> = names
@@ -134,7 +147,16 @@ impl KafkaSettings {
         let results = admin
             .create_topics(&topics, &options)
             .await
-            .context("Failed to create Kafka topics")?;
+            .with_context(|| {
+                // The admin client does not surface librdkafka's own log (a refused
+                // connection, a failed handshake), so say where it tried and how.
+                format!(
+                    "Failed to create Kafka topics on {} over {}: check KAFKA_BROKERS and \
+                     KAFKA_SECURITY_PROTOCOL",
+                    self.brokers,
+                    self.security.describe()
+                )
+            })?;
         for result in results {
             match result {
                 Ok(name) => tracing::info!(topic = name, "Topic created."),
