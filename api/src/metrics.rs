@@ -27,6 +27,12 @@ pub struct HttpLabels {
 
 pub use platform::metrics::OutcomeLabels;
 
+/// Labels of the pruner's counter: which table.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PrunedLabels {
+    pub table: &'static str,
+}
+
 /// Every metric of the api.
 pub struct ApiMetrics {
     registry: Registry,
@@ -38,6 +44,8 @@ pub struct ApiMetrics {
     pub outbox_publish_latency: Histogram,
     /// Events the projector handled, by outcome.
     pub projector_events: Family<OutcomeLabels, Counter>,
+    /// Rows the pruner deleted, by table.
+    pub pruned: Family<PrunedLabels, Counter>,
 }
 
 impl ApiMetrics {
@@ -49,6 +57,7 @@ impl ApiMetrics {
             outbox_backlog: Gauge::default(),
             outbox_publish_latency: Histogram::new(exponential_buckets(0.001, 2.0, 16)),
             projector_events: Family::default(),
+            pruned: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -90,6 +99,11 @@ impl ApiMetrics {
             "projector_events",
             "ImagesCompressed events handled by the projector, by outcome",
             metrics.projector_events.clone(),
+        );
+        registry.register(
+            "pruned_rows",
+            "Published outbox rows and applied-event records deleted after their retention",
+            metrics.pruned.clone(),
         );
         Arc::new(Self {
             registry,

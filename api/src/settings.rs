@@ -5,7 +5,7 @@ use std::{net::SocketAddr, time::Duration};
 
 use platform::{env, kafka::KafkaSettings};
 
-use crate::{cache::CacheSettings, db::DatabaseSettings};
+use crate::{cache::CacheSettings, db::DatabaseSettings, outbox::prune::PruneSettings};
 
 /// Everything the api is configured with.
 #[derive(Debug, Clone)]
@@ -26,11 +26,17 @@ pub struct Settings {
     pub projector_group: String,
     /// How often the outbox relay looks for rows other replicas wrote (`OUTBOX_POLL_MS`).
     pub outbox_poll: Duration,
+    /// How long published outbox rows and applied-event records are kept.
+    pub prune: PruneSettings,
     /// The Redis cache of `GET /products/{id}`; `None` when `CACHE_ENABLED=false`.
     pub cache: Option<CacheSettings>,
     /// A local directory of compressed images to serve under `/images/` (from
     /// `IMAGE_STORAGE_URL` when it is `file://…`).
     pub serve_images_from: Option<std::path::PathBuf>,
+}
+
+fn hours(n: u64) -> Duration {
+    Duration::from_secs(n * 3600)
 }
 
 impl Settings {
@@ -52,6 +58,12 @@ impl Settings {
             kafka: Some(KafkaSettings::from_env()?),
             projector_group: env::string("PROJECTOR_GROUP", "catalog-api-projector"),
             outbox_poll: Duration::from_millis(env::parse("OUTBOX_POLL_MS", 1000)?),
+            prune: PruneSettings {
+                outbox_retention: hours(env::parse("OUTBOX_RETENTION_HOURS", 168)?),
+                applied_events_retention: hours(env::parse("APPLIED_EVENTS_RETENTION_HOURS", 168)?),
+                interval: Duration::from_secs(600),
+                batch_size: 1000,
+            },
             cache: env::parse("CACHE_ENABLED", true)?
                 .then(|| -> anyhow::Result<CacheSettings> {
                     Ok(CacheSettings {
@@ -72,6 +84,10 @@ impl Settings {
         anyhow::ensure!(
             (1..=100).contains(&settings.max_images_per_product),
             "MAX_IMAGES_PER_PRODUCT must be between 1 and 100"
+        );
+        anyhow::ensure!(
+            settings.prune.applied_events_retention >= hours(1),
+            "APPLIED_EVENTS_RETENTION_HOURS must be at least 1: the ids detect redelivered events"
         );
         anyhow::ensure!(
             settings.max_body_bytes >= 1024,

@@ -21,7 +21,7 @@ use crate::{
     error::problem_response,
     metrics::ApiMetrics,
     middleware::{AllowedMethods, access_log, allow_header, limit_body},
-    outbox::{OutboxSignal, relay::Relay},
+    outbox::{OutboxSignal, prune::Pruner, relay::Relay},
     projector::Projector,
     routes::{self, AppState},
     settings::Settings,
@@ -54,7 +54,11 @@ impl Application {
             cache: cache.clone(),
             metrics: metrics.clone(),
         };
-        let mut background = Vec::new();
+        let mut background = vec![Background::Pruner(Pruner {
+            pool: pool.clone(),
+            settings: settings.prune.clone(),
+            metrics: metrics.clone(),
+        })];
         if let Some(kafka) = &settings.kafka {
             let topics = kafka.topics();
             kafka
@@ -163,6 +167,7 @@ impl Application {
 enum Background {
     Relay(Relay),
     Projector(Projector),
+    Pruner(Pruner),
 }
 
 impl Background {
@@ -170,6 +175,7 @@ impl Background {
         match self {
             Self::Relay(_) => "outbox-relay",
             Self::Projector(_) => "projector",
+            Self::Pruner(_) => "pruner",
         }
     }
 
@@ -177,6 +183,7 @@ impl Background {
         match self {
             Self::Relay(relay) => relay.run(shutdown).await,
             Self::Projector(projector) => projector.run(shutdown).await,
+            Self::Pruner(pruner) => pruner.run(shutdown).await,
         }
     }
 }

@@ -5,5 +5,6 @@ mod errors;
 mod health;
 mod list;
 mod products;
+mod prune;
 mod tls;
 mod users;

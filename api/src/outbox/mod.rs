@@ -1,7 +1,9 @@
 //! The transactional outbox: an event is written in the same transaction as the change it
 //! describes, and the [`relay`] publishes it after commit. A crash between the two loses
-//! nothing: the row waits until a relay (of any replica) publishes it.
+//! nothing: the row waits until a relay (of any replica) publishes it. The [`prune`]r deletes
+//! published rows once they are old.
 
+pub mod prune;
 pub mod relay;
 
 use std::sync::Arc;
