@@ -1,7 +1,9 @@
 //! A unit of work read from a record: which images of which product revision to process,
 //! and the bookkeeping that travels with retries.
 
-use events::{Envelope, EventType, ProductCreated, ProductImagesChanged, SourceImage, headers};
+use events::{
+    Envelope, EventType, ProductCreated, ProductDeleted, ProductImagesChanged, SourceImage, headers,
+};
 use rdkafka::{
     Message,
     message::{BorrowedMessage, Headers},
@@ -74,12 +76,31 @@ impl RawRecord {
     }
 }
 
+/// A deleted product, whose stored images go too.
+#[derive(Debug, Clone)]
+pub struct Deletion {
+    pub envelope: Envelope,
+    pub product_id: String,
+    pub origin: Origin,
+    pub raw: RawRecord,
+}
+
 /// What a record asks for.
 #[derive(Debug)]
 pub enum Decoded {
     Job(Box<Job>),
-    /// A well-formed event with nothing to do here (e.g. `ProductDeleted`).
+    Deleted(Box<Deletion>),
+    /// A well-formed event with nothing to do here.
     Nothing(EventType),
+}
+
+/// The id becomes part of object keys: digits only, so no record can write (or delete)
+/// elsewhere.
+fn check_product_id(product_id: &str) -> Result<(), String> {
+    if product_id.is_empty() || !product_id.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(format!("product id {product_id:?} is not a number"));
+    }
+    Ok(())
 }
 
 /// Reads a record; an error means it cannot be read at all (a dead letter).
@@ -102,12 +123,20 @@ pub fn decode(message: &BorrowedMessage<'_>) -> Result<Decoded, String> {
                 .map_err(|e| format!("invalid ProductImagesChanged: {e}"))?;
             (e.product_id, e.image_revision, e.product_images)
         }
+        EventType::ProductDeleted => {
+            let e: ProductDeleted = serde_json::from_slice(&raw.value)
+                .map_err(|e| format!("invalid ProductDeleted: {e}"))?;
+            check_product_id(&e.product_id)?;
+            return Ok(Decoded::Deleted(Box::new(Deletion {
+                envelope,
+                product_id: e.product_id,
+                origin: origin_of(message, &raw),
+                raw,
+            })));
+        }
         other => return Ok(Decoded::Nothing(other)),
     };
-    // The id becomes part of object keys: digits only, so no record can write elsewhere.
-    if product_id.is_empty() || !product_id.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(format!("product id {product_id:?} is not a number"));
-    }
+    check_product_id(&product_id)?;
     let only: Option<Vec<u32>> = raw.header(headers::IMAGES).map(|list| {
         list.split(',')
             .filter_map(|i| i.trim().parse().ok())
@@ -122,7 +151,26 @@ pub fn decode(message: &BorrowedMessage<'_>) -> Result<Decoded, String> {
         })
         .filter(|image| only.as_ref().is_none_or(|only| only.contains(&image.index)))
         .collect();
-    let origin = match (
+    let origin = origin_of(message, &raw);
+    Ok(Decoded::Job(Box::new(Job {
+        product_id,
+        revision,
+        images,
+        attempt: raw
+            .header(headers::ATTEMPT)
+            .and_then(|a| a.parse().ok())
+            .unwrap_or(1),
+        origin,
+        first_failure_at: raw.header(headers::FIRST_FAILURE_AT),
+        envelope,
+        raw,
+    })))
+}
+
+/// Where the record first entered the pipeline: its origin headers after a retry or a
+/// redrive, the record itself otherwise.
+fn origin_of(message: &BorrowedMessage<'_>, raw: &RawRecord) -> Origin {
+    match (
         raw.header(headers::ORIGIN_TOPIC),
         raw.header(headers::ORIGIN_PARTITION)
             .and_then(|p| p.parse().ok()),
@@ -139,18 +187,5 @@ pub fn decode(message: &BorrowedMessage<'_>) -> Result<Decoded, String> {
             partition: message.partition(),
             offset: message.offset(),
         },
-    };
-    Ok(Decoded::Job(Box::new(Job {
-        product_id,
-        revision,
-        images,
-        attempt: raw
-            .header(headers::ATTEMPT)
-            .and_then(|a| a.parse().ok())
-            .unwrap_or(1),
-        origin,
-        first_failure_at: raw.header(headers::FIRST_FAILURE_AT),
-        envelope,
-        raw,
-    })))
+    }
 }

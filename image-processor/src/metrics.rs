@@ -45,6 +45,8 @@ pub struct ProcessorMetrics {
     pub dead_letters: Family<OutcomeLabels, Counter>,
     /// Records behind the high watermark, per assigned partition.
     pub consumer_lag: Family<PartitionLabels, Gauge>,
+    /// Stored images deleted, by why: `product_deleted`, `older_revision`.
+    pub images_deleted: Family<OutcomeLabels, Counter>,
 }
 
 fn stage_histogram() -> Histogram {
@@ -61,6 +63,7 @@ impl ProcessorMetrics {
             retries: Family::default(),
             dead_letters: Family::default(),
             consumer_lag: Family::default(),
+            images_deleted: Family::default(),
         };
         registry.register("images", "Images by final outcome", metrics.images.clone());
         registry.register(
@@ -82,6 +85,11 @@ impl ProcessorMetrics {
             "consumer_lag",
             "Records behind the high watermark per partition",
             metrics.consumer_lag.clone(),
+        );
+        registry.register(
+            "stored_images_deleted",
+            "Stored images deleted: of deleted products, or of replaced image revisions",
+            metrics.images_deleted.clone(),
         );
         Arc::new(Self {
             registry,

@@ -6,11 +6,13 @@
 //! - `memory://`: in-process, for tests.
 //!
 //! Keys are deterministic (product, image revision, position), so processing the same image
-//! twice overwrites one object instead of leaving two.
+//! twice overwrites one object instead of leaving two. A deleted product's images are
+//! deleted, and so are a product's older revisions once a newer one is stored.
 
 use std::sync::Arc;
 
 use anyhow::Context;
+use futures_util::TryStreamExt;
 use object_store::{
     Attribute, Attributes, ObjectStore, ObjectStoreExt, PutOptions, PutPayload,
     aws::AmazonS3Builder, local::LocalFileSystem, memory::InMemory, path::Path,
@@ -36,41 +38,43 @@ impl Storage {
         let url = Url::parse(storage_url)
             .with_context(|| format!("IMAGE_STORAGE_URL {storage_url:?} is not a URL"))?;
         let public_base = public_base.trim_end_matches('/').to_owned();
-        let (store, prefix, keeps_attributes): (Arc<dyn ObjectStore>, Path, bool) =
-            match url.scheme() {
-                "memory" => (Arc::new(InMemory::new()), Path::default(), true),
-                "file" => {
-                    let dir = url.to_file_path().map_err(|_| {
-                        anyhow::anyhow!(
-                            "IMAGE_STORAGE_URL {storage_url:?} is not an absolute file path"
-                        )
-                    })?;
-                    std::fs::create_dir_all(&dir)
-                        .with_context(|| format!("Failed to create {}", dir.display()))?;
-                    (
-                        Arc::new(LocalFileSystem::new_with_prefix(&dir)?),
-                        Path::default(),
-                        false,
+        let (store, prefix, keeps_attributes): (Arc<dyn ObjectStore>, Path, bool) = match url
+            .scheme()
+        {
+            "memory" => (Arc::new(InMemory::new()), Path::default(), true),
+            "file" => {
+                let dir = url.to_file_path().map_err(|_| {
+                    anyhow::anyhow!(
+                        "IMAGE_STORAGE_URL {storage_url:?} is not an absolute file path"
                     )
-                }
-                "s3" => {
-                    let bucket = url
-                        .host_str()
-                        .context("IMAGE_STORAGE_URL s3://… needs a bucket")?;
-                    let store = AmazonS3Builder::from_env()
-                        .with_bucket_name(bucket)
-                        .build()
-                        .context("Failed to configure S3")?;
-                    (
-                        Arc::new(store),
-                        Path::from(url.path().trim_matches('/')),
-                        true,
-                    )
-                }
-                other => anyhow::bail!(
-                    "IMAGE_STORAGE_URL scheme {other:?} is not one of s3, file, memory"
-                ),
-            };
+                })?;
+                std::fs::create_dir_all(&dir)
+                    .with_context(|| format!("Failed to create {}", dir.display()))?;
+                (
+                    // Deleting a product's last image removes its emptied directories.
+                    Arc::new(LocalFileSystem::new_with_prefix(&dir)?.with_automatic_cleanup(true)),
+                    Path::default(),
+                    false,
+                )
+            }
+            "s3" => {
+                let bucket = url
+                    .host_str()
+                    .context("IMAGE_STORAGE_URL s3://… needs a bucket")?;
+                let store = AmazonS3Builder::from_env()
+                    .with_bucket_name(bucket)
+                    .build()
+                    .context("Failed to configure S3")?;
+                (
+                    Arc::new(store),
+                    Path::from(url.path().trim_matches('/')),
+                    true,
+                )
+            }
+            other => {
+                anyhow::bail!("IMAGE_STORAGE_URL scheme {other:?} is not one of s3, file, memory")
+            }
+        };
         Ok(Self {
             store,
             prefix,
@@ -124,6 +128,46 @@ impl Storage {
         Ok(self.public_url(key))
     }
 
+    /// Deletes the stored images of `product_id`: all of them (`older_than: None`, the
+    /// product was deleted) or those of image revisions before `older_than` (a newer
+    /// revision replaced them). Returns how many objects went; a failure is transient.
+    pub async fn delete_images(
+        &self,
+        product_id: &str,
+        older_than: Option<i32>,
+    ) -> Result<usize, Failure> {
+        let prefix = self.path(&format!("products/{product_id}"));
+        let failed = |e: object_store::Error| {
+            Failure::transient(format!("deleting stored images failed: {e}"))
+        };
+        let objects: Vec<_> = match self.store.list(Some(&prefix)).try_collect().await {
+            Ok(objects) => objects,
+            Err(object_store::Error::NotFound { .. }) => Vec::new(),
+            Err(e) => return Err(failed(e)),
+        };
+        let mut deleted = 0;
+        for object in objects {
+            let revision = object
+                .location
+                .prefix_match(&prefix)
+                .and_then(|mut parts| parts.next())
+                .and_then(|part| part.as_ref().strip_prefix('r')?.parse::<i32>().ok());
+            let delete = match (older_than, revision) {
+                (None, _) => true,
+                (Some(keep), Some(revision)) => revision < keep,
+                // Not a key this service writes: leave it alone.
+                (Some(_), None) => false,
+            };
+            if delete {
+                match self.store.delete(&object.location).await {
+                    Ok(()) | Err(object_store::Error::NotFound { .. }) => deleted += 1,
+                    Err(e) => return Err(failed(e)),
+                }
+            }
+        }
+        Ok(deleted)
+    }
+
     /// Whether the store answers (the readiness probe): lists the prefix, reading nothing.
     pub async fn check(&self) -> anyhow::Result<()> {
         self.store.list_with_delimiter(Some(&self.prefix)).await?;
@@ -133,5 +177,55 @@ impl Storage {
     /// Reads an object back (tests).
     pub async fn get(&self, key: &str) -> anyhow::Result<bytes::Bytes> {
         Ok(self.store.get(&self.path(key)).await?.bytes().await?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn stored(storage: &Storage) -> Vec<String> {
+        let mut keys: Vec<String> = storage
+            .store
+            .list(None)
+            .map_ok(|meta| meta.location.to_string())
+            .try_collect()
+            .await
+            .unwrap();
+        keys.sort();
+        keys
+    }
+
+    #[tokio::test]
+    async fn deleting_images_keeps_newer_revisions_other_products_and_foreign_keys() {
+        let storage = Storage::from_url("memory://", "http://images").unwrap();
+        for key in [
+            Storage::key("5", 1, 0),
+            Storage::key("5", 2, 0),
+            Storage::key("5", 3, 0),
+            Storage::key("50", 1, 0),
+            "products/5/notes.txt".to_owned(),
+        ] {
+            storage.put(&key, vec![1], "image/webp").await.unwrap();
+        }
+
+        assert_eq!(storage.delete_images("5", Some(3)).await, Ok(2));
+        assert_eq!(
+            stored(&storage).await,
+            [
+                "products/5/notes.txt",
+                "products/5/r3/0.webp",
+                "products/50/r1/0.webp"
+            ],
+            "older revisions of product 5 went; product 50 shares a prefix but stays"
+        );
+
+        assert_eq!(storage.delete_images("5", None).await, Ok(2));
+        assert_eq!(stored(&storage).await, ["products/50/r1/0.webp"]);
+        assert_eq!(
+            storage.delete_images("7", None).await,
+            Ok(0),
+            "nothing stored"
+        );
     }
 }

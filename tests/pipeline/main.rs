@@ -2,6 +2,7 @@
 //! the api serves) and images served over HTTP by the test.
 
 mod broker_outage;
+mod cleanup;
 mod failures;
 mod happy;
 mod operations;

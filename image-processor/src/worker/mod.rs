@@ -6,11 +6,15 @@
 //! - images that failed transiently go to the next retry topic, with a growing, jittered
 //!   delay, unless the retries are used up: then the original record goes to the dead-letter
 //!   topic and those images are reported failed with the reason;
-//! - a record that cannot be read goes to the dead-letter topic as it is.
+//! - a record that cannot be read goes to the dead-letter topic as it is;
+//! - a deleted product's stored images are deleted ([`cleanup`]), and so are a product's
+//!   images of earlier revisions once a newer revision's results are out.
 //!
 //! Retry topics are consumed by their own consumers, so a delayed retry never holds up the
 //! main topic. Each retry topic holds records of one delay, in order, so waiting for the
 //! head record's due time is waiting for the earliest due record.
+
+mod cleanup;
 
 use std::{sync::Arc, time::Duration};
 
@@ -132,6 +136,19 @@ impl Worker {
     ) -> bool {
         let job = match job::decode(message) {
             Ok(Decoded::Job(job)) => job,
+            Ok(Decoded::Deleted(deletion)) => {
+                let span = platform::telemetry::consumer_span(
+                    message.topic(),
+                    message.offset(),
+                    deletion.envelope.traceparent.as_deref(),
+                );
+                span.record("product_id", deletion.product_id.as_str());
+                return tracing::Instrument::instrument(
+                    self.delete_product_images(&deletion, shutdown),
+                    span,
+                )
+                .await;
+            }
             Ok(Decoded::Nothing(event_type)) => {
                 tracing::debug!(
                     event_type = event_type.as_str(),
@@ -256,13 +273,17 @@ impl Worker {
                 }));
             }
         }
-        if !results.is_empty() {
+        let reported = !results.is_empty();
+        if reported {
             outgoing.push(self.images_compressed(job, results));
         }
         for record in outgoing {
             if !self.send_durably(record, shutdown).await {
                 return false;
             }
+        }
+        if reported {
+            self.delete_older_revisions(job).await;
         }
         true
     }

@@ -1,0 +1,120 @@
+//! Deleting stored images nobody refers to any more: all images of a deleted product
+//! (`ProductDeleted`), and a product's images of earlier revisions once a newer revision's
+//! results are out.
+//!
+//! A deletion is retried in place a few times (storage hiccups are short); when the store
+//! keeps failing, the event goes to the dead-letter topic, from where `dlq redrive` runs it
+//! again. Removing an older revision is housekeeping: a failure is logged and left to the
+//! product's next revision or deletion, which sweep every older revision again.
+
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use super::Worker;
+use crate::{
+    job::{Deletion, Job},
+    metrics::OutcomeLabels,
+};
+
+/// In-place attempts at deleting a product's images before dead-lettering the event.
+const ATTEMPTS: u32 = 3;
+
+impl Worker {
+    /// Deletes the images of a deleted product; true when the outcome is durable (deleted,
+    /// or dead-lettered).
+    pub(super) async fn delete_product_images(
+        &self,
+        deletion: &Deletion,
+        shutdown: &CancellationToken,
+    ) -> bool {
+        let mut backoff = Duration::from_millis(500);
+        for attempt in 1..=ATTEMPTS {
+            let failure = match self.storage.delete_images(&deletion.product_id, None).await {
+                Ok(deleted) => {
+                    self.count_deleted("product_deleted", deleted);
+                    tracing::info!(
+                        product_id = %deletion.product_id,
+                        deleted,
+                        "Deleted the images of a deleted product."
+                    );
+                    return true;
+                }
+                Err(failure) => failure,
+            };
+            if attempt == ATTEMPTS {
+                tracing::error!(
+                    product_id = %deletion.product_id,
+                    attempts = attempt,
+                    reason = %failure,
+                    "Deleting a product's images failed; dead-lettering."
+                );
+                self.metrics
+                    .dead_letters
+                    .get_or_create(&OutcomeLabels {
+                        outcome: "transient",
+                    })
+                    .inc();
+                let record = self.dead_letter(
+                    &deletion.raw,
+                    &deletion.origin,
+                    &format!("deleting stored images: {failure}"),
+                    "transient",
+                    attempt,
+                    None,
+                );
+                return self.send_durably(record, shutdown).await;
+            }
+            tracing::warn!(
+                product_id = %deletion.product_id,
+                attempt,
+                retry_in_ms = backoff.as_millis() as u64,
+                reason = %failure,
+                "Deleting a product's images failed; retrying."
+            );
+            tokio::select! {
+                _ = shutdown.cancelled() => return false,
+                _ = tokio::time::sleep(backoff) => {}
+            }
+            backoff *= 4;
+        }
+        unreachable!("the last attempt returns")
+    }
+
+    /// After a revision's results went out: deletes the product's images of earlier
+    /// revisions.
+    pub(super) async fn delete_older_revisions(&self, job: &Job) {
+        if job.revision <= 1 {
+            return;
+        }
+        match self
+            .storage
+            .delete_images(&job.product_id, Some(job.revision))
+            .await
+        {
+            Ok(0) => {}
+            Ok(deleted) => {
+                self.count_deleted("older_revision", deleted);
+                tracing::info!(
+                    product_id = %job.product_id,
+                    revision = job.revision,
+                    deleted,
+                    "Deleted the images of earlier revisions."
+                );
+            }
+            Err(failure) => tracing::warn!(
+                product_id = %job.product_id,
+                revision = job.revision,
+                reason = %failure,
+                "Deleting the images of earlier revisions failed; the next revision or the deletion tries again."
+            ),
+        }
+    }
+
+    fn count_deleted(&self, outcome: &'static str, deleted: usize) {
+        self.metrics
+            .images_deleted
+            .get_or_create(&OutcomeLabels { outcome })
+            .inc_by(deleted as u64);
+    }
+}

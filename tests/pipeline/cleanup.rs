@@ -1,0 +1,107 @@
+//! Stored images nobody refers to are deleted: all of a deleted product's, and a product's
+//! earlier revisions once the new revision is processed. Storage is a directory here, so
+//! the test looks at the files themselves.
+
+use std::{path::Path, time::Duration};
+
+use serde_json::json;
+use system_tests::{
+    pipeline::{Pipeline, spawn_pipeline},
+    poll::poll_until,
+};
+
+/// The stored files under `products/<id>/`, as `r<revision>/<index>.webp`, sorted.
+fn stored(pipeline: &Pipeline, id: &str) -> Vec<String> {
+    let dir = pipeline.storage_dir.join("products").join(id);
+    let mut files = Vec::new();
+    for revision in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+        for file in std::fs::read_dir(revision.path())
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let path = file.path();
+            let relative = path.strip_prefix(&dir).unwrap_or(Path::new(""));
+            files.push(relative.display().to_string());
+        }
+    }
+    files.sort();
+    files
+}
+
+async fn wait_for_files(pipeline: &Pipeline, id: &str, what: &str, want: &[&str]) {
+    poll_until(what, Duration::from_secs(30), || async {
+        let files = stored(pipeline, id);
+        if files == want { Ok(()) } else { Err(files) }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn deleting_a_product_deletes_its_stored_images() {
+    let pipeline = spawn_pipeline().await;
+    let images = [
+        pipeline.images.url("/img/chelsea.png"),
+        pipeline.images.url("/img/rocket.jpg"),
+    ];
+    let id = pipeline.create_product(&images).await;
+    let kept = pipeline.create_product(&images[..1]).await;
+    pipeline.wait_until_processed(&id).await;
+    pipeline.wait_until_processed(&kept).await;
+    assert_eq!(stored(&pipeline, &id), ["r1/0.webp", "r1/1.webp"]);
+
+    let response = pipeline.app.delete(&format!("/products/{id}")).await;
+    assert_eq!(response.status(), 204);
+    wait_for_files(&pipeline, &id, "the deleted product's images to go", &[]).await;
+    assert!(
+        !pipeline.storage_dir.join("products").join(&id).exists(),
+        "its emptied directory goes too"
+    );
+    assert_eq!(
+        stored(&pipeline, &kept),
+        ["r1/0.webp"],
+        "another product's images stay"
+    );
+}
+
+#[tokio::test]
+async fn a_new_revisions_images_replace_the_earlier_revisions_in_storage() {
+    let pipeline = spawn_pipeline().await;
+    let id = pipeline
+        .create_product(&[pipeline.images.url("/img/chelsea.png")])
+        .await;
+    pipeline.wait_until_processed(&id).await;
+    assert_eq!(stored(&pipeline, &id), ["r1/0.webp"]);
+
+    pipeline
+        .app
+        .patch(
+            &format!("/products/{id}"),
+            &json!({"product_images": [
+                pipeline.images.url("/img/astronaut.png"),
+                pipeline.images.url("/img/coffee.png"),
+            ]}),
+        )
+        .await;
+    let product = pipeline
+        .wait_for(
+            &id,
+            "revision 2 to be processed",
+            Duration::from_secs(60),
+            |p| p["image_revision"] == 2 && p["processing_status"] == "done",
+        )
+        .await;
+    assert!(
+        product["compressed_product_images"][0]
+            .as_str()
+            .is_some_and(|url| url.ends_with("/r2/0.webp")),
+        "{product:#}"
+    );
+    wait_for_files(
+        &pipeline,
+        &id,
+        "revision 1's image to be deleted",
+        &["r2/0.webp", "r2/1.webp"],
+    )
+    .await;
+}
