@@ -25,7 +25,7 @@ pub struct HttpLabels {
     pub status: u16,
 }
 
-pub use platform::metrics::OutcomeLabels;
+pub use platform::metrics::{ConsumerLag, OutcomeLabels};
 
 /// Labels of the pruner's counter: which table.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -44,6 +44,8 @@ pub struct ApiMetrics {
     pub outbox_publish_latency: Histogram,
     /// Events the projector handled, by outcome.
     pub projector_events: Family<OutcomeLabels, Counter>,
+    /// The projector's consumer lag per assigned partition of `images-compressed`.
+    pub projector_lag: ConsumerLag,
     /// Rows the pruner deleted, by table.
     pub pruned: Family<PrunedLabels, Counter>,
 }
@@ -57,6 +59,7 @@ impl ApiMetrics {
             outbox_backlog: Gauge::default(),
             outbox_publish_latency: Histogram::new(exponential_buckets(0.001, 2.0, 16)),
             projector_events: Family::default(),
+            projector_lag: Family::default(),
             pruned: Family::default(),
             registry: Registry::default(),
         };
@@ -99,6 +102,11 @@ impl ApiMetrics {
             "projector_events",
             "ImagesCompressed events handled by the projector, by outcome",
             metrics.projector_events.clone(),
+        );
+        registry.register(
+            "projector_consumer_lag",
+            "ImagesCompressed events behind the high watermark, per partition assigned to this replica's projector",
+            metrics.projector_lag.clone(),
         );
         registry.register(
             "pruned_rows",

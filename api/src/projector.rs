@@ -25,7 +25,7 @@ use crate::{cache::ProductCache, metrics::OutcomeLabels};
 /// The projector of one api process.
 pub struct Projector {
     pub pool: Pool,
-    pub consumer: StreamConsumer,
+    pub consumer: std::sync::Arc<StreamConsumer>,
     /// Invalidated after each applied event.
     pub cache: ProductCache,
     /// Events by outcome.
@@ -49,6 +49,11 @@ pub enum Applied {
 impl Projector {
     /// Consumes until `shutdown`; the message in hand is finished first.
     pub async fn run(self, shutdown: CancellationToken) {
+        let lag = tokio::spawn(platform::metrics::report_consumer_lag(
+            self.consumer.clone(),
+            self.metrics.projector_lag.clone(),
+            shutdown.clone(),
+        ));
         loop {
             let message = tokio::select! {
                 _ = shutdown.cancelled() => break,
@@ -74,6 +79,7 @@ impl Projector {
         {
             tracing::debug!(%error, "No projector offsets to commit at shutdown.");
         }
+        lag.abort();
         tracing::info!("Projector stopped.");
     }
 

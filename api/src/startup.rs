@@ -80,7 +80,7 @@ impl Application {
                 .context("Failed to subscribe the projector")?;
             background.push(Background::Projector(Projector {
                 pool,
-                consumer,
+                consumer: Arc::new(consumer),
                 cache: cache.clone(),
                 metrics,
             }));

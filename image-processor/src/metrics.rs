@@ -8,13 +8,12 @@ use prometheus_client::{
     metrics::{
         counter::Counter,
         family::Family,
-        gauge::Gauge,
         histogram::{Histogram, exponential_buckets},
     },
     registry::Registry,
 };
 
-pub use platform::metrics::OutcomeLabels;
+pub use platform::metrics::{ConsumerLag, OutcomeLabels, PartitionLabels};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct StageLabels {
@@ -24,12 +23,6 @@ pub struct StageLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct LevelLabels {
     pub level: u32,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct PartitionLabels {
-    pub topic: String,
-    pub partition: i32,
 }
 
 /// Every metric of the processor.
@@ -44,7 +37,7 @@ pub struct ProcessorMetrics {
     /// Records sent to the dead-letter topic, by kind (`transient`, `permanent`).
     pub dead_letters: Family<OutcomeLabels, Counter>,
     /// Records behind the high watermark, per assigned partition.
-    pub consumer_lag: Family<PartitionLabels, Gauge>,
+    pub consumer_lag: ConsumerLag,
     /// Stored images deleted, by why: `product_deleted`, `older_revision`.
     pub images_deleted: Family<OutcomeLabels, Counter>,
 }

@@ -1,15 +1,79 @@
-//! What both services' Prometheus metrics share: the outcome label and the text rendering.
+//! What both services' Prometheus metrics share: the outcome and partition labels, the
+//! consumer-lag reporter and the text rendering.
+
+use std::{sync::Arc, time::Duration};
 
 use prometheus_client::{
     encoding::{EncodeLabelSet, text::encode},
-    metrics::histogram::{Histogram, exponential_buckets},
+    metrics::{
+        family::Family,
+        gauge::Gauge,
+        histogram::{Histogram, exponential_buckets},
+    },
     registry::Registry,
 };
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use tokio_util::sync::CancellationToken;
 
 /// A label set holding one outcome (`hit`, `compressed`, `updated`…).
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct OutcomeLabels {
     pub outcome: &'static str,
+}
+
+/// A label set naming one partition of one topic (never anything finer).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PartitionLabels {
+    pub topic: String,
+    pub partition: i32,
+}
+
+/// Records behind the high watermark, per partition assigned to this process's consumer.
+pub type ConsumerLag = Family<PartitionLabels, Gauge>;
+
+/// Every 10 s until `shutdown`, sets `lag` for each partition assigned to `consumer`: the
+/// high watermark minus the consumer's position. librdkafka's calls block, so they run on
+/// a blocking thread.
+pub async fn report_consumer_lag(
+    consumer: Arc<StreamConsumer>,
+    lag: ConsumerLag,
+    shutdown: CancellationToken,
+) {
+    let mut tick = tokio::time::interval(Duration::from_secs(10));
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let consumer = consumer.clone();
+        let lags = tokio::task::spawn_blocking(move || {
+            let mut lags = Vec::new();
+            let Ok(positions) = consumer.position() else {
+                return lags;
+            };
+            for element in positions.elements() {
+                let Ok((_, high)) = consumer.fetch_watermarks(
+                    element.topic(),
+                    element.partition(),
+                    Duration::from_secs(2),
+                ) else {
+                    continue;
+                };
+                let position = element.offset().to_raw().filter(|p| *p >= 0).unwrap_or(0);
+                let labels = PartitionLabels {
+                    topic: element.topic().to_owned(),
+                    partition: element.partition(),
+                };
+                lags.push((labels, (high - position).max(0)));
+            }
+            lags
+        })
+        .await
+        .unwrap_or_default();
+        for (labels, behind) in lags {
+            lag.get_or_create(&labels).set(behind);
+        }
+    }
 }
 
 /// A latency histogram from 0.5 ms doubling up to about 16 s.

@@ -108,6 +108,54 @@ async fn the_processor_reports_health_readiness_and_metrics() {
     );
 }
 
+#[tokio::test]
+async fn both_consumer_groups_report_their_lag_per_partition() {
+    let pipeline = spawn_pipeline().await;
+    let id = pipeline
+        .create_product(&[pipeline.images.url("/img/chelsea.png")])
+        .await;
+    pipeline.wait_until_processed(&id).await;
+    let topics = pipeline.kafka.topics();
+    let processor = format!("http://{}/metrics", pipeline.processor_http.unwrap());
+    let api = pipeline.app.url("/metrics");
+    for (url, line) in [
+        (
+            processor,
+            format!(
+                r#"consumer_lag{{topic="{}",partition="0"}} 0"#,
+                topics.product_events()
+            ),
+        ),
+        (
+            api,
+            format!(
+                r#"projector_consumer_lag{{topic="{}",partition="0"}} 0"#,
+                topics.images_compressed()
+            ),
+        ),
+    ] {
+        // Refreshed every 10 s; caught up once the product is processed.
+        poll_until(&line, Duration::from_secs(30), || async {
+            let text = pipeline
+                .app
+                .http
+                .get(&url)
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
+            if text.contains(&line) {
+                Ok(())
+            } else {
+                Err(text)
+            }
+        })
+        .await;
+    }
+}
+
 /// The image-processor binary next to this test's own executable (`make test` builds it).
 fn processor_binary() -> std::path::PathBuf {
     let exe = std::env::current_exe().unwrap();

@@ -37,7 +37,7 @@ use crate::{
     failure::Failure,
     fetch::Fetcher,
     job::{self, Decoded, Job, RawRecord},
-    metrics::{LevelLabels, OutcomeLabels, PartitionLabels, ProcessorMetrics},
+    metrics::{LevelLabels, OutcomeLabels, ProcessorMetrics},
     storage::Storage,
     transform::{self, TransformSettings},
 };
@@ -93,9 +93,9 @@ impl Worker {
         level: usize,
         shutdown: CancellationToken,
     ) {
-        let lag = tokio::spawn(report_lag(
+        let lag = tokio::spawn(platform::metrics::report_consumer_lag(
             consumer.clone(),
-            self.metrics.clone(),
+            self.metrics.consumer_lag.clone(),
             shutdown.clone(),
         ));
         loop {
@@ -578,52 +578,6 @@ fn bookkeeping(
 /// while retries of many jobs spread out.
 pub fn jittered(delay: Duration) -> Duration {
     delay.mul_f64(rand::random_range(0.5..=1.0))
-}
-
-/// Every 10 s, sets the lag gauge of each assigned partition (high watermark minus position).
-async fn report_lag(
-    consumer: Arc<StreamConsumer>,
-    metrics: Arc<ProcessorMetrics>,
-    shutdown: CancellationToken,
-) {
-    let mut tick = tokio::time::interval(Duration::from_secs(10));
-    loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = tick.tick() => {}
-        }
-        let consumer = consumer.clone();
-        let lags = tokio::task::spawn_blocking(move || {
-            let mut lags = Vec::new();
-            let Ok(positions) = consumer.position() else {
-                return lags;
-            };
-            for element in positions.elements() {
-                let Ok((_, high)) = consumer.fetch_watermarks(
-                    element.topic(),
-                    element.partition(),
-                    Duration::from_secs(2),
-                ) else {
-                    continue;
-                };
-                let position = element.offset().to_raw().filter(|p| *p >= 0).unwrap_or(0);
-                lags.push((
-                    element.topic().to_owned(),
-                    element.partition(),
-                    (high - position).max(0),
-                ));
-            }
-            lags
-        })
-        .await
-        .unwrap_or_default();
-        for (topic, partition, lag) in lags {
-            metrics
-                .consumer_lag
-                .get_or_create(&PartitionLabels { topic, partition })
-                .set(lag);
-        }
-    }
 }
 
 /// Subscribes the main and retry consumers and runs them until `shutdown`.
