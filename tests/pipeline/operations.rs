@@ -84,16 +84,7 @@ async fn the_processor_reports_health_readiness_and_metrics() {
             .unwrap();
         assert_eq!(response.status(), 200, "{probe}");
     }
-    let text = pipeline
-        .app
-        .http
-        .get(format!("{base}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = pipeline.app.text_of(&format!("{base}/metrics")).await;
     assert!(
         text.contains(r#"images_total{outcome="compressed"} 1"#),
         "{text}"
@@ -136,16 +127,7 @@ async fn both_consumer_groups_report_their_lag_per_partition() {
     ] {
         // Refreshed every 10 s; caught up once the product is processed.
         poll_until(&line, Duration::from_secs(30), || async {
-            let text = pipeline
-                .app
-                .http
-                .get(&url)
-                .send()
-                .await
-                .unwrap()
-                .text()
-                .await
-                .unwrap();
+            let text = pipeline.app.text_of(&url).await;
             if text.contains(&line) {
                 Ok(())
             } else {

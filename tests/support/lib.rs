@@ -138,6 +138,12 @@ impl TestApp {
             .expect("the api answers")
     }
 
+    /// The body of `url` (any server, e.g. the processor's /metrics) as text.
+    pub async fn text_of(&self, url: &str) -> String {
+        let response = self.http.get(url).send().await.expect("the server answers");
+        response.text().await.expect("a text body")
+    }
+
     pub async fn post(&self, path: &str, body: &Value) -> reqwest::Response {
         self.http
             .post(self.url(path))
