@@ -50,7 +50,7 @@ impl Projector {
     /// Consumes until `shutdown`; the message in hand is finished first.
     pub async fn run(self, shutdown: CancellationToken) {
         let lag = tokio::spawn(platform::metrics::report_consumer_lag(
-            self.consumer.clone(),
+            &self.consumer,
             self.metrics.projector_lag.clone(),
             shutdown.clone(),
         ));

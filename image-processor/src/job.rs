@@ -4,10 +4,7 @@
 use events::{
     Envelope, EventType, ProductCreated, ProductDeleted, ProductImagesChanged, SourceImage, headers,
 };
-use rdkafka::{
-    Message,
-    message::{BorrowedMessage, Headers},
-};
+use rdkafka::{Message, message::Headers};
 
 /// Where a job first entered the pipeline.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,7 +40,7 @@ pub struct RawRecord {
 }
 
 impl RawRecord {
-    pub fn of(message: &BorrowedMessage<'_>) -> Self {
+    pub fn of(message: &impl Message) -> Self {
         Self {
             key: message.key().map(<[u8]>::to_vec),
             value: message.payload().map(<[u8]>::to_vec).unwrap_or_default(),
@@ -104,7 +101,7 @@ fn check_product_id(product_id: &str) -> Result<(), String> {
 }
 
 /// Reads a record; an error means it cannot be read at all (a dead letter).
-pub fn decode(message: &BorrowedMessage<'_>) -> Result<Decoded, String> {
+pub fn decode(message: &impl Message) -> Result<Decoded, String> {
     let raw = RawRecord::of(message);
     let envelope = Envelope::from_headers(
         raw.headers
@@ -169,7 +166,7 @@ pub fn decode(message: &BorrowedMessage<'_>) -> Result<Decoded, String> {
 
 /// Where the record first entered the pipeline: its origin headers after a retry or a
 /// redrive, the record itself otherwise.
-fn origin_of(message: &BorrowedMessage<'_>, raw: &RawRecord) -> Origin {
+fn origin_of(message: &impl Message, raw: &RawRecord) -> Origin {
     match (
         raw.header(headers::ORIGIN_TOPIC),
         raw.header(headers::ORIGIN_PARTITION)

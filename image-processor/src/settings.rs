@@ -28,6 +28,9 @@ pub struct Settings {
     pub transform: TransformSettings,
     /// Images of one product downloaded at once (`IMAGE_CONCURRENCY`).
     pub image_concurrency: usize,
+    /// Products processed at once by each consumer, never two events of one product
+    /// (`IMAGE_JOBS_IN_FLIGHT`).
+    pub jobs_in_flight: usize,
     /// Images decoded and encoded at once (`IMAGE_CPU_WORKERS`, default: the cores).
     pub cpu_workers: usize,
 }
@@ -95,6 +98,7 @@ impl Settings {
                 quality: env::parse("IMAGE_WEBP_QUALITY", 80.0)?,
             },
             image_concurrency: env::parse("IMAGE_CONCURRENCY", 4)?,
+            jobs_in_flight: env::parse("IMAGE_JOBS_IN_FLIGHT", 4)?,
             cpu_workers: env::parse("IMAGE_CPU_WORKERS", cores)?,
         })
     }
@@ -112,6 +116,7 @@ impl Settings {
             max_bytes = self.fetch.max_bytes,
             max_pixels = self.transform.max_pixels,
             max_side = self.transform.max_side,
+            jobs_in_flight = self.jobs_in_flight,
             "Settings loaded."
         );
     }

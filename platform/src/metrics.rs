@@ -31,48 +31,60 @@ pub struct PartitionLabels {
 /// Records behind the high watermark, per partition assigned to this process's consumer.
 pub type ConsumerLag = Family<PartitionLabels, Gauge>;
 
-/// Every 10 s until `shutdown`, sets `lag` for each partition assigned to `consumer`: the
-/// high watermark minus the consumer's position. librdkafka's calls block, so they run on
-/// a blocking thread.
-pub async fn report_consumer_lag(
-    consumer: Arc<StreamConsumer>,
+/// Every 10 s until `shutdown` (or until the consumer is gone), sets `lag` for each
+/// partition assigned to `consumer`: the high watermark minus the consumer's position.
+/// librdkafka's calls block, so they run on a blocking thread. Only a weak reference is
+/// kept: the reporter must not keep a consumer, and with it a group membership, alive
+/// after its owner is gone.
+pub fn report_consumer_lag(
+    consumer: &Arc<StreamConsumer>,
     lag: ConsumerLag,
     shutdown: CancellationToken,
-) {
-    let mut tick = tokio::time::interval(Duration::from_secs(10));
-    loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = tick.tick() => {}
-        }
-        let consumer = consumer.clone();
-        let lags = tokio::task::spawn_blocking(move || {
-            let mut lags = Vec::new();
-            let Ok(positions) = consumer.position() else {
-                return lags;
-            };
-            for element in positions.elements() {
-                let Ok((_, high)) = consumer.fetch_watermarks(
-                    element.topic(),
-                    element.partition(),
-                    Duration::from_secs(2),
-                ) else {
-                    continue;
-                };
-                let position = element.offset().to_raw().filter(|p| *p >= 0).unwrap_or(0);
-                let labels = PartitionLabels {
-                    topic: element.topic().to_owned(),
-                    partition: element.partition(),
-                };
-                lags.push((labels, (high - position).max(0)));
+) -> impl std::future::Future<Output = ()> + Send + 'static {
+    let consumer = Arc::downgrade(consumer);
+    async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(10));
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tick.tick() => {}
             }
-            lags
-        })
-        .await
-        .unwrap_or_default();
-        for (labels, behind) in lags {
-            lag.get_or_create(&labels).set(behind);
+            let Some(consumer) = consumer.upgrade() else {
+                return;
+            };
+            report_once(consumer, &lag).await;
         }
+    }
+}
+
+/// Sets `lag` for each partition assigned to `consumer`, once.
+async fn report_once(consumer: Arc<StreamConsumer>, lag: &ConsumerLag) {
+    let lags = tokio::task::spawn_blocking(move || {
+        let mut lags = Vec::new();
+        let Ok(positions) = consumer.position() else {
+            return lags;
+        };
+        for element in positions.elements() {
+            let Ok((_, high)) = consumer.fetch_watermarks(
+                element.topic(),
+                element.partition(),
+                Duration::from_secs(2),
+            ) else {
+                continue;
+            };
+            let position = element.offset().to_raw().filter(|p| *p >= 0).unwrap_or(0);
+            let labels = PartitionLabels {
+                topic: element.topic().to_owned(),
+                partition: element.partition(),
+            };
+            lags.push((labels, (high - position).max(0)));
+        }
+        lags
+    })
+    .await
+    .unwrap_or_default();
+    for (labels, behind) in lags {
+        lag.get_or_create(&labels).set(behind);
     }
 }
 

@@ -4,6 +4,10 @@
 //!
 //! It serves the JPEG itself on 127.0.0.1 (which `make run` allows the processor to fetch),
 //! creates the products one after another and polls each every 10 ms until processed.
+//!
+//! With `--burst DELAY_MS` (`scripts/measure-throughput.sh`) it creates all the products at
+//! once instead, its image server answering each image DELAY_MS late like a slow remote
+//! host, and reports how long the whole burst took to be processed.
 
 use std::time::{Duration, Instant};
 
@@ -16,15 +20,18 @@ use poem::{
 use serde_json::{Value, json};
 
 #[handler]
-fn photo(bytes: Data<&bytes_holder::Bytes>) -> Response {
+async fn photo(bytes: Data<&bytes_holder::Bytes>) -> Response {
+    // A slow remote image server, when asked for one.
+    tokio::time::sleep(bytes.0.1).await;
     Response::builder()
         .content_type("image/jpeg")
         .body(bytes.0.0.clone())
 }
 
 mod bytes_holder {
+    /// The JPEG, and how late to answer.
     #[derive(Clone)]
-    pub struct Bytes(pub Vec<u8>);
+    pub struct Bytes(pub Vec<u8>, pub std::time::Duration);
 }
 
 /// A 1-megapixel JPEG made from a real photo (upscaled from 640x427).
@@ -46,11 +53,14 @@ fn one_megapixel_jpeg() -> Vec<u8> {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let count: usize = std::env::args()
-        .nth(1)
-        .map(|n| n.parse())
-        .transpose()?
-        .unwrap_or(20);
+    let args: Vec<String> = std::env::args().collect();
+    let count: usize = args.get(1).map(|n| n.parse()).transpose()?.unwrap_or(20);
+    let burst: Option<Duration> = match args.get(2).map(String::as_str) {
+        Some("--burst") => Some(Duration::from_millis(
+            args.get(3).map(|n| n.parse()).transpose()?.unwrap_or(0),
+        )),
+        _ => None,
+    };
     let api = format!(
         "http://{}",
         std::env::var("API_ADDR").unwrap_or_else(|_| "127.0.0.1:8080".into())
@@ -62,7 +72,7 @@ async fn main() -> anyhow::Result<()> {
         .expect("a socket address");
     let app = Route::new()
         .at("/photo/:n", get(photo))
-        .data(bytes_holder::Bytes(jpeg.clone()));
+        .data(bytes_holder::Bytes(jpeg.clone(), burst.unwrap_or_default()));
     tokio::spawn(Server::new_with_acceptor(acceptor).run(app));
 
     let http = reqwest::Client::new();
@@ -81,43 +91,55 @@ async fn main() -> anyhow::Result<()> {
         jpeg.len() / 1024
     );
 
+    let create = |n: usize| {
+        let (http, api, user_id) = (http.clone(), api.clone(), user_id.clone());
+        async move {
+            let created: Value = http
+                .post(format!("{api}/products"))
+                .json(&json!({
+                    "user_id": user_id, "product_name": format!("latency {n}"),
+                    "product_images": [format!("http://{addr}/photo/{n}-{}", std::process::id())],
+                    "product_price": 1
+                }))
+                .send()
+                .await?
+                .error_for_status()?
+                .json()
+                .await?;
+            anyhow::Ok(
+                created["product_id"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+            )
+        }
+    };
+    if let Some(delay) = burst {
+        let started = Instant::now();
+        let mut ids = Vec::with_capacity(count);
+        for n in 0..count {
+            ids.push(create(n).await?);
+        }
+        for id in &ids {
+            wait_until_done(&http, &api, id, started).await?;
+        }
+        let took = started.elapsed().as_secs_f64();
+        println!(
+            "{count} products created at once, each image answered {} ms late",
+            delay.as_millis()
+        );
+        println!(
+            "  all processed after {took:.2} s: {:.1} products/s",
+            count as f64 / took
+        );
+        return Ok(());
+    }
+
     let mut samples = Vec::with_capacity(count);
     for n in 0..count {
         let started = Instant::now();
-        let created: Value = http
-            .post(format!("{api}/products"))
-            .json(&json!({
-                "user_id": user_id, "product_name": format!("latency {n}"),
-                "product_images": [format!("http://{addr}/photo/{n}-{}", std::process::id())],
-                "product_price": 1
-            }))
-            .send()
-            .await?
-            .error_for_status()?
-            .json()
-            .await?;
-        let id = created["product_id"]
-            .as_str()
-            .unwrap_or_default()
-            .to_owned();
-        loop {
-            let product: Value = http
-                .get(format!("{api}/products/{id}"))
-                .send()
-                .await?
-                .json()
-                .await?;
-            match product["processing_status"].as_str() {
-                Some("pending") => {}
-                Some("done") => break,
-                other => anyhow::bail!("product {id} ended {other:?}: {product}"),
-            }
-            anyhow::ensure!(
-                started.elapsed() < Duration::from_secs(60),
-                "product {id} not processed in 60 s"
-            );
-            tokio::time::sleep(Duration::from_millis(10)).await; // poll interval, deadline above
-        }
+        let id = create(n).await?;
+        wait_until_done(&http, &api, &id, started).await?;
         samples.push(started.elapsed());
     }
     samples.sort();
@@ -129,4 +151,31 @@ async fn main() -> anyhow::Result<()> {
     println!("  p90    {:8.1} ms", ms(at(0.9)));
     println!("  max    {:8.1} ms", ms(samples[samples.len() - 1]));
     Ok(())
+}
+
+/// Polls product `id` every 10 ms until it is processed, failing 60 s after `started`.
+async fn wait_until_done(
+    http: &reqwest::Client,
+    api: &str,
+    id: &str,
+    started: Instant,
+) -> anyhow::Result<()> {
+    loop {
+        let product: Value = http
+            .get(format!("{api}/products/{id}"))
+            .send()
+            .await?
+            .json()
+            .await?;
+        match product["processing_status"].as_str() {
+            Some("pending") => {}
+            Some("done") => return Ok(()),
+            other => anyhow::bail!("product {id} ended {other:?}: {product}"),
+        }
+        anyhow::ensure!(
+            started.elapsed() < Duration::from_secs(60),
+            "product {id} not processed in 60 s"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await; // poll interval, deadline above
+    }
 }

@@ -1,4 +1,6 @@
-use system_tests::{images::sample, pipeline::spawn_pipeline};
+use std::time::Duration;
+
+use system_tests::{images::sample, pipeline::spawn_pipeline, poll::poll_until};
 
 #[tokio::test]
 async fn a_new_products_images_end_up_compressed_and_downloadable() {
@@ -63,4 +65,49 @@ async fn new_images_are_processed_again_under_a_new_revision() {
     let url = product["compressed_product_images"][0].as_str().unwrap();
     assert!(url.contains("/r2/"), "the new revision's object: {url}");
     assert_eq!(pipeline.images.hits("/img/astronaut.png"), 1);
+}
+
+#[tokio::test]
+async fn a_hanging_image_server_does_not_hold_up_other_products() {
+    let mut pipeline = spawn_pipeline().await;
+    // Longer than the test waits for the other products: they cannot be processed after
+    // the hanging download gave up, only beside it.
+    pipeline.processor_settings.fetch.total_timeout = Duration::from_secs(300);
+    pipeline.restart_processor().await;
+    let path = "/slow/rocket.jpg"; // hangs until released
+    let stuck = pipeline.create_product(&[pipeline.images.url(path)]).await;
+    poll_until(
+        "the first product's download to start",
+        Duration::from_secs(30),
+        || async {
+            match pipeline.images.hits(path) {
+                1 => Ok(()),
+                n => Err(n),
+            }
+        },
+    )
+    .await;
+
+    let others = [
+        pipeline
+            .create_product(&[pipeline.images.url("/img/chelsea.png")])
+            .await,
+        pipeline
+            .create_product(&[pipeline.images.url("/img/coffee.png")])
+            .await,
+    ];
+    for id in &others {
+        let product = pipeline.wait_until_processed(id).await;
+        assert_eq!(product["processing_status"], "done", "{product:#}");
+    }
+    assert_eq!(
+        pipeline.app.product(&stuck).await["processing_status"],
+        "pending",
+        "the first product still waits for its image"
+    );
+
+    pipeline.images.release();
+    let product = pipeline.wait_until_processed(&stuck).await;
+    assert_eq!(product["processing_status"], "done", "{product:#}");
+    assert_eq!(pipeline.images.hits(path), 1, "downloaded once, no retry");
 }

@@ -34,7 +34,9 @@ async fn wait_for_one_done(pipeline: &Pipeline, ids: &[String]) {
 #[tokio::test]
 async fn a_graceful_stop_mid_load_loses_nothing_and_processes_nothing_twice() {
     let mut pipeline = spawn_pipeline().await;
-    let count = 8;
+    // Several times what the processor takes in at once (IMAGE_JOBS_IN_FLIGHT), so the stop
+    // comes with records in flight and others not yet taken.
+    let count = 24;
     let mut ids = Vec::new();
     for n in 0..count {
         ids.push(
@@ -175,7 +177,9 @@ async fn sigterm_mid_load_drains_the_processor_without_loss_or_repeats() {
         .spawn()
         .expect("the image-processor binary starts");
 
-    let count = 8;
+    // Several times what the processor takes in at once (IMAGE_JOBS_IN_FLIGHT), so the stop
+    // comes with records in flight and others not yet taken.
+    let count = 24;
     let mut ids = Vec::new();
     for n in 0..count {
         ids.push(

@@ -27,11 +27,23 @@ pub fn sample(name: &str) -> Vec<u8> {
         .unwrap_or_else(|e| panic!("sample image {name} in {}: {e}", dir.display()))
 }
 
-#[derive(Default)]
 struct State {
     hits: Mutex<HashMap<String, usize>>,
     healed: AtomicBool,
     hang_first: AtomicBool,
+    /// Lets the hanging `/slow/…` request answer (see `ImageServer::release`).
+    release: tokio::sync::Semaphore,
+}
+
+impl Default for State {
+    fn default() -> Self {
+        Self {
+            hits: Mutex::default(),
+            healed: AtomicBool::default(),
+            hang_first: AtomicBool::default(),
+            release: tokio::sync::Semaphore::new(0),
+        }
+    }
 }
 
 /// A running image server.
@@ -108,8 +120,9 @@ fn fail(Path(name): Path<String>, state: Data<&Arc<State>>) -> Response {
 #[handler]
 async fn slow(Path(name): Path<String>, state: Data<&Arc<State>>) -> Response {
     if state.hang_first.swap(false, Ordering::SeqCst) {
-        // Simulates an image server that never answers; no test waits on this.
-        tokio::time::sleep(Duration::from_secs(3600)).await;
+        // Simulates an image server that does not answer until the test releases it (or
+        // the client gives up); no test waits on this.
+        let _ = tokio::time::timeout(Duration::from_secs(3600), state.release.acquire()).await;
     }
     image_response(&name)
 }
@@ -201,6 +214,11 @@ impl ImageServer {
             .get(path)
             .copied()
             .unwrap_or(0)
+    }
+
+    /// Lets the hanging request to `/slow/…` answer.
+    pub fn release(&self) {
+        self.state.release.add_permits(1);
     }
 
     /// From now on `/fail/…` succeeds.

@@ -133,6 +133,14 @@ impl Pipeline {
         self.app.stop().await;
     }
 
+    /// Stops the processor and starts it again with `processor_settings` (changed since).
+    pub async fn restart_processor(&mut self) {
+        if let Some(processor) = self.processor.take() {
+            processor.stop().await;
+        }
+        self.start_processor().await;
+    }
+
     /// Starts the processor (again), in the same consumer groups.
     pub async fn start_processor(&mut self) {
         let worker: Arc<Worker> =

@@ -15,6 +15,7 @@
 //! head record's due time is waiting for the earliest due record.
 
 mod cleanup;
+mod in_flight;
 
 use std::{sync::Arc, time::Duration};
 
@@ -22,17 +23,18 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use events::{
     EventType, ImageOutcome, ImageResult, ImagesCompressed, SourceImage, Topics, headers,
 };
-use futures_util::StreamExt;
+use futures_util::{StreamExt, future::BoxFuture, stream::FuturesUnordered};
 use rdkafka::{
     Message,
     consumer::{CommitMode, Consumer, StreamConsumer},
-    message::BorrowedMessage,
+    message::OwnedMessage,
     producer::{FutureProducer, FutureRecord},
     util::Timeout,
 };
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
+use self::in_flight::InFlight;
 use crate::{
     failure::Failure,
     fetch::Fetcher,
@@ -58,6 +60,8 @@ pub struct Worker {
     pub cpu: Arc<Semaphore>,
     /// Downloads of one job in flight at once.
     pub image_concurrency: usize,
+    /// Records (products) of one consumer processed at once.
+    pub jobs_in_flight: usize,
     pub metrics: Arc<ProcessorMetrics>,
 }
 
@@ -81,12 +85,15 @@ impl Worker {
             retry_delays: settings.retry_delays.clone(),
             cpu: Arc::new(Semaphore::new(settings.cpu_workers.max(1))),
             image_concurrency: settings.image_concurrency,
+            jobs_in_flight: settings.jobs_in_flight,
             metrics: ProcessorMetrics::new(),
         }))
     }
 
     /// Consumes `consumer` (the main topic at `level` 0, retry level `n` otherwise) until
-    /// `shutdown`; the record in hand is finished first, and stored offsets are committed.
+    /// `shutdown`, with up to `jobs_in_flight` records at once (never two of one product;
+    /// see [`in_flight`]). At shutdown the records in hand are finished first, and the stored
+    /// offsets are committed.
     pub async fn consume(
         self: Arc<Self>,
         consumer: Arc<StreamConsumer>,
@@ -94,30 +101,55 @@ impl Worker {
         shutdown: CancellationToken,
     ) {
         let lag = tokio::spawn(platform::metrics::report_consumer_lag(
-            consumer.clone(),
+            &consumer,
             self.metrics.consumer_lag.clone(),
             shutdown.clone(),
         ));
+        let limit = self.jobs_in_flight.max(1);
+        let mut in_flight = InFlight::default();
+        let mut running = FuturesUnordered::new();
+        // A record received while an earlier record of its product still runs.
+        let mut held: Option<OwnedMessage> = None;
+        let mut stopping = false;
         loop {
-            let message = tokio::select! {
-                _ = shutdown.cancelled() => break,
-                message = consumer.recv() => message,
-            };
-            let message = match message {
-                Ok(message) => message,
-                Err(error) => {
-                    tracing::warn!(%error, retry_level = level, "Failed to receive; retrying.");
-                    tokio::time::sleep(Duration::from_millis(500)).await;
-                    continue;
-                }
-            };
-            if self.handle(&message, level, &shutdown).await {
-                if let Err(error) = consumer.store_offset_from_message(&message) {
-                    tracing::warn!(%error, "Failed to store an offset.");
-                }
-            } else {
-                // Interrupted by shutdown: the offset stays, the record is redelivered.
+            if let Some(message) = held.take_if(|m| !in_flight.key_busy(m.key())) {
+                running.push(
+                    self.clone()
+                        .start(message, level, &mut in_flight, &shutdown),
+                );
+            }
+            if stopping && running.is_empty() {
                 break;
+            }
+            let receive = !stopping && held.is_none() && in_flight.running() < limit;
+            tokio::select! {
+                _ = shutdown.cancelled(), if !stopping => stopping = true,
+                Some((message, durable)) = running.next() => {
+                    let (topic, partition, key) = (message.topic(), message.partition(), message.key());
+                    if !durable {
+                        // Interrupted by shutdown: this offset and every later one of its
+                        // partition stay unstored, so the records are redelivered.
+                        in_flight.abandon(key);
+                    } else if let Some(offset) = in_flight.finish(topic, partition, message.offset(), key) {
+                        if let Err(error) = consumer.store_offset(topic, partition, offset) {
+                            tracing::warn!(%error, topic, partition, "Failed to store an offset.");
+                        }
+                    }
+                }
+                message = consumer.recv(), if receive => match message {
+                    Ok(message) => {
+                        let message = message.detach();
+                        if in_flight.key_busy(message.key()) {
+                            held = Some(message);
+                        } else {
+                            running.push(self.clone().start(message, level, &mut in_flight, &shutdown));
+                        }
+                    }
+                    Err(error) => {
+                        tracing::warn!(%error, retry_level = level, "Failed to receive; retrying.");
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                    }
+                },
             }
         }
         if let Err(error) = consumer.commit_consumer_state(CommitMode::Sync) {
@@ -127,10 +159,32 @@ impl Worker {
         tracing::info!(retry_level = level, "Consumer stopped.");
     }
 
+    /// Notes the record as started and returns its handling, which yields the record and
+    /// whether its outcome is durable.
+    fn start(
+        self: Arc<Self>,
+        message: OwnedMessage,
+        level: usize,
+        in_flight: &mut InFlight,
+        shutdown: &CancellationToken,
+    ) -> BoxFuture<'static, (OwnedMessage, bool)> {
+        in_flight.start(
+            message.topic(),
+            message.partition(),
+            message.offset(),
+            message.key(),
+        );
+        let shutdown = shutdown.clone();
+        Box::pin(async move {
+            let durable = self.handle(&message, level, &shutdown).await;
+            (message, durable)
+        })
+    }
+
     /// Handles one record; true when its outcome is durable and the offset may be stored.
     pub async fn handle(
         &self,
-        message: &BorrowedMessage<'_>,
+        message: &impl Message,
         level: usize,
         shutdown: &CancellationToken,
     ) -> bool {
@@ -591,7 +645,8 @@ pub async fn run(
     kafka
         .ensure_topics(&topics.all(worker.retry_delays.len()))
         .await?;
-    let mut tasks = Vec::new();
+    // Dropping `run` (an aborted task) drops the set, which aborts every consumer with it.
+    let mut tasks = tokio::task::JoinSet::new();
     for level in 0..=worker.retry_delays.len() {
         let (topic, group) = if level == 0 {
             (topics.product_events(), group.to_owned())
@@ -601,14 +656,14 @@ pub async fn run(
         let consumer = kafka.consumer(&group)?;
         consumer.subscribe(&[&topic])?;
         tracing::info!(topic, group, "Consuming.");
-        tasks.push(tokio::spawn(worker.clone().consume(
-            Arc::new(consumer),
-            level,
-            shutdown.clone(),
-        )));
+        tasks.spawn(
+            worker
+                .clone()
+                .consume(Arc::new(consumer), level, shutdown.clone()),
+        );
     }
-    for task in tasks {
-        if let Err(error) = task.await {
+    while let Some(finished) = tasks.join_next().await {
+        if let Err(error) = finished {
             tracing::error!(%error, "A consumer task panicked.");
         }
     }
