@@ -62,6 +62,9 @@ pub struct Worker {
     pub image_concurrency: usize,
     /// Records (products) of one consumer processed at once.
     pub jobs_in_flight: usize,
+    /// Images downloaded or compressed at once by the whole process (all consumers):
+    /// `jobs_in_flight × image_concurrency`, which bounds the memory downloads hold.
+    pub images_at_once: Arc<Semaphore>,
     pub metrics: Arc<ProcessorMetrics>,
 }
 
@@ -86,6 +89,9 @@ impl Worker {
             cpu: Arc::new(Semaphore::new(settings.cpu_workers.max(1))),
             image_concurrency: settings.image_concurrency,
             jobs_in_flight: settings.jobs_in_flight,
+            images_at_once: Arc::new(Semaphore::new(
+                (settings.jobs_in_flight * settings.image_concurrency).max(1),
+            )),
             metrics: ProcessorMetrics::new(),
         }))
     }
@@ -394,6 +400,12 @@ impl Worker {
     }
 
     async fn process_image(&self, job: &Job, image: &SourceImage) -> Result<ImageResult, Failure> {
+        // Bounds the downloaded bytes held by the whole process, whichever consumers are busy.
+        let _slot = self
+            .images_at_once
+            .acquire()
+            .await
+            .expect("the semaphore is never closed");
         let started = std::time::Instant::now();
         let host = url::Url::parse(&image.url)
             .ok()
