@@ -15,26 +15,21 @@
 //! head record's due time is waiting for the earliest due record.
 
 mod cleanup;
+mod consume;
 mod in_flight;
+mod outgoing;
+
+pub use consume::run;
 
 use std::{sync::Arc, time::Duration};
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use events::{
-    EventType, ImageOutcome, ImageResult, ImagesCompressed, SourceImage, Topics, headers,
-};
-use futures_util::{StreamExt, future::BoxFuture, stream::FuturesUnordered};
-use rdkafka::{
-    Message,
-    consumer::{CommitMode, Consumer, StreamConsumer},
-    message::OwnedMessage,
-    producer::{FutureProducer, FutureRecord},
-    util::Timeout,
-};
+use events::{ImageOutcome, ImageResult, SourceImage, Topics, headers};
+use futures_util::StreamExt;
+use rdkafka::{Message, producer::FutureProducer};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
-use self::in_flight::InFlight;
 use crate::{
     failure::Failure,
     fetch::Fetcher,
@@ -68,14 +63,6 @@ pub struct Worker {
     pub metrics: Arc<ProcessorMetrics>,
 }
 
-/// A record to produce, owned so a failed send can be retried.
-struct Outgoing {
-    topic: String,
-    key: Option<Vec<u8>>,
-    value: Vec<u8>,
-    headers: Vec<(String, Vec<u8>)>,
-}
-
 impl Worker {
     /// Builds the worker from settings.
     pub fn build(settings: &crate::settings::Settings) -> anyhow::Result<Arc<Self>> {
@@ -94,97 +81,6 @@ impl Worker {
             )),
             metrics: ProcessorMetrics::new(),
         }))
-    }
-
-    /// Consumes `consumer` (the main topic at `level` 0, retry level `n` otherwise) until
-    /// `shutdown`, with up to `jobs_in_flight` records at once (never two of one product;
-    /// see [`in_flight`]). At shutdown the records in hand are finished first, and the stored
-    /// offsets are committed.
-    pub async fn consume(
-        self: Arc<Self>,
-        consumer: Arc<StreamConsumer>,
-        level: usize,
-        shutdown: CancellationToken,
-    ) {
-        let lag = tokio::spawn(platform::metrics::report_consumer_lag(
-            &consumer,
-            self.metrics.consumer_lag.clone(),
-            shutdown.clone(),
-        ));
-        let limit = self.jobs_in_flight.max(1);
-        let mut in_flight = InFlight::default();
-        let mut running = FuturesUnordered::new();
-        // A record received while an earlier record of its product still runs.
-        let mut held: Option<OwnedMessage> = None;
-        let mut stopping = false;
-        loop {
-            if let Some(message) = held.take_if(|m| !in_flight.key_busy(m.key())) {
-                running.push(
-                    self.clone()
-                        .start(message, level, &mut in_flight, &shutdown),
-                );
-            }
-            if stopping && running.is_empty() {
-                break;
-            }
-            let receive = !stopping && held.is_none() && in_flight.running() < limit;
-            tokio::select! {
-                _ = shutdown.cancelled(), if !stopping => stopping = true,
-                Some((message, durable)) = running.next() => {
-                    let (topic, partition, key) = (message.topic(), message.partition(), message.key());
-                    if !durable {
-                        // Interrupted by shutdown: this offset and every later one of its
-                        // partition stay unstored, so the records are redelivered.
-                        in_flight.abandon(key);
-                    } else if let Some(offset) = in_flight.finish(topic, partition, message.offset(), key) {
-                        if let Err(error) = consumer.store_offset(topic, partition, offset) {
-                            tracing::warn!(%error, topic, partition, "Failed to store an offset.");
-                        }
-                    }
-                }
-                message = consumer.recv(), if receive => match message {
-                    Ok(message) => {
-                        let message = message.detach();
-                        if in_flight.key_busy(message.key()) {
-                            held = Some(message);
-                        } else {
-                            running.push(self.clone().start(message, level, &mut in_flight, &shutdown));
-                        }
-                    }
-                    Err(error) => {
-                        tracing::warn!(%error, retry_level = level, "Failed to receive; retrying.");
-                        tokio::time::sleep(Duration::from_millis(500)).await;
-                    }
-                },
-            }
-        }
-        if let Err(error) = consumer.commit_consumer_state(CommitMode::Sync) {
-            tracing::debug!(%error, retry_level = level, "No offsets to commit at shutdown.");
-        }
-        lag.abort();
-        tracing::info!(retry_level = level, "Consumer stopped.");
-    }
-
-    /// Notes the record as started and returns its handling, which yields the record and
-    /// whether its outcome is durable.
-    fn start(
-        self: Arc<Self>,
-        message: OwnedMessage,
-        level: usize,
-        in_flight: &mut InFlight,
-        shutdown: &CancellationToken,
-    ) -> BoxFuture<'static, (OwnedMessage, bool)> {
-        in_flight.start(
-            message.topic(),
-            message.partition(),
-            message.offset(),
-            message.key(),
-        );
-        let shutdown = shutdown.clone();
-        Box::pin(async move {
-            let durable = self.handle(&message, level, &shutdown).await;
-            (message, durable)
-        })
     }
 
     /// Handles one record; true when its outcome is durable and the offset may be stored.
@@ -496,190 +392,12 @@ impl Worker {
             failure_reason: None,
         })
     }
-
-    fn images_compressed(&self, job: &Job, images: Vec<ImageResult>) -> Outgoing {
-        let mut envelope =
-            events::Envelope::new(EventType::ImagesCompressed, SOURCE, job.product_id.clone());
-        envelope.traceparent =
-            platform::telemetry::current_traceparent().or_else(|| job.envelope.traceparent.clone());
-        let event = ImagesCompressed {
-            product_id: job.product_id.clone(),
-            image_revision: job.revision,
-            images,
-        };
-        Outgoing {
-            topic: self.topics.images_compressed(),
-            key: Some(job.product_id.clone().into_bytes()),
-            value: serde_json::to_vec(&event).expect("events serialise"),
-            headers: envelope
-                .headers()
-                .into_iter()
-                .map(|(k, v)| (k.to_owned(), v.into_bytes()))
-                .collect(),
-        }
-    }
-
-    fn retry(
-        &self,
-        job: &Job,
-        transient: &[(SourceImage, Failure)],
-        level: usize,
-        delay: Duration,
-        reason: &str,
-        first_failure: &str,
-    ) -> Outgoing {
-        let not_before = Utc::now() + chrono::Duration::from_std(delay).unwrap_or_default();
-        let images: Vec<String> = transient.iter().map(|(i, _)| i.index.to_string()).collect();
-        let mut headers = job.raw.event_headers();
-        for (name, value) in bookkeeping(
-            &job.origin,
-            reason,
-            "transient",
-            job.attempt + 1,
-            Some(first_failure),
-        ) {
-            headers.push((name, value));
-        }
-        headers.push((
-            headers::NOT_BEFORE.to_owned(),
-            not_before
-                .to_rfc3339_opts(SecondsFormat::Millis, true)
-                .into_bytes(),
-        ));
-        headers.push((headers::IMAGES.to_owned(), images.join(",").into_bytes()));
-        Outgoing {
-            topic: self.topics.image_retry(level),
-            key: job.raw.key.clone(),
-            value: job.raw.value.clone(),
-            headers,
-        }
-    }
-
-    fn dead_letter(
-        &self,
-        raw: &RawRecord,
-        origin: &job::Origin,
-        reason: &str,
-        kind: &str,
-        attempts: u32,
-        first_failure: Option<&str>,
-    ) -> Outgoing {
-        let mut headers = raw.event_headers();
-        headers.extend(bookkeeping(origin, reason, kind, attempts, first_failure));
-        Outgoing {
-            topic: self.topics.image_dead_letters(),
-            key: raw.key.clone(),
-            value: raw.value.clone(),
-            headers,
-        }
-    }
-
-    /// Sends until the broker acknowledges; false when shutdown came first.
-    async fn send_durably(&self, record: Outgoing, shutdown: &CancellationToken) -> bool {
-        let mut backoff = Duration::from_millis(200);
-        loop {
-            let headers =
-                platform::kafka::owned_headers(record.headers.iter().map(|(k, v)| (k, v)));
-            let mut future = FutureRecord::to(&record.topic)
-                .payload(&record.value)
-                .headers(headers);
-            if let Some(key) = &record.key {
-                future = future.key(key);
-            }
-            match self
-                .producer
-                .send(future, Timeout::After(Duration::from_secs(30)))
-                .await
-            {
-                Ok(_) => return true,
-                Err((error, _)) => {
-                    tracing::warn!(topic = %record.topic, %error, retry_in_ms = backoff.as_millis() as u64, "Produce failed; retrying.");
-                    tokio::select! {
-                        _ = shutdown.cancelled() => return false,
-                        _ = tokio::time::sleep(backoff) => {}
-                    }
-                    backoff = (backoff * 2).min(Duration::from_secs(10));
-                }
-            }
-        }
-    }
-}
-
-/// The retry and dead-letter headers.
-fn bookkeeping(
-    origin: &job::Origin,
-    reason: &str,
-    kind: &str,
-    attempt: u32,
-    first_failure: Option<&str>,
-) -> Vec<(String, Vec<u8>)> {
-    let mut out = vec![
-        (headers::ERROR.to_owned(), reason.as_bytes().to_vec()),
-        (headers::ERROR_KIND.to_owned(), kind.as_bytes().to_vec()),
-        (
-            headers::ATTEMPT.to_owned(),
-            attempt.to_string().into_bytes(),
-        ),
-        (
-            headers::ORIGIN_TOPIC.to_owned(),
-            origin.topic.clone().into_bytes(),
-        ),
-        (
-            headers::ORIGIN_PARTITION.to_owned(),
-            origin.partition.to_string().into_bytes(),
-        ),
-        (
-            headers::ORIGIN_OFFSET.to_owned(),
-            origin.offset.to_string().into_bytes(),
-        ),
-    ];
-    let first = first_failure
-        .map(str::to_owned)
-        .unwrap_or_else(|| Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true));
-    out.push((headers::FIRST_FAILURE_AT.to_owned(), first.into_bytes()));
-    out
 }
 
 /// Equal jitter: between half the delay and the whole, so delays still grow level by level
 /// while retries of many jobs spread out.
 pub fn jittered(delay: Duration) -> Duration {
     delay.mul_f64(rand::random_range(0.5..=1.0))
-}
-
-/// Subscribes the main and retry consumers and runs them until `shutdown`.
-pub async fn run(
-    worker: Arc<Worker>,
-    kafka: &platform::kafka::KafkaSettings,
-    group: &str,
-    shutdown: CancellationToken,
-) -> anyhow::Result<()> {
-    let topics = kafka.topics();
-    kafka
-        .ensure_topics(&topics.all(worker.retry_delays.len()))
-        .await?;
-    // Dropping `run` (an aborted task) drops the set, which aborts every consumer with it.
-    let mut tasks = tokio::task::JoinSet::new();
-    for level in 0..=worker.retry_delays.len() {
-        let (topic, group) = if level == 0 {
-            (topics.product_events(), group.to_owned())
-        } else {
-            (topics.image_retry(level), format!("{group}.retry-{level}"))
-        };
-        let consumer = kafka.consumer(&group)?;
-        consumer.subscribe(&[&topic])?;
-        tracing::info!(topic, group, "Consuming.");
-        tasks.spawn(
-            worker
-                .clone()
-                .consume(Arc::new(consumer), level, shutdown.clone()),
-        );
-    }
-    while let Some(finished) = tasks.join_next().await {
-        if let Err(error) = finished {
-            tracing::error!(%error, "A consumer task panicked.");
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]
