@@ -109,8 +109,8 @@ impl Projector {
             message.topic(),
             message.offset(),
             envelope.traceparent.as_deref(),
+            &event.product_id,
         );
-        span.record("product_id", event.product_id.as_str());
         let mut backoff = Duration::from_millis(100);
         loop {
             let applied = tracing::Instrument::instrument(

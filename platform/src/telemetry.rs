@@ -100,10 +100,15 @@ pub fn current_traceparent() -> Option<String> {
     traceparent_of(&Span::current())
 }
 
-/// The span of processing one Kafka record of `topic` (messaging semantic conventions), a
-/// child of the producer's `traceparent`. `product_id` and `attempt` are left for the caller
-/// to record.
-pub fn consumer_span(topic: &str, offset: i64, traceparent: Option<&str>) -> Span {
+/// The span of processing one Kafka record of `topic` about `product_id` (messaging
+/// semantic conventions), a child of the producer's `traceparent`. `attempt` is left for
+/// the caller to record.
+pub fn consumer_span(
+    topic: &str,
+    offset: i64,
+    traceparent: Option<&str>,
+    product_id: &str,
+) -> Span {
     let span = tracing::info_span!(
         "process",
         otel.name = format!("{topic} process"),
@@ -112,7 +117,7 @@ pub fn consumer_span(topic: &str, offset: i64, traceparent: Option<&str>) -> Spa
         messaging.operation.type = "process",
         messaging.destination.name = topic,
         messaging.kafka.offset = offset,
-        product_id = tracing::field::Empty,
+        product_id,
         attempt = tracing::field::Empty,
     );
     set_parent(&span, traceparent);

@@ -97,8 +97,8 @@ impl Worker {
                     message.topic(),
                     message.offset(),
                     deletion.envelope.traceparent.as_deref(),
+                    &deletion.product_id,
                 );
-                span.record("product_id", deletion.product_id.as_str());
                 return tracing::Instrument::instrument(
                     self.delete_product_images(&deletion, shutdown),
                     span,
@@ -147,8 +147,8 @@ impl Worker {
             message.topic(),
             message.offset(),
             job.envelope.traceparent.as_deref(),
+            &job.product_id,
         );
-        span.record("product_id", job.product_id.as_str());
         span.record("attempt", job.attempt);
         tracing::Instrument::instrument(self.handle_job(&job, level, shutdown), span).await
     }
