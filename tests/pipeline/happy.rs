@@ -1,6 +1,10 @@
 use std::time::Duration;
 
-use system_tests::{images::sample, pipeline::spawn_pipeline, poll::poll_until};
+use system_tests::{
+    images::sample,
+    pipeline::{spawn_pipeline, spawn_pipeline_tuned},
+    poll::poll_until,
+};
 
 #[tokio::test]
 async fn a_new_products_images_end_up_compressed_and_downloadable() {
@@ -69,11 +73,9 @@ async fn new_images_are_processed_again_under_a_new_revision() {
 
 #[tokio::test]
 async fn a_hanging_image_server_does_not_hold_up_other_products() {
-    let mut pipeline = spawn_pipeline().await;
     // Longer than the test waits for the other products: they cannot be processed after
     // the hanging download gave up, only beside it.
-    pipeline.processor_settings.fetch.total_timeout = Duration::from_secs(300);
-    pipeline.restart_processor().await;
+    let pipeline = spawn_pipeline_tuned(|s| s.fetch.total_timeout = Duration::from_secs(300)).await;
     let path = "/slow/rocket.jpg"; // hangs until released
     let stuck = pipeline.create_product(&[pipeline.images.url(path)]).await;
     poll_until(

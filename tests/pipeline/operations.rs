@@ -2,7 +2,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 use system_tests::{
-    pipeline::{Pipeline, spawn_pipeline},
+    pipeline::{Pipeline, spawn_pipeline, spawn_pipeline_without_processor},
     poll::poll_until,
 };
 
@@ -155,9 +155,8 @@ fn processor_binary() -> std::path::PathBuf {
 
 #[tokio::test]
 async fn sigterm_mid_load_drains_the_processor_without_loss_or_repeats() {
-    let mut pipeline = spawn_pipeline().await;
     // The real binary this time, driven by its environment, stopped by a real SIGTERM.
-    pipeline.processor.take().unwrap().stop().await;
+    let mut pipeline = spawn_pipeline_without_processor().await;
     let settings = &pipeline.processor_settings;
     let port = system_tests::process::free_port();
     let workdir = std::env::temp_dir();

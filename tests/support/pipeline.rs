@@ -86,6 +86,30 @@ pub async fn spawn_pipeline_on(brokers: &str) -> Pipeline {
 
 /// Starts everything with these Kafka settings (e.g. TLS to a broker of the test's own).
 pub async fn spawn_pipeline_with(kafka: KafkaSettings) -> Pipeline {
+    let mut pipeline = prepare(kafka).await;
+    pipeline.start_processor().await;
+    pipeline
+}
+
+/// Starts everything, the processor with its settings changed by `tune` first.
+///
+/// Settings are changed before the first start, never by a restart: a consumer stopped
+/// while it is still joining its group can leave the group waiting on it for longer than a
+/// test waits (tansu was seen to take over 30 s).
+pub async fn spawn_pipeline_tuned(tune: impl FnOnce(&mut ProcessorSettings)) -> Pipeline {
+    let mut pipeline = prepare(test_kafka(&brokers())).await;
+    tune(&mut pipeline.processor_settings);
+    pipeline.start_processor().await;
+    pipeline
+}
+
+/// Everything but the processor, whose settings are ready for `start_processor` (or for
+/// running the real binary with the same groups and topics).
+pub async fn spawn_pipeline_without_processor() -> Pipeline {
+    prepare(test_kafka(&brokers())).await
+}
+
+async fn prepare(kafka: KafkaSettings) -> Pipeline {
     let storage_dir =
         std::env::temp_dir().join(format!("catalog-test-{}", uuid::Uuid::new_v4().simple()));
     std::fs::create_dir_all(&storage_dir).unwrap();
@@ -110,7 +134,7 @@ pub async fn spawn_pipeline_with(kafka: KafkaSettings) -> Pipeline {
     processor_settings.fetch.allowed_networks = vec!["127.0.0.1/32".parse().unwrap()];
     processor_settings.fetch.connect_timeout = Duration::from_secs(2);
     processor_settings.fetch.total_timeout = Duration::from_secs(10);
-    let mut pipeline = Pipeline {
+    Pipeline {
         app,
         kafka,
         images,
@@ -118,9 +142,7 @@ pub async fn spawn_pipeline_with(kafka: KafkaSettings) -> Pipeline {
         storage_dir,
         processor: None,
         processor_http: None,
-    };
-    pipeline.start_processor().await;
-    pipeline
+    }
 }
 
 impl Pipeline {
@@ -131,14 +153,6 @@ impl Pipeline {
             processor.stop().await;
         }
         self.app.stop().await;
-    }
-
-    /// Stops the processor and starts it again with `processor_settings` (changed since).
-    pub async fn restart_processor(&mut self) {
-        if let Some(processor) = self.processor.take() {
-            processor.stop().await;
-        }
-        self.start_processor().await;
     }
 
     /// Starts the processor (again), in the same consumer groups.
