@@ -70,12 +70,22 @@ impl ApiMetrics {
         );
         registry.register(
             "cache_hits",
-            "GET /products/{id} answered from Redis",
+            "GET /products/{id} answered from the cache (Redis or this replica's memory)",
             cache.hits.clone(),
         );
         registry.register(
+            "cache_local_hits",
+            "Cache hits answered from this replica's memory, with no Redis round trip",
+            cache.local_hits.clone(),
+        );
+        registry.register(
+            "cache_local_flushes",
+            "Times this replica emptied its in-memory cache: Redis key tracking lost or in doubt, or Redis flushed",
+            cache.local_flushes.clone(),
+        );
+        registry.register(
             "cache_misses",
-            "GET /products/{id} not found in Redis",
+            "GET /products/{id} not found in the cache",
             cache.misses.clone(),
         );
         registry.register(

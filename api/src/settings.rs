@@ -74,6 +74,8 @@ impl Settings {
                         pool_size: env::parse("REDIS_POOL_SIZE", 4)?,
                         tls_ca_file: env::optional("REDIS_TLS_CA_FILE")
                             .map(std::path::PathBuf::from),
+                        local_max_bytes: env::parse("CACHE_LOCAL_MAX_MB", 64_u64)?
+                            .saturating_mul(1024 * 1024),
                     })
                 })
                 .transpose()?,
@@ -115,6 +117,7 @@ impl Settings {
             redis = self.cache.as_ref().map(|c| env::redact(&c.url)),
             redis_tls = self.cache.as_ref().map(|c| c.url.starts_with("rediss://")),
             cache_ttl_secs = self.cache.as_ref().map(|c| c.ttl.as_secs()),
+            cache_local_max_mb = self.cache.as_ref().map(|c| c.local_max_bytes >> 20),
             "Settings loaded."
         );
     }

@@ -1,5 +1,6 @@
 //! `GET /products/{id}` over real HTTP on loopback, against real PostgreSQL and Redis:
-//! - `hit`: served from the Redis cache;
+//! - `hit`: served from the replica's memory (the near cache Redis keeps coherent);
+//! - `hit_redis`: served from Redis, the near cache off;
 //! - `miss`: the same server code with the cache off, so every request reads PostgreSQL;
 //! - `baseline`: a route of the same server, behind the same middleware, returning a constant
 //!   body of the same size: the ceiling a cache hit can reach.
@@ -62,6 +63,7 @@ async fn serve(database_url: &str, cache: ProductCache, constant: Vec<u8>) -> So
 
 struct Setup {
     hit_url: String,
+    hit_redis_url: String,
     miss_url: String,
     baseline_url: String,
 }
@@ -69,13 +71,20 @@ struct Setup {
 async fn setup() -> Setup {
     let database_url = system_tests::create_database().await;
     let redis = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
-    let cache = ProductCache::connect(CacheSettings {
+    let settings = CacheSettings {
         url: redis,
         key_prefix: format!("bench:{}:", uuid::Uuid::new_v4().simple()),
         ttl: Duration::from_secs(600),
         timeout: Duration::from_millis(200),
         pool_size: 4,
         tls_ca_file: None,
+        local_max_bytes: 64 << 20,
+    };
+    let cache = ProductCache::connect(settings.clone()).unwrap();
+    let stats = cache.stats();
+    let redis_only = ProductCache::connect(CacheSettings {
+        local_max_bytes: 0,
+        ..settings
     })
     .unwrap();
     // The cached server creates the data; its body fixes the baseline's size.
@@ -114,15 +123,37 @@ async fn setup() -> Setup {
         .await
         .unwrap();
     let uncached = serve(&database_url, ProductCache::disabled(), body.to_vec()).await;
-    // Warm the cache; from here on the cached server answers hits.
-    let warm = http
-        .get(format!("http://{cached}/products/{id}"))
+    let from_redis = serve(&database_url, redis_only, Vec::new()).await;
+    // Warm both caches: from here on they answer hits, the first from its memory (once Redis
+    // tracks its keys, which starts in the background).
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while stats.local_hits.get() == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the near cache serves hits"
+        );
+        http.get(format!("http://{cached}/products/{id}"))
+            .send()
+            .await
+            .unwrap();
+    }
+    http.get(format!("http://{from_redis}/products/{id}"))
         .send()
         .await
         .unwrap();
-    assert_eq!(warm.headers()["x-cache"], "hit", "the cache serves hits");
+    let warm = http
+        .get(format!("http://{from_redis}/products/{id}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        warm.headers()["x-cache"],
+        "hit",
+        "the Redis cache serves hits"
+    );
     Setup {
         hit_url: format!("http://{cached}/products/{id}"),
+        hit_redis_url: format!("http://{from_redis}/products/{id}"),
         miss_url: format!("http://{uncached}/products/{id}"),
         baseline_url: format!("http://{uncached}/baseline"),
     }
@@ -140,6 +171,7 @@ fn get_product(c: &mut Criterion) {
         .unwrap();
     let cases = [
         ("hit", &setup.hit_url),
+        ("hit_redis", &setup.hit_redis_url),
         ("miss", &setup.miss_url),
         ("baseline", &setup.baseline_url),
     ];

@@ -165,6 +165,19 @@ async fn without_redis_reads_come_from_the_database_and_caching_resumes_when_it_
     poll_until_hit(&app, &id).await;
 
     redis.kill();
+    // The replica's memory may answer until it learns the connection is gone; from then on
+    // nothing cached is trusted.
+    poll_until(
+        "reads to come from the database",
+        Duration::from_secs(5),
+        || async {
+            match get(&app, &id).await {
+                (200, source, _) if source == "miss" => Ok(()),
+                seen => Err(seen),
+            }
+        },
+    )
+    .await;
     for _ in 0..5 {
         let (status, source, product) = get(&app, &id).await;
         assert_eq!((status, source.as_str()), (200, "miss"));
@@ -237,4 +250,17 @@ async fn a_rediss_url_caches_over_tls_only_with_a_trusted_certificate() {
         0,
         "nothing was served from Redis"
     );
+}
+
+#[tokio::test]
+async fn an_api_started_while_redis_is_down_caches_once_redis_is_up() {
+    let mut redis = OwnRedis::start().await;
+    redis.kill();
+    let app = cached_app(&redis.url()).await;
+    let user = app.create_user("alice").await;
+    let id = app.create_product(&user, "Lamp", 10.0).await;
+    assert_eq!(get(&app, &id).await.1, "miss");
+
+    redis.resume().await;
+    poll_until_hit(&app, &id).await;
 }

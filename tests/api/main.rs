@@ -4,6 +4,7 @@ mod cache;
 mod errors;
 mod health;
 mod list;
+mod near_cache;
 mod products;
 mod prune;
 mod tls;

@@ -109,6 +109,7 @@ pub fn cache_settings(redis_url: &str) -> api::cache::CacheSettings {
         timeout: Duration::from_millis(200),
         pool_size: 4,
         tls_ca_file: None,
+        local_max_bytes: 16 << 20,
     }
 }
 

@@ -81,6 +81,43 @@ impl OwnRedis {
         );
     }
 
+    /// Runs one command with redis-cli (plain servers only) and returns its output.
+    pub fn command(&self, args: &[&str]) -> String {
+        assert!(
+            self.tls.is_none(),
+            "redis-cli is used on plain servers only"
+        );
+        let output = std::process::Command::new("redis-cli")
+            .args(["-h", "127.0.0.1", "-p", &self.port.to_string()])
+            .args(args)
+            .output()
+            .expect("redis-cli runs");
+        assert!(output.status.success(), "redis-cli {args:?}: {output:?}");
+        String::from_utf8(output.stdout).expect("redis-cli prints text")
+    }
+
+    /// Closes, from the server's side, every connection that has key tracking on; returns
+    /// how many there were.
+    pub fn kill_tracking_connections(&self) -> usize {
+        let tracking: Vec<String> = self
+            .command(&["CLIENT", "LIST"])
+            .lines()
+            .filter(|line| {
+                line.split(' ').any(|field| {
+                    field
+                        .strip_prefix("flags=")
+                        .is_some_and(|f| f.contains('t'))
+                })
+            })
+            .filter_map(|line| line.split(' ').find_map(|f| f.strip_prefix("id=")))
+            .map(str::to_owned)
+            .collect();
+        for id in &tracking {
+            self.command(&["CLIENT", "KILL", "ID", id]);
+        }
+        tracking.len()
+    }
+
     /// Kills the server.
     pub fn kill(&mut self) {
         kill(&mut self.child);

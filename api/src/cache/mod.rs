@@ -10,11 +10,16 @@
 //! write cannot put it back after the write's invalidation (the classic delete-then-stale-set
 //! race). A deleted product's marker holds the highest version, so nothing older returns.
 //!
+//! In front of Redis, each replica keeps the hottest entries in memory ([`near`]), kept
+//! coherent by Redis's own invalidation pushes (client tracking): a hit there costs no
+//! round trip at all.
+//!
 //! Redis trouble is not an outage: every command has a short timeout (`REDIS_TIMEOUT_MS`);
 //! a failure serves from the database, is counted, and is logged at most every few seconds.
 //! The client reconnects by itself, and caching resumes with it. Writes whose invalidation
 //! failed while Redis was away can leave an entry stale for at most the TTL.
 
+mod near;
 mod scripts;
 mod single_flight;
 
@@ -27,10 +32,10 @@ use std::{
 };
 
 use bytes::Bytes;
-use fred::prelude::*;
+use fred::{prelude::*, types::RespVersion};
 use prometheus_client::metrics::counter::Counter;
 
-use self::single_flight::SingleFlight;
+use self::{near::NearCache, single_flight::SingleFlight};
 
 /// The version a deleted product's marker holds: above any real version, and exact in the
 /// doubles Lua computes with.
@@ -53,6 +58,9 @@ pub struct CacheSettings {
     /// For a `rediss://` URL: a PEM file of the CAs the server's certificate must chain to,
     /// instead of the system's (`REDIS_TLS_CA_FILE`).
     pub tls_ca_file: Option<std::path::PathBuf>,
+    /// Memory for the in-process near cache in front of Redis, in bytes; 0 turns it off
+    /// (`CACHE_LOCAL_MAX_MB`).
+    pub local_max_bytes: u64,
 }
 
 /// Counters of the cache, exported as metrics and read by tests.
@@ -64,6 +72,10 @@ pub struct CacheStats {
     pub errors: Counter,
     /// Products read from PostgreSQL by the cache's loader.
     pub db_loads: Counter,
+    /// Hits answered from this replica's memory (also counted in `hits`).
+    pub local_hits: Counter,
+    /// Times the near cache was emptied at once: tracking lost, or Redis flushed.
+    pub local_flushes: Counter,
 }
 
 /// A cached response: the product's version and its JSON.
@@ -97,6 +109,7 @@ pub struct ProductCache {
 
 struct Inner {
     client: Option<Pool>,
+    near: Option<Arc<NearCache>>,
     settings: Option<CacheSettings>,
     stats: Arc<CacheStats>,
     flights: SingleFlight,
@@ -112,45 +125,65 @@ fn now_ms() -> u64 {
 impl ProductCache {
     /// Connects in the background: the api starts and serves even while Redis is down.
     pub fn connect(settings: CacheSettings) -> anyhow::Result<Self> {
-        let mut config = Config::from_url(&settings.url)?;
-        if config.tls.is_some() {
-            // rediss://: verify the server against REDIS_TLS_CA_FILE or the system's CAs.
-            let tls =
-                platform::tls::client_config(settings.tls_ca_file.as_deref(), "REDIS_TLS_CA_FILE")?;
-            config.tls = Some(fred::types::config::TlsConnector::from(tls).into());
+        let pool = builder(&settings, RespVersion::RESP2)?.build_pool(settings.pool_size.max(1))?;
+        for client in pool.clients() {
+            connect_until_up(client.clone());
         }
-        // Fail at once while disconnected instead of queueing behind the reconnect.
-        config.fail_fast = true;
-        let client = Builder::from_config(config)
-            .with_connection_config(|c| {
-                c.connection_timeout = Duration::from_secs(1);
-                c.max_command_attempts = 1;
-            })
-            .with_performance_config(|p| {
-                p.default_command_timeout = settings.timeout;
-            })
-            // Keep trying for ever, every half second.
-            .set_policy(ReconnectPolicy::new_constant(0, 500))
-            .build_pool(settings.pool_size.max(1))?;
-        client.connect();
-        Ok(Self::with(Some(client), Some(settings)))
+        let stats = Arc::new(CacheStats::default());
+        let near = if settings.local_max_bytes > 0 {
+            let near = Arc::new(NearCache::new(
+                settings.local_max_bytes,
+                settings.ttl,
+                format!("{}product:", settings.key_prefix),
+                stats.clone(),
+            ));
+            // Tracking pushes need RESP3 and a connection of their own, with room for a
+            // burst of pushes (falling behind empties the near cache).
+            let mut tracking = builder(&settings, RespVersion::RESP3)?;
+            tracking.with_performance_config(|p| p.broadcast_channel_capacity = 4096);
+            let tracking = tracking.build()?;
+            connect_until_up(tracking.clone());
+            tokio::spawn(near::keep_tracking(
+                Arc::downgrade(&near),
+                tracking,
+                settings.timeout,
+            ));
+            Some(near)
+        } else {
+            None
+        };
+        Ok(Self::with(Some(pool), near, Some(settings), stats))
     }
 
     /// No Redis: every read goes to the database (`X-Cache: miss`).
     pub fn disabled() -> Self {
-        Self::with(None, None)
+        Self::with(None, None, None, Arc::default())
     }
 
-    fn with(client: Option<Pool>, settings: Option<CacheSettings>) -> Self {
+    fn with(
+        client: Option<Pool>,
+        near: Option<Arc<NearCache>>,
+        settings: Option<CacheSettings>,
+        stats: Arc<CacheStats>,
+    ) -> Self {
         Self {
             inner: Arc::new(Inner {
                 client,
+                near,
                 settings,
-                stats: Arc::default(),
+                stats,
                 flights: SingleFlight::default(),
                 last_warning_ms: AtomicU64::new(0),
             }),
         }
+    }
+
+    /// Products held in this replica's memory.
+    pub fn local_entries(&self) -> u64 {
+        self.inner
+            .near
+            .as_ref()
+            .map_or(0, |near| near.entry_count())
     }
 
     pub fn stats(&self) -> Arc<CacheStats> {
@@ -246,6 +279,10 @@ impl ProductCache {
         let done: Option<i64> = self
             .guarded("invalidate", client.eval(scripts::INVALIDATE, key, args))
             .await;
+        // This replica reads its own write at once; the others on Redis's push.
+        if let Some(near) = &self.inner.near {
+            near.forget(id);
+        }
         if done.is_none() {
             tracing::warn!(
                 product_id = id,
@@ -276,8 +313,17 @@ impl ProductCache {
                 .map(|loaded| (loaded, Source::Miss))
                 .map_err(Arc::new);
         }
+        let near = self.inner.near.as_deref();
+        if let Some(hit) = near.and_then(|near| near.get(id)) {
+            self.inner.stats.hits.inc();
+            return Ok((Some(hit), Source::Hit));
+        }
+        let ticket = near.map(|near| near.ticket(id));
         if let Some(hit) = self.get(id).await {
             self.inner.stats.hits.inc();
+            if let (Some(near), Some(ticket)) = (near, ticket) {
+                near.offer(ticket, &hit);
+            }
             return Ok((Some(hit), Source::Hit));
         }
         self.inner.stats.misses.inc();
@@ -296,4 +342,42 @@ impl ProductCache {
             .await?;
         Ok((loaded, Source::Miss))
     }
+}
+
+/// Connects `client` in the background, trying again every half second until the first
+/// connection succeeds: an api started while Redis is down (or not up yet) caches once Redis
+/// is there. After that, fred's reconnect policy keeps it connected.
+fn connect_until_up(client: Client) {
+    tokio::spawn(async move {
+        while client.init().await.is_err() {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    });
+}
+
+/// A client builder for `settings`, speaking `version` of the protocol.
+fn builder(settings: &CacheSettings, version: RespVersion) -> anyhow::Result<Builder> {
+    let mut config = Config::from_url(&settings.url)?;
+    config.version = version;
+    if config.tls.is_some() {
+        // rediss://: verify the server against REDIS_TLS_CA_FILE or the system's CAs.
+        let tls =
+            platform::tls::client_config(settings.tls_ca_file.as_deref(), "REDIS_TLS_CA_FILE")?;
+        config.tls = Some(fred::types::config::TlsConnector::from(tls).into());
+    }
+    // A failed first connection attempt returns at once instead of waiting out the
+    // reconnect delay (see `connect_until_up` for the retries).
+    config.fail_fast = true;
+    let mut builder = Builder::from_config(config);
+    builder
+        .with_connection_config(|c| {
+            c.connection_timeout = Duration::from_secs(1);
+            c.max_command_attempts = 1;
+        })
+        .with_performance_config(|p| {
+            p.default_command_timeout = settings.timeout;
+        })
+        // Keep trying for ever, every half second.
+        .set_policy(ReconnectPolicy::new_constant(0, 500));
+    Ok(builder)
 }
