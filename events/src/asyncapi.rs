@@ -269,7 +269,17 @@ fn schema_ref(name: &str) -> Value {
 }
 
 fn message(event: &Event) -> Value {
-    let (properties, required) = cloud_event_headers(Some(event.event_type));
+    let (mut properties, required) = cloud_event_headers(Some(event.event_type));
+    if event.event_type != EventType::ImagesCompressed {
+        properties.insert(
+            h::REDRIVEN_AT.to_owned(),
+            json!({
+                "type": "string",
+                "format": "date-time",
+                "description": "Only on a record republished from the image-processor's dead-letter topic (`image-processor dlq redrive`): when it was. Such a record may be older than the product's latest event.",
+            }),
+        );
+    }
     json!({
         "name": event.payload,
         "title": event.payload,

@@ -34,3 +34,6 @@ pub const ORIGIN_OFFSET: &str = "x-origin-offset";
 pub const IMAGES: &str = "x-images";
 /// When the job first failed (RFC 3339).
 pub const FIRST_FAILURE_AT: &str = "x-first-failure-at";
+/// On a product event republished from the dead-letter topic (`dlq redrive`): when
+/// (RFC 3339). Such a record may be older than its product's latest state.
+pub const REDRIVEN_AT: &str = "x-redriven-at";

@@ -160,7 +160,15 @@ pub async fn redrive(kafka: &KafkaSettings, group: &str) -> anyhow::Result<usize
     .await??;
     let mut offsets = TopicPartitionList::new();
     for (partition, offset, raw) in &records {
-        let headers = platform::kafka::owned_headers(raw.event_headers());
+        let mut headers = raw.event_headers();
+        // So the processor knows the record may be older than its product's latest state.
+        headers.push((
+            headers::REDRIVEN_AT.to_owned(),
+            chrono::Utc::now()
+                .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+                .into_bytes(),
+        ));
+        let headers = platform::kafka::owned_headers(headers);
         let mut record = FutureRecord::to(&target)
             .payload(&raw.value)
             .headers(headers);

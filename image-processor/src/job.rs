@@ -27,6 +27,8 @@ pub struct Job {
     pub origin: Origin,
     /// When the job first failed, if it has (RFC 3339).
     pub first_failure_at: Option<String>,
+    /// Republished from the dead-letter topic (`x-redriven-at`).
+    pub redriven: bool,
     /// The record's value and ce_ headers as received, forwarded to retries and dead letters.
     pub raw: RawRecord,
 }
@@ -159,6 +161,7 @@ pub fn decode(message: &impl Message) -> Result<Decoded, String> {
             .unwrap_or(1),
         origin,
         first_failure_at: raw.header(headers::FIRST_FAILURE_AT),
+        redriven: raw.header(headers::REDRIVEN_AT).is_some(),
         envelope,
         raw,
     })))

@@ -40,6 +40,9 @@ pub struct ProcessorMetrics {
     pub consumer_lag: ConsumerLag,
     /// Stored images deleted, by why: `product_deleted`, `older_revision`.
     pub images_deleted: Family<OutcomeLabels, Counter>,
+    /// Late jobs (retries, redrives) dropped before storing anything, by why:
+    /// `product_deleted`, `newer_revision`.
+    pub jobs_superseded: Family<OutcomeLabels, Counter>,
 }
 
 fn stage_histogram() -> Histogram {
@@ -57,6 +60,7 @@ impl ProcessorMetrics {
             dead_letters: Family::default(),
             consumer_lag: Family::default(),
             images_deleted: Family::default(),
+            jobs_superseded: Family::default(),
         };
         registry.register("images", "Images by final outcome", metrics.images.clone());
         registry.register(
@@ -83,6 +87,11 @@ impl ProcessorMetrics {
             "stored_images_deleted",
             "Stored images deleted: of deleted products, or of replaced image revisions",
             metrics.images_deleted.clone(),
+        );
+        registry.register(
+            "jobs_superseded",
+            "Retried or redriven jobs dropped before storing anything: the product was deleted, or has newer images",
+            metrics.jobs_superseded.clone(),
         );
         Arc::new(Self {
             registry,

@@ -7,7 +7,8 @@
 //!
 //! Keys are deterministic (product, image revision, position), so processing the same image
 //! twice overwrites one object instead of leaving two. A deleted product's images are
-//! deleted, and so are a product's older revisions once a newer one is stored.
+//! deleted (and an empty `deleted-products/<id>` marker is left), and so are a product's
+//! older revisions once a newer one is stored.
 
 use std::sync::Arc;
 
@@ -20,6 +21,15 @@ use object_store::{
 use url::Url;
 
 use crate::failure::Failure;
+
+/// What the store holds of one product.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoredState {
+    /// The product was deleted (its images went, and nothing more may be stored).
+    pub deleted: bool,
+    /// The newest image revision with a stored image.
+    pub newest_revision: Option<i32>,
+}
 
 /// The object store and how its objects are reached publicly.
 #[derive(Clone)]
@@ -128,6 +138,76 @@ impl Storage {
         Ok(self.public_url(key))
     }
 
+    /// The key of the marker left when `product_id` was deleted.
+    fn tombstone(product_id: &str) -> String {
+        format!("deleted-products/{product_id}")
+    }
+
+    /// Records that `product_id` was deleted, so that a late retry or a redrive of one of
+    /// its events stores nothing (see [`Storage::stored_state`]). An empty object per
+    /// deleted product; an S3 lifecycle rule on `deleted-products/` may expire them once no
+    /// retry or dead letter can be that old.
+    pub async fn mark_deleted(&self, product_id: &str) -> Result<(), Failure> {
+        self.store
+            .put(&self.path(&Self::tombstone(product_id)), PutPayload::new())
+            .await
+            .map(|_| ())
+            .map_err(|e| Failure::transient(format!("marking the product deleted failed: {e}")))
+    }
+
+    /// What the store says about `product_id`: whether it was deleted, and the newest
+    /// image revision stored for it. Asked before a late job (a retry or a redrive) stores
+    /// anything: its product may have been deleted or given new images since.
+    pub async fn stored_state(&self, product_id: &str) -> Result<StoredState, Failure> {
+        let failed =
+            |e: object_store::Error| Failure::transient(format!("reading the store failed: {e}"));
+        let deleted = match self
+            .store
+            .head(&self.path(&Self::tombstone(product_id)))
+            .await
+        {
+            Ok(_) => true,
+            Err(object_store::Error::NotFound { .. }) => false,
+            Err(e) => return Err(failed(e)),
+        };
+        let newest_revision = self
+            .revisions(product_id)
+            .await
+            .map_err(failed)?
+            .into_iter()
+            .filter_map(|(_, revision)| revision)
+            .max();
+        Ok(StoredState {
+            deleted,
+            newest_revision,
+        })
+    }
+
+    /// The objects under `products/<product_id>/`, each with its image revision (`None`
+    /// for a key this service did not write).
+    async fn revisions(
+        &self,
+        product_id: &str,
+    ) -> Result<Vec<(Path, Option<i32>)>, object_store::Error> {
+        let prefix = self.path(&format!("products/{product_id}"));
+        let objects: Vec<_> = match self.store.list(Some(&prefix)).try_collect().await {
+            Ok(objects) => objects,
+            Err(object_store::Error::NotFound { .. }) => Vec::new(),
+            Err(e) => return Err(e),
+        };
+        Ok(objects
+            .into_iter()
+            .map(|object| {
+                let revision = object
+                    .location
+                    .prefix_match(&prefix)
+                    .and_then(|mut parts| parts.next())
+                    .and_then(|part| part.as_ref().strip_prefix('r')?.parse::<i32>().ok());
+                (object.location, revision)
+            })
+            .collect())
+    }
+
     /// Deletes the stored images of `product_id`: all of them (`older_than: None`, the
     /// product was deleted) or those of image revisions before `older_than` (a newer
     /// revision replaced them). Returns how many objects went; a failure is transient.
@@ -136,22 +216,11 @@ impl Storage {
         product_id: &str,
         older_than: Option<i32>,
     ) -> Result<usize, Failure> {
-        let prefix = self.path(&format!("products/{product_id}"));
         let failed = |e: object_store::Error| {
             Failure::transient(format!("deleting stored images failed: {e}"))
         };
-        let objects: Vec<_> = match self.store.list(Some(&prefix)).try_collect().await {
-            Ok(objects) => objects,
-            Err(object_store::Error::NotFound { .. }) => Vec::new(),
-            Err(e) => return Err(failed(e)),
-        };
         let mut deleted = 0;
-        for object in objects {
-            let revision = object
-                .location
-                .prefix_match(&prefix)
-                .and_then(|mut parts| parts.next())
-                .and_then(|part| part.as_ref().strip_prefix('r')?.parse::<i32>().ok());
+        for (location, revision) in self.revisions(product_id).await.map_err(failed)? {
             let delete = match (older_than, revision) {
                 (None, _) => true,
                 (Some(keep), Some(revision)) => revision < keep,
@@ -159,7 +228,7 @@ impl Storage {
                 (Some(_), None) => false,
             };
             if delete {
-                match self.store.delete(&object.location).await {
+                match self.store.delete(&location).await {
                     Ok(()) | Err(object_store::Error::NotFound { .. }) => deleted += 1,
                     Err(e) => return Err(failed(e)),
                 }
@@ -227,5 +296,42 @@ mod tests {
             Ok(0),
             "nothing stored"
         );
+    }
+
+    #[tokio::test]
+    async fn the_stored_state_tells_deleted_products_and_the_newest_revision() {
+        let storage = Storage::from_url("memory://", "http://images").unwrap();
+        let nothing = StoredState {
+            deleted: false,
+            newest_revision: None,
+        };
+        assert_eq!(storage.stored_state("5").await, Ok(nothing));
+        for key in [
+            Storage::key("5", 2, 0),
+            Storage::key("5", 10, 1),
+            Storage::key("50", 11, 0),
+            "products/5/r99-notes.txt".to_owned(),
+        ] {
+            storage.put(&key, vec![1], "image/webp").await.unwrap();
+        }
+        assert_eq!(
+            storage.stored_state("5").await,
+            Ok(StoredState {
+                deleted: false,
+                newest_revision: Some(10),
+            }),
+            "revisions compare as numbers; product 50 and foreign keys do not count"
+        );
+
+        storage.delete_images("5", None).await.unwrap();
+        storage.mark_deleted("5").await.unwrap();
+        assert_eq!(
+            storage.stored_state("5").await,
+            Ok(StoredState {
+                deleted: true,
+                newest_revision: None,
+            })
+        );
+        assert!(!storage.stored_state("50").await.unwrap().deleted);
     }
 }

@@ -6,7 +6,7 @@ use std::{path::Path, time::Duration};
 
 use serde_json::json;
 use system_tests::{
-    pipeline::{Pipeline, spawn_pipeline},
+    pipeline::{Pipeline, spawn_pipeline, spawn_pipeline_tuned},
     poll::poll_until,
 };
 
@@ -104,4 +104,85 @@ async fn a_new_revisions_images_replace_the_earlier_revisions_in_storage() {
         &["r2/0.webp", "r2/1.webp"],
     )
     .await;
+}
+
+/// A pipeline whose one retry comes 4 to 8 s after a failure: time enough for the product
+/// to change before it.
+async fn with_a_late_retry() -> Pipeline {
+    spawn_pipeline_tuned(|s| s.retry_delays = vec![Duration::from_secs(8)]).await
+}
+
+async fn wait_for_first_failure(pipeline: &Pipeline, path: &str) {
+    poll_until(
+        "the first download to fail",
+        Duration::from_secs(30),
+        || async {
+            match pipeline.images.hits(path) {
+                0 => Err(0),
+                n => Ok(n),
+            }
+        },
+    )
+    .await;
+}
+
+async fn wait_for_superseded(pipeline: &Pipeline, reason: &str) {
+    pipeline
+        .wait_for_processor_metric(
+            &format!("the late retry to be dropped ({reason})"),
+            &format!("jobs_superseded_total{{outcome=\"{reason}\"}} 1"),
+        )
+        .await;
+}
+
+#[tokio::test]
+async fn a_retry_that_comes_after_its_product_was_deleted_stores_nothing() {
+    let pipeline = with_a_late_retry().await;
+    let path = "/flaky/1/chelsea.png"; // 503 once, then the image
+    let id = pipeline.create_product(&[pipeline.images.url(path)]).await;
+    wait_for_first_failure(&pipeline, path).await;
+
+    let response = pipeline.app.delete(&format!("/products/{id}")).await;
+    assert_eq!(response.status(), 204);
+    wait_for_superseded(&pipeline, "product_deleted").await;
+    assert_eq!(
+        pipeline.images.hits(path),
+        1,
+        "the retry downloaded nothing"
+    );
+    assert!(
+        !pipeline.storage_dir.join("products").join(&id).exists(),
+        "nothing was stored for the deleted product"
+    );
+}
+
+#[tokio::test]
+async fn a_retry_of_replaced_images_stores_nothing_beside_the_new_ones() {
+    let pipeline = with_a_late_retry().await;
+    let path = "/flaky/1/chelsea.png";
+    let id = pipeline.create_product(&[pipeline.images.url(path)]).await;
+    wait_for_first_failure(&pipeline, path).await;
+
+    pipeline
+        .app
+        .patch(
+            &format!("/products/{id}"),
+            &json!({"product_images": [pipeline.images.url("/img/coffee.png")]}),
+        )
+        .await;
+    wait_for_superseded(&pipeline, "newer_revision").await;
+    pipeline
+        .wait_for(
+            &id,
+            "revision 2 to be processed",
+            Duration::from_secs(30),
+            |p| p["image_revision"] == 2 && p["processing_status"] == "done",
+        )
+        .await;
+    assert_eq!(
+        pipeline.images.hits(path),
+        1,
+        "the retry downloaded nothing"
+    );
+    assert_eq!(stored(&pipeline, &id), ["r2/0.webp"]);
 }

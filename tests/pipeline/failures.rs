@@ -166,6 +166,40 @@ async fn a_redrive_from_the_dead_letter_topic_processes_the_product() {
 }
 
 #[tokio::test]
+async fn a_redrive_of_a_deleted_products_event_stores_nothing() {
+    let pipeline = spawn_pipeline().await;
+    let path = "/fail/chelsea.png";
+    let id = pipeline.create_product(&[pipeline.images.url(path)]).await;
+    pipeline.wait_until_processed(&id).await;
+    wait_for_dead_letters(&pipeline, 1).await;
+    let response = pipeline.app.delete(&format!("/products/{id}")).await;
+    assert_eq!(response.status(), 204);
+    let tombstone = pipeline.storage_dir.join("deleted-products").join(&id);
+    poll_until(
+        "the deletion to be handled",
+        Duration::from_secs(30),
+        || async { if tombstone.exists() { Ok(()) } else { Err(()) } },
+    )
+    .await;
+
+    pipeline.images.heal();
+    let hits = pipeline.images.hits(path);
+    let group = format!("{}.dlq-redrive", pipeline.processor_settings.group);
+    let redriven = image_processor::dlq::redrive(&pipeline.kafka, &group)
+        .await
+        .unwrap();
+    assert_eq!(redriven, 1);
+    pipeline
+        .wait_for_processor_metric(
+            "the redriven event to be dropped",
+            r#"jobs_superseded_total{outcome="product_deleted"} 1"#,
+        )
+        .await;
+    assert_eq!(pipeline.images.hits(path), hits, "nothing was downloaded");
+    assert!(!pipeline.storage_dir.join("products").join(&id).exists());
+}
+
+#[tokio::test]
 async fn a_redirect_to_an_address_outside_the_allowed_networks_is_refused_and_never_fetched() {
     let pipeline = spawn_pipeline().await;
     // 127.0.0.2 is loopback too, but only 127.0.0.1/32 is allowed in the tests.

@@ -179,6 +179,25 @@ impl Pipeline {
         self.processor = Some(Processor { shutdown, handle });
     }
 
+    /// The running processor's /metrics page.
+    pub async fn processor_metrics(&self) -> String {
+        let addr = self.processor_http.expect("the processor runs");
+        self.app.text_of(&format!("http://{addr}/metrics")).await
+    }
+
+    /// Waits until the processor's /metrics page has `line` (e.g. a counter and its value).
+    pub async fn wait_for_processor_metric(&self, what: &str, line: &str) {
+        poll_until(what, Duration::from_secs(30), || async {
+            let text = self.processor_metrics().await;
+            if text.contains(line) {
+                Ok(())
+            } else {
+                Err(line.to_owned())
+            }
+        })
+        .await;
+    }
+
     /// Creates a user and a product with `images`; returns the product id.
     pub async fn create_product(&self, images: &[String]) -> String {
         let user = self

@@ -344,13 +344,21 @@ impl ProductCache {
     }
 }
 
-/// Connects `client` in the background, trying again every half second until the first
-/// connection succeeds: an api started while Redis is down (or not up yet) caches once Redis
-/// is there. After that, fred's reconnect policy keeps it connected.
+/// Connects `client`, and keeps trying every half second until the first connection
+/// succeeds: an api started while Redis is down (or not up yet) caches once Redis is there.
+/// After that, fred's reconnect policy keeps it connected. The first attempt starts before
+/// this returns, so commands sent right away wait for it instead of failing.
 fn connect_until_up(client: Client) {
+    client.connect();
     tokio::spawn(async move {
-        while client.init().await.is_err() {
+        loop {
+            let attempt = tokio::time::timeout(Duration::from_secs(2), client.wait_for_connect());
+            if matches!(attempt.await, Ok(Ok(()))) || client.is_connected() {
+                return;
+            }
             tokio::time::sleep(Duration::from_millis(500)).await;
+            // Refused while an attempt is still running; that attempt then decides.
+            client.connect();
         }
     });
 }

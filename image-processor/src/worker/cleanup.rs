@@ -1,6 +1,7 @@
 //! Deleting stored images nobody refers to any more: all images of a deleted product
 //! (`ProductDeleted`), and a product's images of earlier revisions once a newer revision's
-//! results are out.
+//! results are out. A late job (a retry or a redrive) of a product deleted or given new
+//! images since is skipped before it stores anything (`superseded`).
 //!
 //! A deletion is retried in place a few times (storage hiccups are short); when the store
 //! keeps failing, the event goes to the dead-letter topic, from where `dlq redrive` runs it
@@ -30,7 +31,16 @@ impl Worker {
     ) -> bool {
         let mut backoff = Duration::from_millis(500);
         for attempt in 1..=ATTEMPTS {
-            let failure = match self.storage.delete_images(&deletion.product_id, None).await {
+            let deleted = match self.storage.delete_images(&deletion.product_id, None).await {
+                // The marker after the images: a late job that sees it stores nothing.
+                Ok(deleted) => self
+                    .storage
+                    .mark_deleted(&deletion.product_id)
+                    .await
+                    .map(|()| deleted),
+                Err(failure) => Err(failure),
+            };
+            let failure = match deleted {
                 Ok(deleted) => {
                     self.count_deleted("product_deleted", deleted);
                     tracing::info!(
@@ -109,6 +119,42 @@ impl Worker {
                 "Deleting the images of earlier revisions failed; the next revision or the deletion tries again."
             ),
         }
+    }
+
+    /// Whether `job` came late (a retry or a redrive) for a product that was deleted or got
+    /// newer images since: then it is dropped, counted and logged, before it stores images
+    /// nobody would refer to. A first attempt from the main topic cannot be late: a
+    /// product's events are handled in order. If the store cannot say, the job goes ahead.
+    pub(super) async fn superseded(&self, job: &Job) -> bool {
+        if job.attempt <= 1 && !job.redriven {
+            return false;
+        }
+        let reason = match self.storage.stored_state(&job.product_id).await {
+            Ok(state) if state.deleted => "product_deleted",
+            Ok(state) if state.newest_revision > Some(job.revision) => "newer_revision",
+            Ok(_) => return false,
+            Err(failure) => {
+                tracing::warn!(
+                    product_id = %job.product_id,
+                    reason = %failure,
+                    "Could not tell whether a late job is superseded; processing it."
+                );
+                return false;
+            }
+        };
+        self.metrics
+            .jobs_superseded
+            .get_or_create(&OutcomeLabels { outcome: reason })
+            .inc();
+        tracing::info!(
+            product_id = %job.product_id,
+            revision = job.revision,
+            attempt = job.attempt,
+            redriven = job.redriven,
+            reason,
+            "Dropped a late job: its product changed since."
+        );
+        true
     }
 
     fn count_deleted(&self, outcome: &'static str, deleted: usize) {

@@ -158,6 +158,9 @@ impl Worker {
         if level > 0 && !self.wait_until_due(job, shutdown).await {
             return false;
         }
+        if self.superseded(job).await {
+            return true;
+        }
         let (finished, transient) = self.process(job).await;
         let mut outgoing = Vec::new();
         let mut results = finished;
