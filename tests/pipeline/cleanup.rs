@@ -83,20 +83,7 @@ async fn a_new_revisions_images_replace_the_earlier_revisions_in_storage() {
             ]}),
         )
         .await;
-    let product = pipeline
-        .wait_for(
-            &id,
-            "revision 2 to be processed",
-            Duration::from_secs(60),
-            |p| p["image_revision"] == 2 && p["processing_status"] == "done",
-        )
-        .await;
-    assert!(
-        product["compressed_product_images"][0]
-            .as_str()
-            .is_some_and(|url| url.ends_with("/r2/0.webp")),
-        "{product:#}"
-    );
+    pipeline.wait_until_revision_done(&id, 2).await;
     wait_for_files(
         &pipeline,
         &id,
@@ -171,14 +158,7 @@ async fn a_retry_of_replaced_images_stores_nothing_beside_the_new_ones() {
         )
         .await;
     wait_for_superseded(&pipeline, "newer_revision").await;
-    pipeline
-        .wait_for(
-            &id,
-            "revision 2 to be processed",
-            Duration::from_secs(30),
-            |p| p["image_revision"] == 2 && p["processing_status"] == "done",
-        )
-        .await;
+    pipeline.wait_until_revision_done(&id, 2).await;
     assert_eq!(
         pipeline.images.hits(path),
         1,

@@ -1,8 +1,9 @@
 use std::time::Duration;
 
+use serde_json::json;
 use system_tests::{
     images::sample,
-    pipeline::{spawn_pipeline, spawn_pipeline_tuned},
+    pipeline::{Pipeline, spawn_pipeline, spawn_pipeline_tuned},
     poll::poll_until,
 };
 
@@ -71,24 +72,35 @@ async fn new_images_are_processed_again_under_a_new_revision() {
     assert_eq!(pipeline.images.hits("/img/astronaut.png"), 1);
 }
 
-#[tokio::test]
-async fn a_hanging_image_server_does_not_hold_up_other_products() {
-    // Longer than the test waits for the other products: they cannot be processed after
-    // the hanging download gave up, only beside it.
+/// The image a product's download hangs on until the test releases it.
+const HANGING: &str = "/slow/rocket.jpg";
+
+/// A pipeline with one product whose image download has started and hangs; returns the
+/// product's id.
+async fn with_a_hanging_download() -> (Pipeline, String) {
+    // Longer than the tests wait for other products: they cannot be processed after the
+    // hanging download gave up, only beside it.
     let pipeline = spawn_pipeline_tuned(|s| s.fetch.total_timeout = Duration::from_secs(300)).await;
-    let path = "/slow/rocket.jpg"; // hangs until released
-    let stuck = pipeline.create_product(&[pipeline.images.url(path)]).await;
+    let id = pipeline
+        .create_product(&[pipeline.images.url(HANGING)])
+        .await;
     poll_until(
         "the first product's download to start",
         Duration::from_secs(30),
         || async {
-            match pipeline.images.hits(path) {
+            match pipeline.images.hits(HANGING) {
                 1 => Ok(()),
                 n => Err(n),
             }
         },
     )
     .await;
+    (pipeline, id)
+}
+
+#[tokio::test]
+async fn a_hanging_image_server_does_not_hold_up_other_products() {
+    let (pipeline, stuck) = with_a_hanging_download().await;
 
     let others = [
         pipeline
@@ -111,5 +123,47 @@ async fn a_hanging_image_server_does_not_hold_up_other_products() {
     pipeline.images.release();
     let product = pipeline.wait_until_processed(&stuck).await;
     assert_eq!(product["processing_status"], "done", "{product:#}");
-    assert_eq!(pipeline.images.hits(path), 1, "downloaded once, no retry");
+    assert_eq!(
+        pipeline.images.hits(HANGING),
+        1,
+        "downloaded once, no retry"
+    );
+}
+
+#[tokio::test]
+async fn a_products_next_event_waits_for_its_first_while_other_products_go_on() {
+    let (pipeline, busy) = with_a_hanging_download().await;
+    // Its second event must wait for the first; the consumer takes in what follows it.
+    pipeline
+        .app
+        .patch(
+            &format!("/products/{busy}"),
+            &json!({"product_images": [pipeline.images.url("/img/coffee.png")]}),
+        )
+        .await;
+    let others = [
+        pipeline
+            .create_product(&[pipeline.images.url("/img/chelsea.png")])
+            .await,
+        pipeline
+            .create_product(&[pipeline.images.url("/img/astronaut.png")])
+            .await,
+    ];
+    for id in &others {
+        let product = pipeline.wait_until_processed(id).await;
+        assert_eq!(product["processing_status"], "done", "{product:#}");
+    }
+    assert_eq!(
+        pipeline.images.hits("/img/coffee.png"),
+        0,
+        "the product's second event has not started"
+    );
+
+    pipeline.images.release();
+    pipeline.wait_until_revision_done(&busy, 2).await;
+    assert_eq!(
+        pipeline.images.hits(HANGING),
+        1,
+        "downloaded once, no retry"
+    );
 }

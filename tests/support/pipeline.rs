@@ -250,6 +250,27 @@ impl Pipeline {
     }
 
     /// Waits until processing of `id` is finished (no image pending).
+    /// Waits until image revision `revision` of product `id` is processed and every image
+    /// compressed; returns the product.
+    pub async fn wait_until_revision_done(&self, id: &str, revision: i64) -> Value {
+        let product = self
+            .wait_for(
+                id,
+                &format!("image revision {revision} to be processed"),
+                Duration::from_secs(60),
+                |p| p["image_revision"] == revision && p["processing_status"] == "done",
+            )
+            .await;
+        let suffix = format!("/r{revision}/0.webp");
+        assert!(
+            product["compressed_product_images"][0]
+                .as_str()
+                .is_some_and(|url| url.ends_with(&suffix)),
+            "the first image is revision {revision}'s: {product:#}"
+        );
+        product
+    }
+
     pub async fn wait_until_processed(&self, id: &str) -> Value {
         self.wait_for(id, "processing to finish", Duration::from_secs(60), |p| {
             p["processing_status"] != "pending"

@@ -32,44 +32,44 @@ impl Worker {
         ));
         let limit = self.jobs_in_flight.max(1);
         let mut in_flight = InFlight::default();
-        let mut running = FuturesUnordered::new();
-        // A record received while an earlier record of its product still runs.
-        let mut held: Option<OwnedMessage> = None;
+        let mut running: FuturesUnordered<BoxFuture<'static, (OwnedMessage, bool)>> =
+            FuturesUnordered::new();
         let mut stopping = false;
         loop {
-            // Once stopping, a held record is left for redelivery: no offset reaches it, as
-            // it came after every record started on its partition.
-            if let Some(message) = held.take_if(|m| !stopping && !in_flight.key_busy(m.key())) {
-                running.push(
-                    self.clone()
-                        .start(message, level, &mut in_flight, &shutdown),
-                );
-            }
             if stopping && running.is_empty() {
                 break;
             }
-            let receive = !stopping && held.is_none() && in_flight.running() < limit;
+            // As many records wait behind a busy product as may run at once; past that the
+            // consumer takes nothing in until one of them can start.
+            let receive = !stopping && in_flight.running() < limit && in_flight.waiting() < limit;
             tokio::select! {
-                _ = shutdown.cancelled(), if !stopping => stopping = true,
+                _ = shutdown.cancelled(), if !stopping => {
+                    stopping = true;
+                    // Waiting records are left for redelivery: no offset reaches them.
+                    in_flight.drop_waiting();
+                }
                 Some((message, durable)) = running.next() => {
-                    let (topic, partition, key) = (message.topic(), message.partition(), message.key());
                     if !durable {
                         // Interrupted by shutdown: this offset and every later one of its
                         // partition stay unstored, so the records are redelivered.
-                        in_flight.abandon(key);
-                    } else if let Some(offset) = in_flight.finish(topic, partition, message.offset(), key) {
+                        in_flight.abandon(&message);
+                        continue;
+                    }
+                    let (stored, next) = in_flight.finish(&message);
+                    if let Some(offset) = stored {
+                        let (topic, partition) = (message.topic(), message.partition());
                         if let Err(error) = consumer.store_offset(topic, partition, offset) {
                             tracing::warn!(%error, topic, partition, "Failed to store an offset.");
                         }
                     }
+                    if let Some(next) = next {
+                        running.push(self.clone().start(next, level, &shutdown));
+                    }
                 }
                 message = consumer.recv(), if receive => match message {
                     Ok(message) => {
-                        let message = message.detach();
-                        if in_flight.key_busy(message.key()) {
-                            held = Some(message);
-                        } else {
-                            running.push(self.clone().start(message, level, &mut in_flight, &shutdown));
+                        if let Some(message) = in_flight.admit(message.detach()) {
+                            running.push(self.clone().start(message, level, &shutdown));
                         }
                     }
                     Err(error) => {
@@ -86,21 +86,14 @@ impl Worker {
         tracing::info!(retry_level = level, "Consumer stopped.");
     }
 
-    /// Notes the record as started and returns its handling, which yields the record and
-    /// whether its outcome is durable.
+    /// The handling of a started record, which yields the record and whether its outcome
+    /// is durable.
     fn start(
         self: Arc<Self>,
         message: OwnedMessage,
         level: usize,
-        in_flight: &mut InFlight,
         shutdown: &CancellationToken,
     ) -> BoxFuture<'static, (OwnedMessage, bool)> {
-        in_flight.start(
-            message.topic(),
-            message.partition(),
-            message.offset(),
-            message.key(),
-        );
         let shutdown = shutdown.clone();
         Box::pin(async move {
             let durable = self.handle(&message, level, &shutdown).await;

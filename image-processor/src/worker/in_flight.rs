@@ -2,64 +2,102 @@
 //! what one-at-a-time processing guaranteed:
 //!
 //! - **No offset passes an unfinished record.** A partition's offset is stored only up to
-//!   the end of its longest run of finished records from the oldest started one, so a crash
-//!   redelivers every record that was not finished, and nothing that was (beyond that run).
+//!   the end of its longest run of finished records from the oldest one taken in, so a
+//!   crash redelivers every record that was not finished (running or waiting), and nothing
+//!   that was (beyond that run).
 //! - **One product at a time.** Records with the same key (the product id) never overlap: a
-//!   record whose key is busy waits until the earlier one is finished, so a product's events
-//!   take effect in order (a deletion never races the creation before it).
+//!   record whose key is busy waits, in arrival order, until the earlier ones are finished,
+//!   so a product's events take effect in order (a deletion never races the creation
+//!   before it). Records of other products go on meanwhile.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 
-/// Records started and not yet stored, per partition, and the keys they hold.
-#[derive(Debug, Default)]
-pub struct InFlight {
-    /// Per (topic, partition): offset → finished, for every started record not yet stored.
+use rdkafka::Message;
+
+/// Records taken in and not yet stored, per partition, and the products they belong to.
+#[derive(Debug)]
+pub struct InFlight<M> {
+    /// Per (topic, partition): offset → finished, for every record taken in (running or
+    /// waiting) and not yet stored.
     partitions: HashMap<(String, i32), BTreeMap<i64, bool>>,
-    /// Keys of the records started and not finished.
-    keys: HashSet<Vec<u8>>,
+    /// Per key with a running record: the records of that key waiting behind it, in order.
+    keys: HashMap<Vec<u8>, VecDeque<M>>,
     /// Records started and not finished.
     running: usize,
+    /// Records taken in and waiting for an earlier record of their key.
+    waiting: usize,
 }
 
-impl InFlight {
+impl<M> Default for InFlight<M> {
+    fn default() -> Self {
+        Self {
+            partitions: HashMap::new(),
+            keys: HashMap::new(),
+            running: 0,
+            waiting: 0,
+        }
+    }
+}
+
+impl<M: Message> InFlight<M> {
     /// Records started and not finished.
     pub fn running(&self) -> usize {
         self.running
     }
 
-    /// Whether a record with `key` is running (keyless records never wait).
-    pub fn key_busy(&self, key: Option<&[u8]>) -> bool {
-        key.is_some_and(|key| self.keys.contains(key))
+    /// Records waiting for an earlier record of their key.
+    pub fn waiting(&self) -> usize {
+        self.waiting
     }
 
-    /// Notes that the record at `offset` started.
-    pub fn start(&mut self, topic: &str, partition: i32, offset: i64, key: Option<&[u8]>) {
+    /// Takes `message` in: returns it to be started now, or keeps it until the records of
+    /// its key taken in before it are finished (keyless records never wait). Either way no
+    /// offset passes it until it is finished.
+    pub fn admit(&mut self, message: M) -> Option<M> {
         self.partitions
-            .entry((topic.to_owned(), partition))
+            .entry((message.topic().to_owned(), message.partition()))
             .or_default()
-            .insert(offset, false);
-        if let Some(key) = key {
-            self.keys.insert(key.to_vec());
+            .insert(message.offset(), false);
+        if let Some(key) = message.key() {
+            if let Some(queue) = self.keys.get_mut(key) {
+                queue.push_back(message);
+                self.waiting += 1;
+                return None;
+            }
+            self.keys.insert(key.to_vec(), VecDeque::new());
         }
         self.running += 1;
+        Some(message)
     }
 
-    /// Notes that the record at `offset` finished (its outcome is durable). Returns the
-    /// offset to store for the partition when the run of finished records from the oldest
-    /// grew: the last record of that run.
-    pub fn finish(
-        &mut self,
-        topic: &str,
-        partition: i32,
-        offset: i64,
-        key: Option<&[u8]>,
-    ) -> Option<i64> {
-        if let Some(key) = key {
-            self.keys.remove(key);
-        }
+    /// Notes that `message` finished (its outcome is durable). Returns the offset to store
+    /// for its partition when the run of finished records from the oldest grew (the last
+    /// record of that run), and the next record of its key, now started, if one waits.
+    pub fn finish(&mut self, message: &M) -> (Option<i64>, Option<M>) {
         self.running = self.running.saturating_sub(1);
-        let pending = self.partitions.get_mut(&(topic.to_owned(), partition))?;
-        *pending.get_mut(&offset)? = true;
+        let next = message.key().and_then(|key| {
+            let queue = self.keys.get_mut(key)?;
+            match queue.pop_front() {
+                Some(next) => {
+                    self.waiting -= 1;
+                    self.running += 1;
+                    Some(next)
+                }
+                None => {
+                    self.keys.remove(key);
+                    None
+                }
+            }
+        });
+        let Some(pending) = self
+            .partitions
+            .get_mut(&(message.topic().to_owned(), message.partition()))
+        else {
+            return (None, next);
+        };
+        if let Some(finished) = pending.get_mut(&message.offset()) {
+            *finished = true;
+        }
         let mut stored = None;
         while let Some(entry) = pending.first_entry() {
             if !*entry.get() {
@@ -67,37 +105,81 @@ impl InFlight {
             }
             stored = Some(entry.remove_entry().0);
         }
-        stored
+        (stored, next)
     }
 
-    /// Notes that the record at `offset` stopped without a durable outcome (shutdown came
-    /// first): its key is free, and no offset at or after it will be stored.
-    pub fn abandon(&mut self, key: Option<&[u8]>) {
-        if let Some(key) = key {
-            self.keys.remove(key);
-        }
+    /// Notes that `message` stopped without a durable outcome (shutdown came first). The
+    /// records of its key still waiting are dropped unstarted: like it, they stay unstored,
+    /// and so does every offset after them, so all are redelivered.
+    pub fn abandon(&mut self, message: &M) {
         self.running = self.running.saturating_sub(1);
+        if let Some(queue) = message.key().and_then(|key| self.keys.remove(key)) {
+            self.waiting -= queue.len();
+        }
+    }
+
+    /// Drops every waiting record unstarted (shutdown): they stay unstored, for redelivery.
+    pub fn drop_waiting(&mut self) {
+        for queue in self.keys.values_mut() {
+            queue.clear();
+        }
+        self.waiting = 0;
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use rdkafka::{Timestamp, message::OwnedMessage};
+
     use super::*;
+
+    fn record(partition: i32, offset: i64, key: Option<&str>) -> OwnedMessage {
+        OwnedMessage::new(
+            None,
+            key.map(|k| k.as_bytes().to_vec()),
+            "t".to_owned(),
+            Timestamp::NotAvailable,
+            partition,
+            offset,
+            None,
+        )
+    }
+
+    /// Finishes `record`: the offset to store, and the offset of the record started next.
+    fn finish(
+        in_flight: &mut InFlight<OwnedMessage>,
+        record: &OwnedMessage,
+    ) -> (Option<i64>, Option<i64>) {
+        let (stored, next) = in_flight.finish(record);
+        (stored, next.map(|r| r.offset()))
+    }
+
+    /// Takes every record in; returns the offsets started at once.
+    fn admit_all(in_flight: &mut InFlight<OwnedMessage>, records: &[OwnedMessage]) -> Vec<i64> {
+        records
+            .iter()
+            .filter_map(|r| in_flight.admit(r.clone()))
+            .map(|r| r.offset())
+            .collect()
+    }
 
     #[test]
     fn an_offset_is_stored_only_once_every_earlier_record_finished() {
         let mut in_flight = InFlight::default();
-        for offset in [10, 11, 12] {
-            in_flight.start("t", 0, offset, None);
-        }
+        let records = [
+            record(0, 10, None),
+            record(0, 11, None),
+            record(0, 12, None),
+        ];
+        assert_eq!(admit_all(&mut in_flight, &records), [10, 11, 12]);
         assert_eq!(
-            in_flight.finish("t", 0, 12, None),
+            finish(&mut in_flight, &records[2]).0,
             None,
             "10 and 11 still run"
         );
-        assert_eq!(in_flight.finish("t", 0, 11, None), None, "10 still runs");
+        assert_eq!(finish(&mut in_flight, &records[1]).0, None, "10 still runs");
         assert_eq!(
-            in_flight.finish("t", 0, 10, None),
+            finish(&mut in_flight, &records[0]).0,
             Some(12),
             "10 to 12 are done"
         );
@@ -107,33 +189,85 @@ mod tests {
     #[test]
     fn partitions_advance_independently() {
         let mut in_flight = InFlight::default();
-        in_flight.start("t", 0, 5, None);
-        in_flight.start("t", 1, 7, None);
-        in_flight.start("t", 0, 6, None);
-        assert_eq!(in_flight.finish("t", 1, 7, None), Some(7));
-        assert_eq!(in_flight.finish("t", 0, 6, None), None);
-        assert_eq!(in_flight.finish("t", 0, 5, None), Some(6));
+        let records = [record(0, 5, None), record(1, 7, None), record(0, 6, None)];
+        admit_all(&mut in_flight, &records);
+        assert_eq!(finish(&mut in_flight, &records[1]).0, Some(7));
+        assert_eq!(finish(&mut in_flight, &records[2]).0, None);
+        assert_eq!(finish(&mut in_flight, &records[0]).0, Some(6));
     }
 
     #[test]
-    fn an_abandoned_record_holds_back_every_later_offset() {
+    fn records_of_one_key_run_one_after_another_in_order_while_others_go_on() {
         let mut in_flight = InFlight::default();
-        in_flight.start("t", 0, 1, Some(b"a"));
-        in_flight.start("t", 0, 2, Some(b"b"));
-        in_flight.abandon(Some(b"a"));
-        assert_eq!(in_flight.finish("t", 0, 2, Some(b"b")), None);
+        let records = [
+            record(0, 1, Some("42")),
+            record(0, 2, Some("42")),
+            record(0, 3, Some("7")),
+            record(0, 4, Some("42")),
+        ];
+        assert_eq!(
+            admit_all(&mut in_flight, &records),
+            [1, 3],
+            "2 and 4 wait for 1"
+        );
+        assert_eq!((in_flight.running(), in_flight.waiting()), (2, 2));
+
+        let (stored, next) = finish(&mut in_flight, &records[2]);
+        assert_eq!(
+            (stored, next),
+            (None, None),
+            "3 is done, but 1 and 2 are not"
+        );
+        let (stored, next) = finish(&mut in_flight, &records[0]);
+        assert_eq!(stored, Some(1));
+        assert_eq!(next, Some(2), "then 2");
+        let (stored, next) = finish(&mut in_flight, &records[1]);
+        assert_eq!(stored, Some(3), "2 and the finished 3");
+        assert_eq!(next, Some(4), "then 4");
+        assert_eq!(finish(&mut in_flight, &records[3]), (Some(4), None));
+        assert_eq!((in_flight.running(), in_flight.waiting()), (0, 0));
+        assert_eq!(
+            in_flight
+                .admit(record(0, 5, Some("42")))
+                .map(|r| r.offset()),
+            Some(5),
+            "the key is free again"
+        );
+    }
+
+    #[test]
+    fn no_offset_passes_a_waiting_record() {
+        let mut in_flight = InFlight::default();
+        let records = [
+            record(0, 1, Some("a")),
+            record(0, 2, Some("a")),
+            record(0, 3, Some("b")),
+        ];
+        admit_all(&mut in_flight, &records);
+        let (stored, next) = finish(&mut in_flight, &records[2]);
+        assert_eq!(stored, None, "1 runs, 2 waits");
+        assert!(next.is_none());
+        in_flight.drop_waiting();
+        assert_eq!(
+            finish(&mut in_flight, &records[0]),
+            (Some(1), None),
+            "a dropped record is not started, and its offset stays unstored"
+        );
+        assert_eq!(in_flight.waiting(), 0);
+    }
+
+    #[test]
+    fn an_abandoned_record_holds_back_every_later_offset_and_its_keys_waiting_records() {
+        let mut in_flight = InFlight::default();
+        let records = [
+            record(0, 1, Some("a")),
+            record(0, 2, Some("b")),
+            record(0, 3, Some("a")),
+        ];
+        admit_all(&mut in_flight, &records);
+        in_flight.abandon(&records[0]);
+        assert_eq!(in_flight.waiting(), 0, "3 is dropped with it");
+        assert_eq!(finish(&mut in_flight, &records[1]), (None, None));
         assert_eq!(in_flight.running(), 0);
-        assert!(!in_flight.key_busy(Some(b"a")));
-    }
-
-    #[test]
-    fn a_key_is_busy_while_its_record_runs() {
-        let mut in_flight = InFlight::default();
-        in_flight.start("t", 0, 1, Some(b"42"));
-        assert!(in_flight.key_busy(Some(b"42")));
-        assert!(!in_flight.key_busy(Some(b"43")));
-        assert!(!in_flight.key_busy(None), "keyless records never wait");
-        in_flight.finish("t", 0, 1, Some(b"42"));
-        assert!(!in_flight.key_busy(Some(b"42")));
     }
 }
