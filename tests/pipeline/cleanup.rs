@@ -52,7 +52,8 @@ async fn deleting_a_product_deletes_its_stored_images() {
 
     let response = pipeline.app.delete(&format!("/products/{id}")).await;
     assert_eq!(response.status(), 204);
-    wait_for_files(&pipeline, &id, "the deleted product's images to go", &[]).await;
+    pipeline.wait_until_deleted_in_storage(&id).await;
+    assert_eq!(stored(&pipeline, &id), Vec::<String>::new());
     assert!(
         !pipeline.storage_dir.join("products").join(&id).exists(),
         "its emptied directory goes too"

@@ -174,13 +174,7 @@ async fn a_redrive_of_a_deleted_products_event_stores_nothing() {
     wait_for_dead_letters(&pipeline, 1).await;
     let response = pipeline.app.delete(&format!("/products/{id}")).await;
     assert_eq!(response.status(), 204);
-    let tombstone = pipeline.storage_dir.join("deleted-products").join(&id);
-    poll_until(
-        "the deletion to be handled",
-        Duration::from_secs(30),
-        || async { if tombstone.exists() { Ok(()) } else { Err(()) } },
-    )
-    .await;
+    pipeline.wait_until_deleted_in_storage(&id).await;
 
     pipeline.images.heal();
     let hits = pipeline.images.hits(path);

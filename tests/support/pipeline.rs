@@ -179,6 +179,18 @@ impl Pipeline {
         self.processor = Some(Processor { shutdown, handle });
     }
 
+    /// Waits until the processor has handled the deletion of product `id` (storage holds
+    /// its `deleted-products/<id>` marker, written after its images went).
+    pub async fn wait_until_deleted_in_storage(&self, id: &str) {
+        let marker = self.storage_dir.join("deleted-products").join(id);
+        poll_until(
+            &format!("the deletion of product {id} to be handled"),
+            Duration::from_secs(30),
+            || async { if marker.exists() { Ok(()) } else { Err(()) } },
+        )
+        .await;
+    }
+
     /// The running processor's /metrics page.
     pub async fn processor_metrics(&self) -> String {
         let addr = self.processor_http.expect("the processor runs");

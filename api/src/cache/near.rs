@@ -278,3 +278,121 @@ pub async fn keep_tracking(near: Weak<NearCache>, client: Client, timeout: Durat
     }
     let _ = client.quit().await;
 }
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+
+    use super::*;
+
+    fn near() -> NearCache {
+        NearCache::new(
+            1 << 20,
+            Duration::from_secs(60),
+            "p:product:".to_owned(),
+            Arc::default(),
+        )
+    }
+
+    fn entry(version: i64) -> Cached {
+        Cached {
+            version,
+            body: Bytes::from(format!("{{\"version\":{version}}}")),
+        }
+    }
+
+    /// Reads `id` from memory, as a request would.
+    fn read(near: &NearCache, id: i64) -> Option<i64> {
+        near.get(id).map(|e| e.version)
+    }
+
+    #[test]
+    fn nothing_is_kept_or_served_before_tracking_is_on() {
+        let near = near();
+        near.offer(near.ticket(1), &entry(1));
+        assert_eq!(read(&near, 1), None);
+        near.go_live();
+        assert_eq!(read(&near, 1), None, "the early offer was not kept");
+        near.offer(near.ticket(1), &entry(1));
+        assert_eq!(read(&near, 1), Some(1));
+        assert_eq!(near.stats.local_hits.get(), 1);
+    }
+
+    #[test]
+    fn a_read_that_was_out_when_its_product_changed_is_not_kept() {
+        let near = near();
+        near.go_live();
+        let ticket = near.ticket(7);
+        // Redis pushes product 7's key while the read of the old value is out.
+        near.invalidated(&[Key::from("p:product:7")]);
+        near.offer(ticket, &entry(1));
+        assert_eq!(read(&near, 7), None);
+        // A read of another stripe is not spoiled by it.
+        let other = near.ticket(8);
+        near.invalidated(&[Key::from("p:product:7")]);
+        near.offer(other, &entry(3));
+        assert_eq!(read(&near, 8), Some(3));
+    }
+
+    #[test]
+    fn a_read_that_started_before_tracking_came_on_is_not_kept() {
+        let near = near();
+        let ticket = near.ticket(1);
+        near.go_live();
+        near.offer(ticket, &entry(1));
+        assert_eq!(
+            read(&near, 1),
+            None,
+            "a change before tracking was not pushed"
+        );
+    }
+
+    #[test]
+    fn a_push_drops_only_its_own_product_and_a_flush_drops_everything() {
+        let near = near();
+        near.go_live();
+        for id in [5, 50] {
+            near.offer(near.ticket(id), &entry(1));
+        }
+        near.invalidated(&[Key::from("p:product:5"), Key::from("other:product:50")]);
+        assert_eq!((read(&near, 5), read(&near, 50)), (None, Some(1)));
+        near.invalidated(&[]);
+        assert_eq!(read(&near, 50), None, "an empty push means a flush");
+        assert_eq!(near.stats.local_flushes.get(), 1);
+    }
+
+    #[test]
+    fn losing_tracking_empties_memory_and_serves_nothing_until_it_is_back() {
+        let near = near();
+        near.go_live();
+        near.offer(near.ticket(1), &entry(1));
+        let out = near.ticket(2);
+        near.go_dark();
+        assert_eq!(read(&near, 1), None);
+        assert_eq!(near.stats.local_flushes.get(), 1);
+        near.go_live();
+        assert_eq!(read(&near, 1), None, "the entry went with the connection");
+        near.offer(out, &entry(1));
+        assert_eq!(
+            read(&near, 2),
+            None,
+            "a read that was out meanwhile is not kept"
+        );
+        near.go_dark();
+        near.go_dark();
+        assert_eq!(
+            near.stats.local_flushes.get(),
+            2,
+            "each loss of tracking empties it once"
+        );
+    }
+
+    #[test]
+    fn this_replicas_own_write_drops_its_entry_at_once() {
+        let near = near();
+        near.go_live();
+        near.offer(near.ticket(1), &entry(1));
+        near.forget(1);
+        assert_eq!(read(&near, 1), None);
+    }
+}
