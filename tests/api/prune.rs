@@ -9,14 +9,20 @@ use api::{
     metrics::ApiMetrics,
     outbox::prune::{PruneSettings, Pruned, Pruner},
 };
-use system_tests::spawn_app;
+use system_tests::spawn_app_with;
 use tokio_util::sync::CancellationToken;
 
 const DAY: Duration = Duration::from_secs(24 * 3600);
 
 #[tokio::test]
 async fn only_records_older_than_their_retention_are_pruned_and_never_unpublished_events() {
-    let app = spawn_app().await;
+    // The app's own pruner runs at start, maybe after the rows below are in: with a year's
+    // retention it leaves them to the test's pruner.
+    let app = spawn_app_with(|s| {
+        s.prune.outbox_retention = 365 * DAY;
+        s.prune.applied_events_retention = 365 * DAY;
+    })
+    .await;
     let db = app.db().await;
     // Outbox rows: (published how many days ago, or never; created how many days ago).
     let rows: [(Option<i32>, i32); 5] = [

@@ -1,8 +1,9 @@
 //! The read-through Redis cache of `GET /products/{id}`.
 //!
 //! A hit returns the stored response bytes without touching PostgreSQL. A miss loads the
-//! product once however many requests miss together (single flight, per process), stores the
-//! bytes with the product's `version`, and returns them.
+//! product once however many requests miss together (single flight, per process; the load
+//! looks in Redis once more first, for requests that missed just before an earlier load
+//! stored it), stores the bytes with the product's `version`, and returns them.
 //!
 //! Invalidation happens after commit on every write path and does not simply delete: it
 //! leaves a marker holding the new version. Storing is a Lua script that refuses an entry
@@ -332,6 +333,11 @@ impl ProductCache {
             .inner
             .flights
             .run(id, async move {
+                // A request that missed just before an earlier load stored the product, and
+                // came here after that load was over, finds it now.
+                if let Some(stored) = cache.get(id).await {
+                    return Ok(Some(stored));
+                }
                 cache.inner.stats.db_loads.inc();
                 let loaded = load().await.map_err(Arc::new)?;
                 if let Some(entry) = &loaded {
