@@ -79,6 +79,11 @@ impl ApiMetrics {
             cache.local_hits.clone(),
         );
         registry.register(
+            "cache_local_tracking",
+            "1 while Redis tracks this replica's keys and its in-memory cache serves; 0 while that cache is off or waiting for tracking",
+            cache.local_tracking.clone(),
+        );
+        registry.register(
             "cache_local_flushes",
             "Times this replica emptied its in-memory cache: Redis key tracking lost or in doubt, or Redis flushed",
             cache.local_flushes.clone(),

@@ -34,7 +34,7 @@ use std::{
 
 use bytes::Bytes;
 use fred::{prelude::*, types::RespVersion};
-use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::{counter::Counter, gauge::Gauge};
 
 use self::{near::NearCache, single_flight::SingleFlight};
 
@@ -77,6 +77,8 @@ pub struct CacheStats {
     pub local_hits: Counter,
     /// Times the near cache was emptied at once: tracking lost, or Redis flushed.
     pub local_flushes: Counter,
+    /// 1 while Redis tracks this replica's keys, so the near cache serves; 0 otherwise.
+    pub local_tracking: Gauge,
 }
 
 /// A cached response: the product's version and its JSON.
@@ -131,7 +133,15 @@ impl ProductCache {
             connect_until_up(client.clone());
         }
         let stats = Arc::new(CacheStats::default());
-        let near = if settings.local_max_bytes > 0 {
+        // In a Redis Cluster, broadcast tracking covers the keys of one node only: pushes for
+        // the others would never come, so the near cache stays off there.
+        let clustered = Config::from_url(&settings.url)?.server.is_clustered();
+        if clustered && settings.local_max_bytes > 0 {
+            tracing::warn!(
+                "Near cache off: Redis Cluster is not supported by it (CACHE_LOCAL_MAX_MB)."
+            );
+        }
+        let near = if settings.local_max_bytes > 0 && !clustered {
             let near = Arc::new(NearCache::new(
                 settings.local_max_bytes,
                 settings.ttl,
@@ -177,6 +187,12 @@ impl ProductCache {
                 last_warning_ms: AtomicU64::new(0),
             }),
         }
+    }
+
+    /// Whether this replica keeps a near cache in memory (it may still be waiting for
+    /// tracking to come on).
+    pub fn has_near_cache(&self) -> bool {
+        self.inner.near.is_some()
     }
 
     /// Products held in this replica's memory.
@@ -394,4 +410,36 @@ fn builder(settings: &CacheSettings, version: RespVersion) -> anyhow::Result<Bui
         // Keep trying for ever, every half second.
         .set_policy(ReconnectPolicy::new_constant(0, 500));
     Ok(builder)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(url: &str, local_max_bytes: u64) -> CacheSettings {
+        CacheSettings {
+            url: url.to_owned(),
+            key_prefix: "test:".to_owned(),
+            ttl: Duration::from_secs(60),
+            timeout: Duration::from_millis(200),
+            pool_size: 1,
+            tls_ca_file: None,
+            local_max_bytes,
+        }
+    }
+
+    #[tokio::test]
+    async fn the_near_cache_is_kept_off_where_tracking_cannot_cover_every_key() {
+        // Nothing listens on port 1: the clients only try to connect in the background.
+        let plain = ProductCache::connect(settings("redis://127.0.0.1:1", 1 << 20)).unwrap();
+        assert!(plain.has_near_cache());
+        let off = ProductCache::connect(settings("redis://127.0.0.1:1", 0)).unwrap();
+        assert!(!off.has_near_cache());
+        let cluster =
+            ProductCache::connect(settings("redis-cluster://127.0.0.1:1", 1 << 20)).unwrap();
+        assert!(
+            !cluster.has_near_cache(),
+            "one node's pushes do not cover the others'"
+        );
+    }
 }

@@ -139,6 +139,7 @@ impl NearCache {
     fn go_dark(&self) {
         // Nothing is taken in while dark, so only the way in needs emptying.
         if self.live.swap(false, Ordering::SeqCst) {
+            self.stats.local_tracking.set(0);
             self.forget_all();
         }
     }
@@ -150,6 +151,7 @@ impl NearCache {
             epoch.fetch_add(1, Ordering::SeqCst);
         }
         self.live.store(true, Ordering::SeqCst);
+        self.stats.local_tracking.set(1);
     }
 
     fn is_live(&self) -> bool {
@@ -367,9 +369,11 @@ mod tests {
         near.go_live();
         near.offer(near.ticket(1), &entry(1));
         let out = near.ticket(2);
+        assert_eq!(near.stats.local_tracking.get(), 1);
         near.go_dark();
         assert_eq!(read(&near, 1), None);
         assert_eq!(near.stats.local_flushes.get(), 1);
+        assert_eq!(near.stats.local_tracking.get(), 0);
         near.go_live();
         assert_eq!(read(&near, 1), None, "the entry went with the connection");
         near.offer(out, &entry(1));
