@@ -148,19 +148,103 @@ def k8s_objects() -> list[tuple[str, dict]]:
 
 def check_kubernetes(keys: set[str], operations: set[str]) -> None:
     objects = k8s_objects()
-    by_kind: dict[str, dict[str, dict]] = {}
-    for _, obj in objects:
-        by_kind.setdefault(obj["kind"], {})[obj["metadata"]["name"]] = obj
-
     kustomization = yaml.safe_load((ROOT / "deploy/k8s/kustomization.yaml").read_text())
     listed = set(kustomization["resources"])
     files = {p.name for p in (ROOT / "deploy/k8s").glob("*.yaml")} - {"kustomization.yaml"}
     if listed != files:
         problem(f"deploy/k8s/kustomization.yaml: resources {sorted(listed)} but files {sorted(files)}")
+    check_objects(objects, keys, operations)
+    for component in sorted((ROOT / "deploy/k8s/components").glob("*/kustomization.yaml")):
+        check_objects(render_component(objects, component.parent), keys, operations)
 
+
+def find(objects: list[tuple[str, dict]], kind: str, name: str) -> dict | None:
+    for _, obj in objects:
+        if obj["kind"] == kind and obj["metadata"]["name"] == name:
+            return obj
+    return None
+
+
+def merge(base: dict, patch: dict) -> None:
+    """A strategic merge as kustomize does it for the maps used here."""
+    for key, value in patch.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            merge(base[key], value)
+        else:
+            base[key] = value
+
+
+def json6902(obj: dict, ops: list[dict], where: str) -> None:
+    for op in ops:
+        *parents, last = [p for p in op["path"].split("/") if p]
+        node = obj
+        for part in parents:
+            node = node[int(part)] if isinstance(node, list) else node.get(part)
+            if node is None:
+                problem(f"{where}: {op['path']} does not exist")
+                return
+        if op["op"] == "replace" and last not in node:
+            problem(f"{where}: {op['path']} does not exist to replace")
+        elif op["op"] in ("add", "replace"):
+            node[last] = op["value"]
+        else:
+            problem(f"{where}: unsupported operation {op['op']}")
+
+
+def render_component(base: list[tuple[str, dict]], directory: Path) -> list[tuple[str, dict]]:
+    """The base objects with a kustomize Component applied (its resources and patches)."""
+    label = f"deploy/k8s with {directory.relative_to(ROOT / 'deploy/k8s')}"
+    objects = [(f"{label}: {where}", json.loads(json.dumps(obj))) for where, obj in base]
+    spec = yaml.safe_load((directory / "kustomization.yaml").read_text())
+    if spec.get("kind") != "Component":
+        problem(f"{label}: kustomization.yaml is not a kustomize Component")
+    for resource in spec.get("resources", []):
+        for doc in yaml.safe_load_all((directory / resource).read_text()):
+            if doc:
+                objects.append((f"{label}/{resource}", doc))
+    for patch in spec.get("patches", []):
+        if "path" in patch:
+            for doc in yaml.safe_load_all((directory / patch["path"]).read_text()):
+                target = doc and find(objects, doc["kind"], doc["metadata"]["name"])
+                if not target:
+                    problem(f"{label}/{patch['path']}: patches an object that does not exist")
+                    continue
+                merge(target, {k: v for k, v in doc.items() if k not in ("apiVersion", "kind")})
+        else:
+            t = patch["target"]
+            target = find(objects, t["kind"], t["name"])
+            if target is None:
+                problem(f"{label}: a patch targets {t['kind']} {t['name']}, which does not exist")
+                continue
+            json6902(target, yaml.safe_load(patch["patch"]), f"{label} patch of {t['name']}")
+    return objects
+
+
+# KEDA's Kafka scaler: the `sasl` parameter for each mechanism the services accept.
+KEDA_SASL = {"PLAIN": "plaintext", "SCRAM-SHA-256": "scram_sha256", "SCRAM-SHA-512": "scram_sha512"}
+KEDA_KAFKA_PARAMETERS = {"sasl", "username", "password", "tls", "ca", "cert", "key", "keyPassword"}
+
+
+def check_objects(objects: list[tuple[str, dict]], keys: set[str], operations: set[str]) -> None:
+    by_kind: dict[str, dict[str, dict]] = {}
+    for _, obj in objects:
+        by_kind.setdefault(obj["kind"], {})[obj["metadata"]["name"]] = obj
+
+    # The ConfigMaps and Secrets that become the services' environment (others, such as
+    # KEDA's, hold other things).
+    env_sources = {
+        (kind, ref[key]["name"])
+        for dep in by_kind.get("Deployment", {}).values()
+        for c in dep["spec"]["template"]["spec"]["containers"]
+        for ref in c.get("envFrom", [])
+        for kind, key in (("ConfigMap", "configMapRef"), ("Secret", "secretRef"))
+        if key in ref
+    }
     settings: dict[str, str] = {}
     for kind in ("ConfigMap", "Secret"):
         for name, obj in by_kind.get(kind, {}).items():
+            if (kind, name) not in env_sources:
+                continue
             data = obj.get("data") or obj.get("stringData") or {}
             check_env(f"deploy/k8s {kind} {name}", data, keys)
             settings.update(data)
@@ -232,12 +316,50 @@ def check_kubernetes(keys: set[str], operations: set[str]) -> None:
             for key, want in wants.items():
                 if meta.get(key) != want:
                     problem(f"ScaledObject {name}: {key} is {meta.get(key)!r}, the processor uses {want!r}")
+            check_trigger_authentication(name, trigger, settings, by_kind)
         partitions = int(settings.get("KAFKA_TOPIC_PARTITIONS", "3"))
         if so["spec"].get("maxReplicaCount", 100) > partitions:
             problem(
                 f"ScaledObject {name}: maxReplicaCount {so['spec']['maxReplicaCount']} exceeds "
                 f"KAFKA_TOPIC_PARTITIONS {partitions}; the extra consumers would idle"
             )
+
+
+def check_trigger_authentication(
+    name: str, trigger: dict, settings: dict[str, str], by_kind: dict[str, dict[str, dict]]
+) -> None:
+    """KEDA must reach the brokers the way the services do: same SASL mechanism, user, TLS."""
+    ref = trigger.get("authenticationRef", {}).get("name")
+    protocol = settings.get("KAFKA_SECURITY_PROTOCOL", "plaintext")
+    if ref is None:
+        if protocol != "plaintext":
+            problem(f"ScaledObject {name}: the services use {protocol}, but KEDA's trigger has no authenticationRef")
+        return
+    auth = by_kind.get("TriggerAuthentication", {}).get(ref)
+    if auth is None:
+        problem(f"ScaledObject {name}: TriggerAuthentication {ref} does not exist")
+        return
+    params: dict[str, tuple[str, str, str | None]] = {}
+    for item in auth["spec"].get("secretTargetRef", []):
+        where = f"TriggerAuthentication {ref} parameter {item.get('parameter')}"
+        if item.get("parameter") not in KEDA_KAFKA_PARAMETERS:
+            problem(f"{where}: not a parameter of KEDA's Kafka scaler")
+        secret = by_kind.get("Secret", {}).get(item.get("name"))
+        data = (secret or {}).get("stringData") or (secret or {}).get("data") or {}
+        if secret is None or item.get("key") not in data:
+            problem(f"{where}: Secret {item.get('name')} has no key {item.get('key')}")
+        params[item.get("parameter")] = (item.get("name"), item.get("key"), data.get(item.get("key")))
+    if protocol.startswith("sasl_"):
+        mechanism = settings.get("KAFKA_SASL_MECHANISM", "")
+        sasl = params.get("sasl", (None, None, None))[2]
+        if sasl != KEDA_SASL.get(mechanism):
+            problem(f"TriggerAuthentication {ref}: sasl is {sasl!r}, the services use {mechanism} ({KEDA_SASL.get(mechanism)!r})")
+        for param, key in (("username", "KAFKA_SASL_USERNAME"), ("password", "KAFKA_SASL_PASSWORD")):
+            if params.get(param, (None, None))[:2] != ("catalog-secrets", key):
+                problem(f"TriggerAuthentication {ref}: {param} must come from catalog-secrets {key}, as the services' does")
+    tls = params.get("tls", (None, None, None))[2]
+    if (tls == "enable") != protocol.endswith("ssl"):
+        problem(f"TriggerAuthentication {ref}: tls is {tls!r}, the services use {protocol}")
 
 
 def main() -> int:
