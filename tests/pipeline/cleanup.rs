@@ -167,3 +167,38 @@ async fn a_retry_of_replaced_images_stores_nothing_beside_the_new_ones() {
     );
     assert_eq!(stored(&pipeline, &id), ["r2/0.webp"]);
 }
+
+#[tokio::test]
+async fn a_retry_that_was_running_when_its_product_was_deleted_removes_what_it_stored() {
+    let pipeline = spawn_pipeline().await;
+    let path = "/flaky-slow/1/chelsea.png"; // 503, then hangs until released
+    let id = pipeline.create_product(&[pipeline.images.url(path)]).await;
+    poll_until(
+        "the retry's download to start",
+        Duration::from_secs(30),
+        || async {
+            match pipeline.images.hits(path) {
+                2 => Ok(()),
+                n => Err(n),
+            }
+        },
+    )
+    .await;
+
+    // Deleted while the retry downloads: its check before starting saw nothing.
+    let response = pipeline.app.delete(&format!("/products/{id}")).await;
+    assert_eq!(response.status(), 204);
+    pipeline.wait_until_deleted_in_storage(&id).await;
+    pipeline.images.release();
+    pipeline
+        .wait_for_processor_metric(
+            "the retry to be dropped after storing",
+            r#"jobs_superseded_total{outcome="product_deleted"} 1"#,
+        )
+        .await;
+    assert_eq!(stored(&pipeline, &id), Vec::<String>::new());
+    assert!(
+        !pipeline.storage_dir.join("products").join(&id).exists(),
+        "what the retry stored is gone"
+    );
+}

@@ -89,22 +89,40 @@ async fn delayed(Path((_n, name)): Path<(usize, String)>) -> Response {
     image_response(&name)
 }
 
+/// How many requests for this path came so far, this one included.
+fn requests_so_far(state: &State, req: &Request) -> usize {
+    state
+        .hits
+        .lock()
+        .unwrap()
+        .get(req.uri().path())
+        .copied()
+        .unwrap_or(0)
+}
+
 #[handler]
 fn flaky(
     Path((fails, name)): Path<(usize, String)>,
     req: &Request,
     state: Data<&Arc<State>>,
 ) -> Response {
-    let seen = state
-        .hits
-        .lock()
-        .unwrap()
-        .get(req.uri().path())
-        .copied()
-        .unwrap_or(0);
-    if seen <= fails {
+    if requests_so_far(&state, req) <= fails {
         return StatusCode::SERVICE_UNAVAILABLE.into_response();
     }
+    image_response(&name)
+}
+
+/// Fails `fails` times, then hangs until the test releases it (a retry caught mid-way).
+#[handler]
+async fn flaky_then_slow(
+    Path((fails, name)): Path<(usize, String)>,
+    req: &Request,
+    state: Data<&Arc<State>>,
+) -> Response {
+    if requests_so_far(&state, req) <= fails {
+        return StatusCode::SERVICE_UNAVAILABLE.into_response();
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(3600), state.release.acquire()).await;
     image_response(&name)
 }
 
@@ -158,6 +176,7 @@ impl ImageServer {
             .at("/photo/:n/:name", get(photo))
             .at("/delayed/:n/:name", get(delayed))
             .at("/flaky/:fails/:name", get(flaky))
+            .at("/flaky-slow/:fails/:name", get(flaky_then_slow))
             .at("/fail/:name", get(fail))
             .at("/slow/:name", get(slow))
             .at("/redirect", get(redirect))

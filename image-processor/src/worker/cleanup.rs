@@ -122,16 +122,20 @@ impl Worker {
     }
 
     /// Whether `job` came late (a retry or a redrive) for a product that was deleted or got
-    /// newer images since: then it is dropped, counted and logged, before it stores images
-    /// nobody would refer to. A first attempt from the main topic cannot be late: a
-    /// product's events are handled in order. If the store cannot say, the job goes ahead.
-    pub(super) async fn superseded(&self, job: &Job) -> bool {
+    /// newer images since: then it is dropped, counted and logged. Asked before the job
+    /// starts, so it stores nothing, and again once it `stored` its images, for a change
+    /// that came while it ran: then the objects it stored are deleted. A first attempt from
+    /// the main topic cannot be late: a product's events are handled in order. If the store
+    /// cannot say, the job goes ahead.
+    pub(super) async fn superseded(&self, job: &Job, stored: bool) -> bool {
         if job.attempt <= 1 && !job.redriven {
             return false;
         }
-        let reason = match self.storage.stored_state(&job.product_id).await {
-            Ok(state) if state.deleted => "product_deleted",
-            Ok(state) if state.newest_revision > Some(job.revision) => "newer_revision",
+        let (reason, keep_from) = match self.storage.stored_state(&job.product_id).await {
+            Ok(state) if state.deleted => ("product_deleted", None),
+            Ok(state) if state.newest_revision > Some(job.revision) => {
+                ("newer_revision", state.newest_revision)
+            }
             Ok(_) => return false,
             Err(failure) => {
                 tracing::warn!(
@@ -142,6 +146,25 @@ impl Worker {
                 return false;
             }
         };
+        if stored {
+            // Everything of a deleted product; every revision before the newest otherwise,
+            // this job's among them.
+            match self.storage.delete_images(&job.product_id, keep_from).await {
+                Ok(deleted) => self.count_deleted(
+                    if keep_from.is_some() {
+                        "older_revision"
+                    } else {
+                        "product_deleted"
+                    },
+                    deleted,
+                ),
+                Err(failure) => tracing::warn!(
+                    product_id = %job.product_id,
+                    reason = %failure,
+                    "Deleting a dropped job's images failed; the product's next revision or deletion sweeps them."
+                ),
+            }
+        }
         self.metrics
             .jobs_superseded
             .get_or_create(&OutcomeLabels { outcome: reason })
@@ -152,6 +175,7 @@ impl Worker {
             attempt = job.attempt,
             redriven = job.redriven,
             reason,
+            after_storing = stored,
             "Dropped a late job: its product changed since."
         );
         true

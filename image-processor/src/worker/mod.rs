@@ -158,10 +158,13 @@ impl Worker {
         if level > 0 && !self.wait_until_due(job, shutdown).await {
             return false;
         }
-        if self.superseded(job).await {
+        if self.superseded(job, false).await {
             return true;
         }
         let (finished, transient) = self.process(job).await;
+        if self.superseded(job, true).await {
+            return true;
+        }
         let mut outgoing = Vec::new();
         let mut results = finished;
         if !transient.is_empty() {
