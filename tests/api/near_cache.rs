@@ -136,6 +136,17 @@ async fn a_write_while_the_tracking_connection_is_down_is_not_hidden_by_memory()
     let user = writer.create_user("alice").await;
     let id = writer.create_product(&user, "Lamp", 10.0).await;
     poll_until_local_hit(&reader, &id).await;
+    poll_until(
+        "the writer's tracking to be on too",
+        Duration::from_secs(20),
+        || async {
+            match writer.cache_stats.local_tracking.get() {
+                1 => Ok(()),
+                other => Err(other),
+            }
+        },
+    )
+    .await;
     let flushes = reader.cache_stats.local_flushes.get();
 
     // Redis drops both replicas' tracking connections; the push for this write, made before
