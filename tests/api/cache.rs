@@ -10,7 +10,14 @@ use system_tests::{
     tls::TestPki,
 };
 
+/// An app caching in `redis`, once connected to it.
 async fn cached_app(redis: &str) -> TestApp {
+    let app = app_caching_in(redis).await;
+    app.wait_for_cache_connection().await;
+    app
+}
+
+async fn app_caching_in(redis: &str) -> TestApp {
     let settings = cache_settings(redis);
     spawn_app_with(move |s| s.cache = Some(settings)).await
 }
@@ -158,15 +165,30 @@ async fn if_none_match_with_the_current_etag_is_a_304_until_the_product_changes(
 #[tokio::test]
 async fn without_redis_reads_come_from_the_database_and_caching_resumes_when_it_returns() {
     let mut redis = OwnRedis::start().await;
-    let app = cached_app(&redis.url()).await;
+    // A Redis timeout far above the test client's (10 s): a read that waited on Redis while
+    // it is away would fail the request instead of falling back to the database.
+    let mut settings = cache_settings(&redis.url());
+    settings.timeout = Duration::from_secs(30);
+    let app = spawn_app_with(move |s| s.cache = Some(settings)).await;
+    app.wait_for_cache_connection().await;
     let user = app.create_user("alice").await;
     let id = app.create_product(&user, "Lamp", 10.0).await;
-    // The client connects in the background; wait for the cache to take entries.
     poll_until_hit(&app, &id).await;
 
     redis.kill();
-    // The replica's memory may answer until it learns the connection is gone; from then on
-    // nothing cached is trusted.
+    // Until its clients learn the connection is gone, commands would still be sent (and
+    // wait); from then on reads skip Redis, and nothing cached in memory is trusted.
+    poll_until(
+        "the cache to notice Redis is away",
+        Duration::from_secs(5),
+        || async {
+            match app.cache.connections() {
+                (0, _) => Ok(()),
+                seen => Err(seen),
+            }
+        },
+    )
+    .await;
     poll_until(
         "reads to come from the database",
         Duration::from_secs(5),
@@ -256,7 +278,7 @@ async fn a_rediss_url_caches_over_tls_only_with_a_trusted_certificate() {
 async fn an_api_started_while_redis_is_down_caches_once_redis_is_up() {
     let mut redis = OwnRedis::start().await;
     redis.kill();
-    let app = cached_app(&redis.url()).await;
+    let app = app_caching_in(&redis.url()).await;
     let user = app.create_user("alice").await;
     let id = app.create_product(&user, "Lamp", 10.0).await;
     assert_eq!(get(&app, &id).await.1, "miss");

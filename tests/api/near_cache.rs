@@ -178,6 +178,7 @@ async fn with_the_near_cache_off_hits_come_from_redis() {
         settings.local_max_bytes = 0;
         spawn_app_with(move |s| s.cache = Some(settings)).await
     };
+    app.wait_for_cache_connection().await;
     let user = app.create_user("alice").await;
     let id = app.create_product(&user, "Lamp", 10.0).await;
     name_of(&app, &id).await;

@@ -119,6 +119,22 @@ pub fn redis_url() -> String {
 }
 
 impl TestApp {
+    /// Waits until every connection of the app's Redis cache is up (they connect in the
+    /// background, and reads skip Redis until then).
+    pub async fn wait_for_cache_connection(&self) {
+        poll::poll_until(
+            "the cache to connect to Redis",
+            Duration::from_secs(20),
+            || async {
+                match self.cache.connections() {
+                    (up, all) if up == all => Ok(()),
+                    seen => Err(seen),
+                }
+            },
+        )
+        .await;
+    }
+
     /// Stops the api and waits until its relay and projector have let go of the broker.
     pub async fn stop(&mut self) {
         self.shutdown.cancel();

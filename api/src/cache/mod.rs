@@ -207,22 +207,42 @@ impl ProductCache {
         self.inner.stats.clone()
     }
 
+    /// Connections to Redis that are up, and how many there are.
+    pub fn connections(&self) -> (usize, usize) {
+        self.inner.client.as_ref().map_or((0, 0), |pool| {
+            let clients = pool.clients();
+            (
+                clients.iter().filter(|c| c.is_connected()).count(),
+                clients.len(),
+            )
+        })
+    }
+
+    /// The key of product `id`, a connected client if there is one, and the settings.
     fn key(&self, id: i64) -> Option<(String, &Client, &CacheSettings)> {
         let (pool, settings) = (self.inner.client.as_ref()?, self.inner.settings.as_ref()?);
         Some((
             format!("{}product:{id}", settings.key_prefix),
-            pool.next(),
+            pool.next_connected(),
             settings,
         ))
     }
 
-    /// Runs a Redis command within the timeout; `None` (counted, logged) on any failure.
+    /// Runs a Redis command on `client` within the timeout; `None` (counted, logged) on any
+    /// failure. While the client is disconnected the command is not even sent: a command
+    /// would wait in fred's queue for the reconnect until the timeout, and every request
+    /// would pay it while Redis is away.
     async fn guarded<T>(
         &self,
         what: &'static str,
+        client: &Client,
         command: impl Future<Output = Result<T, Error>>,
     ) -> Option<T> {
         let timeout = self.inner.settings.as_ref()?.timeout;
+        if !client.is_connected() {
+            self.failed(what, "not connected".to_owned());
+            return None;
+        }
         let span = tracing::info_span!(
             "redis",
             otel.name = format!("redis {what}"),
@@ -236,6 +256,12 @@ impl ProductCache {
             Ok(Err(error)) => error.to_string(),
             Err(_) => format!("no answer within {} ms", timeout.as_millis()),
         };
+        self.failed(what, error);
+        None
+    }
+
+    /// Counts a failed Redis command and logs it, at most every five seconds.
+    fn failed(&self, what: &'static str, error: String) {
         self.inner.stats.errors.inc();
         let now = now_ms();
         let last = self.inner.last_warning_ms.load(Ordering::Relaxed);
@@ -254,14 +280,13 @@ impl ProductCache {
                 "Redis unavailable; serving from the database."
             );
         }
-        None
     }
 
     /// The cached entry of product `id`, if there is one.
     pub async fn get(&self, id: i64) -> Option<Cached> {
         let (key, client, _) = self.key(id)?;
         let (version, body): (Option<i64>, Option<Bytes>) = self
-            .guarded("get", client.hmget(key, vec!["v", "b"]))
+            .guarded("get", client, client.hmget(key, vec!["v", "b"]))
             .await?;
         Some(Cached {
             version: version?,
@@ -281,7 +306,7 @@ impl ProductCache {
             (settings.ttl.as_millis() as i64).into(),
         ];
         let stored: Option<i64> = self
-            .guarded("store", client.eval(scripts::STORE, key, args))
+            .guarded("store", client, client.eval(scripts::STORE, key, args))
             .await;
         stored == Some(1)
     }
@@ -294,7 +319,11 @@ impl ProductCache {
         };
         let args: Vec<Value> = vec![version.into(), (settings.ttl.as_millis() as i64).into()];
         let done: Option<i64> = self
-            .guarded("invalidate", client.eval(scripts::INVALIDATE, key, args))
+            .guarded(
+                "invalidate",
+                client,
+                client.eval(scripts::INVALIDATE, key, args),
+            )
             .await;
         // This replica reads its own write at once; the others on Redis's push.
         if let Some(near) = &self.inner.near {
@@ -368,8 +397,8 @@ impl ProductCache {
 
 /// Connects `client`, and keeps trying every half second until the first connection
 /// succeeds: an api started while Redis is down (or not up yet) caches once Redis is there.
-/// After that, fred's reconnect policy keeps it connected. The first attempt starts before
-/// this returns, so commands sent right away wait for it instead of failing.
+/// After that, fred's reconnect policy keeps it connected. Until a client is connected,
+/// reads skip Redis (see `guarded`).
 fn connect_until_up(client: Client) {
     client.connect();
     tokio::spawn(async move {
@@ -407,8 +436,10 @@ fn builder(settings: &CacheSettings, version: RespVersion) -> anyhow::Result<Bui
         .with_performance_config(|p| {
             p.default_command_timeout = settings.timeout;
         })
-        // Keep trying for ever, every half second.
-        .set_policy(ReconnectPolicy::new_constant(0, 500));
+        // Keep trying for ever: at once (10 ms), then backing off to every half second. The
+        // client counts as connected until its first attempt, so that attempt comes soon:
+        // reads skip Redis from then on instead of waiting for it (see `guarded`).
+        .set_policy(ReconnectPolicy::new_exponential(0, 10, 500, 2));
     Ok(builder)
 }
 
