@@ -173,17 +173,10 @@ async fn a_retry_that_was_running_when_its_product_was_deleted_removes_what_it_s
     let pipeline = spawn_pipeline().await;
     let path = "/flaky-slow/1/chelsea.png"; // 503, then hangs until released
     let id = pipeline.create_product(&[pipeline.images.url(path)]).await;
-    poll_until(
-        "the retry's download to start",
-        Duration::from_secs(30),
-        || async {
-            match pipeline.images.hits(path) {
-                2 => Ok(()),
-                n => Err(n),
-            }
-        },
-    )
-    .await;
+    pipeline
+        .images
+        .wait_for_hits("the retry's download to start", path, 2)
+        .await;
 
     // Deleted while the retry downloads: its check before starting saw nothing.
     let response = pipeline.app.delete(&format!("/products/{id}")).await;

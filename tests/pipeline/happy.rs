@@ -4,7 +4,6 @@ use serde_json::json;
 use system_tests::{
     images::sample,
     pipeline::{Pipeline, spawn_pipeline, spawn_pipeline_tuned},
-    poll::poll_until,
 };
 
 #[tokio::test]
@@ -84,36 +83,30 @@ async fn with_a_hanging_download() -> (Pipeline, String) {
     let id = pipeline
         .create_product(&[pipeline.images.url(HANGING)])
         .await;
-    poll_until(
-        "the first product's download to start",
-        Duration::from_secs(30),
-        || async {
-            match pipeline.images.hits(HANGING) {
-                1 => Ok(()),
-                n => Err(n),
-            }
-        },
-    )
-    .await;
+    pipeline
+        .images
+        .wait_for_hits("the first product's download to start", HANGING, 1)
+        .await;
     (pipeline, id)
+}
+
+/// Creates one product per image path, then waits until each is processed and done.
+async fn other_products_are_processed(pipeline: &Pipeline, images: &[&str]) {
+    let mut ids = Vec::new();
+    for image in images {
+        ids.push(pipeline.create_product(&[pipeline.images.url(image)]).await);
+    }
+    for id in &ids {
+        let product = pipeline.wait_until_processed(id).await;
+        assert_eq!(product["processing_status"], "done", "{product:#}");
+    }
 }
 
 #[tokio::test]
 async fn a_hanging_image_server_does_not_hold_up_other_products() {
     let (pipeline, stuck) = with_a_hanging_download().await;
 
-    let others = [
-        pipeline
-            .create_product(&[pipeline.images.url("/img/chelsea.png")])
-            .await,
-        pipeline
-            .create_product(&[pipeline.images.url("/img/coffee.png")])
-            .await,
-    ];
-    for id in &others {
-        let product = pipeline.wait_until_processed(id).await;
-        assert_eq!(product["processing_status"], "done", "{product:#}");
-    }
+    other_products_are_processed(&pipeline, &["/img/chelsea.png", "/img/coffee.png"]).await;
     assert_eq!(
         pipeline.app.product(&stuck).await["processing_status"],
         "pending",
@@ -141,18 +134,7 @@ async fn a_products_next_event_waits_for_its_first_while_other_products_go_on() 
             &json!({"product_images": [pipeline.images.url("/img/coffee.png")]}),
         )
         .await;
-    let others = [
-        pipeline
-            .create_product(&[pipeline.images.url("/img/chelsea.png")])
-            .await,
-        pipeline
-            .create_product(&[pipeline.images.url("/img/astronaut.png")])
-            .await,
-    ];
-    for id in &others {
-        let product = pipeline.wait_until_processed(id).await;
-        assert_eq!(product["processing_status"], "done", "{product:#}");
-    }
+    other_products_are_processed(&pipeline, &["/img/chelsea.png", "/img/astronaut.png"]).await;
     assert_eq!(
         pipeline.images.hits("/img/coffee.png"),
         0,

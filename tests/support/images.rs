@@ -225,6 +225,17 @@ impl ImageServer {
     }
 
     /// How many requests `path` received.
+    /// Waits until `path` was requested exactly `times` times (`what` names the wait).
+    pub async fn wait_for_hits(&self, what: &str, path: &str, times: usize) {
+        crate::poll::poll_until(what, Duration::from_secs(30), || async {
+            match self.hits(path) {
+                n if n == times => Ok(()),
+                n => Err(n),
+            }
+        })
+        .await;
+    }
+
     pub fn hits(&self, path: &str) -> usize {
         self.state
             .hits
