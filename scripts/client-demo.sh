@@ -5,7 +5,7 @@
 #   2. mypy --strict type-checks scripts/client-demo/demo.py against it;
 #   3. demo.py runs against the API at API_ADDR: `make run`'s when it answers, otherwise this
 #      starts the services the way `make run` does and stops them afterwards (the stack stays);
-#      docs/demo-images are served over HTTP from 127.0.0.1 for the processor to fetch;
+#      tests/fixtures/images are served over HTTP from 127.0.0.1 for the processor to fetch;
 #   4. subscriber.py reads the events the demo caused from Kafka with confluent-kafka and
 #      checks their keys, headers and payloads against events/asyncapi.json;
 #   5. schemathesis sends the same server a few hundred requests generated from the document
@@ -62,7 +62,7 @@ fi
 # The demo photos, over HTTP on a free loopback port (make run lets the processor fetch
 # from 127.0.0.1).
 port=$("$TOOLS_VENV/bin/python" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-"$TOOLS_VENV/bin/python" -m http.server "$port" --bind 127.0.0.1 --directory docs/demo-images \
+"$TOOLS_VENV/bin/python" -m http.server "$port" --bind 127.0.0.1 --directory tests/fixtures/images \
   >"$work/images.log" 2>&1 &
 images_pid=$!
 until curl -fsS "http://127.0.0.1:$port/rocket.jpg" -o /dev/null 2>/dev/null; do sleep 0.1; done

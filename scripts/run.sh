@@ -16,7 +16,10 @@ if curl -fsS "http://$addr/healthz" >/dev/null 2>&1; then
 fi
 
 scripts/stack.sh up
-cargo build --quiet --bin api --bin image-processor
+# Not --quiet: the first build on a new machine takes many minutes, and cargo's lines show
+# where it is.
+echo "[run] building the api and the image processor (the first build takes a while)" >&2
+cargo build --bin api --bin image-processor
 
 stop() {
   trap - INT TERM EXIT

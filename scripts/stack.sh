@@ -93,7 +93,7 @@ kafka_up() {
     say "building the tansu broker $TANSU_VERSION from crates.io (once per machine, about 10 minutes on 2 cores)"
     # --locked: without it the build fails; libsql: the SQLite storage engine (memory:// loses
     # records when a consumer resumes mid-batch). See ARCHITECTURE.md.
-    cargo install tansu --version "$TANSU_VERSION" --locked --features libsql --quiet
+    cargo install tansu --version "$TANSU_VERSION" --locked --features libsql
   fi
   mkdir -p "$state/tansu"
   say "starting tansu on $host:$port (data in .local/tansu)"

@@ -10,8 +10,9 @@ admin=${admin%/*}/postgres
 psql "$admin" -tAc "SELECT datname FROM pg_database WHERE datname LIKE 'catalog_test_%'" |
   while read -r db; do psql "$admin" -qc "DROP DATABASE IF EXISTS \"$db\" WITH (FORCE)" || true; done
 
-# The SIGTERM test runs the real image-processor binary.
-cargo build --quiet --bins
+# The SIGTERM test runs the real image-processor binary. Not --quiet: a first build takes
+# many minutes, and cargo's lines show where it is.
+cargo build --bins
 
 # The crates have no doctests; nextest runs everything else, one process per test.
 if cargo nextest --version >/dev/null 2>&1; then

@@ -2,7 +2,7 @@
 
 Run by scripts/client-demo.sh (part of `make test`), which generates the client package
 `product_catalog_client` with openapi-python-client, type-checks this file against it with
-mypy --strict, serves docs/demo-images over HTTP and points this at a running API:
+mypy --strict, serves tests/fixtures/images over HTTP and points this at a running API:
 
     python demo.py <api base URL> <demo images base URL>
 

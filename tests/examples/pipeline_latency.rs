@@ -36,11 +36,8 @@ mod bytes_holder {
 
 /// A 1-megapixel JPEG made from a real photo (upscaled from 640x427).
 fn one_megapixel_jpeg() -> Vec<u8> {
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../docs/demo-images/rocket.jpg"
-    );
-    let source = image::open(path).expect("docs/demo-images/rocket.jpg");
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/images/rocket.jpg");
+    let source = image::open(path).expect("tests/fixtures/images/rocket.jpg");
     let resized = source
         .resize_exact(1225, 816, FilterType::Lanczos3)
         .into_rgb8();

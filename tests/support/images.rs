@@ -20,9 +20,9 @@ use poem::{
 };
 use tokio_util::sync::CancellationToken;
 
-/// The sample photos in `../shared/images`.
+/// A sample photo of `tests/fixtures/images` (public domain and CC0 photos; see its README).
 pub fn sample(name: &str) -> Vec<u8> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/images");
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/images");
     std::fs::read(dir.join(name))
         .unwrap_or_else(|e| panic!("sample image {name} in {}: {e}", dir.display()))
 }
