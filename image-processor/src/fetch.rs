@@ -36,6 +36,9 @@ pub struct FetchSettings {
     pub max_bytes: u64,
     /// Redirects followed before giving up.
     pub max_redirects: usize,
+    /// An egress proxy for every download (`IMAGE_FETCH_PROXY`); none by default, and the
+    /// environment's proxy variables are ignored (see the module's note).
+    pub proxy: Option<Url>,
 }
 
 impl Default for FetchSettings {
@@ -46,6 +49,7 @@ impl Default for FetchSettings {
             total_timeout: Duration::from_secs(30),
             max_bytes: 20 * 1024 * 1024,
             max_redirects: 5,
+            proxy: None,
         }
     }
 }
@@ -124,9 +128,13 @@ impl Resolve for GuardedResolver {
                 .collect();
             if permitted.is_empty() {
                 let shown: Vec<String> = resolved.iter().map(|a| a.ip().to_string()).collect();
+                tracing::warn!(
+                    host,
+                    addresses = shown.join(", "),
+                    "Image host refused: it resolves to non-public addresses."
+                );
                 return Err(Box::new(Refused(format!(
-                    "refused: {host} resolves to non-public addresses ({})",
-                    shown.join(", ")
+                    "refused: {host} does not resolve to a public address"
                 )))
                     as Box<dyn std::error::Error + Send + Sync>);
             }
@@ -145,7 +153,12 @@ pub struct Fetcher {
 
 impl Fetcher {
     pub fn new(settings: FetchSettings) -> anyhow::Result<Self> {
-        let client = reqwest::Client::builder()
+        let builder = reqwest::Client::builder();
+        let builder = match &settings.proxy {
+            Some(proxy) => builder.proxy(reqwest::Proxy::all(proxy.clone())?),
+            None => builder.no_proxy(),
+        };
+        let client = builder
             .dns_resolver(Arc::new(GuardedResolver {
                 allowed: Arc::new(settings.allowed_networks.clone()),
             }))
@@ -380,8 +393,75 @@ mod tests {
         let fetcher = Fetcher::new(FetchSettings::default()).unwrap();
         let failure = fetcher.fetch("http://localhost:1/a.jpg").await.unwrap_err();
         assert!(
-            !failure.is_transient() && failure.reason.contains("non-public"),
+            !failure.is_transient() && failure.reason.contains("not resolve to a public"),
             "{failure}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_refusal_names_no_resolved_address() {
+        let fetcher = Fetcher::new(FetchSettings::default()).unwrap();
+        let failure = fetcher.fetch("http://localhost:1/a.jpg").await.unwrap_err();
+        for address in ["127.0.0.1", "::1"] {
+            assert!(
+                !failure.reason.contains(address),
+                "the public reason leaks {address}: {failure}"
+            );
+        }
+    }
+
+    /// Run by `environment_proxies_are_ignored` in a child process whose environment names
+    /// a proxy (a test cannot change its own process's environment safely).
+    #[tokio::test]
+    #[ignore = "run by environment_proxies_are_ignored, with a proxy in its environment"]
+    async fn fetch_under_a_proxy_environment() {
+        let fetcher = Fetcher::new(FetchSettings::default()).unwrap();
+        let outcome = fetcher.fetch("http://localhost:1/internal.png").await;
+        assert!(
+            outcome
+                .as_ref()
+                .is_err_and(|f| f.reason.starts_with("refused")),
+            "{outcome:?}"
+        );
+    }
+
+    #[test]
+    fn environment_proxies_are_ignored() {
+        use std::io::{Read, Write};
+        // A stand-in proxy that would fetch anything: it answers every request with bytes.
+        let proxy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", proxy.local_addr().unwrap());
+        let connections = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counted = connections.clone();
+        std::thread::spawn(move || {
+            for mut socket in proxy.incoming().flatten() {
+                counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let _ = socket.read(&mut [0_u8; 4096]);
+                let _ = socket.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 6\r\n\r\nsecret");
+            }
+        });
+        let child = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "fetch::tests::fetch_under_a_proxy_environment",
+                "--exact",
+                "--ignored",
+            ])
+            .env("HTTP_PROXY", &url)
+            .env("http_proxy", &url)
+            .env("ALL_PROXY", &url)
+            .env_remove("NO_PROXY")
+            .env_remove("no_proxy")
+            .output()
+            .unwrap();
+        assert_eq!(
+            connections.load(std::sync::atomic::Ordering::SeqCst),
+            0,
+            "the download went through the environment's proxy"
+        );
+        assert!(
+            child.status.success(),
+            "{}",
+            String::from_utf8_lossy(&child.stdout)
         );
     }
 }

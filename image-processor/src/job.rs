@@ -155,9 +155,12 @@ pub fn decode(message: &impl Message) -> Result<Decoded, String> {
         product_id,
         revision,
         images,
+        // Attempts count from 1; a header that says 0 or is not a number (another producer,
+        // a hand-made redrive) counts as a first attempt rather than breaking the retry levels.
         attempt: raw
             .header(headers::ATTEMPT)
-            .and_then(|a| a.parse().ok())
+            .and_then(|a| a.parse::<u32>().ok())
+            .filter(|a| *a >= 1)
             .unwrap_or(1),
         origin,
         first_failure_at: raw.header(headers::FIRST_FAILURE_AT),

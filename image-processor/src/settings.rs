@@ -91,6 +91,10 @@ impl Settings {
                 total_timeout: Duration::from_secs(env::parse("IMAGE_FETCH_TIMEOUT_SECS", 30)?),
                 max_bytes: env::parse("IMAGE_MAX_BYTES", 20 * 1024 * 1024)?,
                 max_redirects: env::parse("IMAGE_MAX_REDIRECTS", 5)?,
+                proxy: env::optional("IMAGE_FETCH_PROXY")
+                    .map(|url| url.parse())
+                    .transpose()
+                    .context("IMAGE_FETCH_PROXY is not a URL")?,
             },
             transform: TransformSettings {
                 max_pixels: env::parse("IMAGE_MAX_PIXELS", 40_000_000)?,
