@@ -119,6 +119,13 @@ pub enum DbError {
     Other(anyhow::Error),
 }
 
+impl From<crate::cache::FlightError> for DbError {
+    /// A shared load that timed out (or panicked) answers like a database that is away.
+    fn from(error: crate::cache::FlightError) -> Self {
+        Self::Unavailable(anyhow::Error::new(error).context("Failed to load the product"))
+    }
+}
+
 impl From<PoolError> for DbError {
     fn from(error: PoolError) -> Self {
         Self::Unavailable(anyhow::Error::new(error).context("Failed to get a database connection"))

@@ -186,6 +186,8 @@ pub fn problem_response(error: poem::Error) -> Response {
             "This route does not accept that method; see /openapi.json.".to_owned(),
         ),
         StatusCode::PAYLOAD_TOO_LARGE => ("payload-too-large", error.to_string()),
+        // The request timeout (middleware::deadline): the message says what to do.
+        StatusCode::SERVICE_UNAVAILABLE => ("unavailable", error.to_string()),
         StatusCode::UNSUPPORTED_MEDIA_TYPE => (
             "unsupported-media-type",
             format!("{error}; send the body as application/json."),

@@ -13,5 +13,6 @@ mod middleware;
 pub mod outbox;
 pub mod projector;
 pub mod routes;
+pub mod server;
 pub mod settings;
 pub mod startup;

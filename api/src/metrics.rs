@@ -17,12 +17,34 @@ use prometheus_client::{
     registry::Registry,
 };
 
-/// Labels of an HTTP request.
+/// Labels of an HTTP request. Each takes its values from a fixed set, whatever a client
+/// sends: [`method_label`], [`route_template`] and the status code.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct HttpLabels {
-    pub method: String,
+    pub method: &'static str,
     pub route: String,
     pub status: u16,
+}
+
+/// The method as a label: one of the standard methods (RFC 9110, and PATCH), or `OTHER`, so
+/// made-up methods cannot grow `/metrics` (a method token may be any length).
+pub fn method_label(method: &poem::http::Method) -> &'static str {
+    use poem::http::Method;
+    const STANDARD: [(Method, &str); 9] = [
+        (Method::GET, "GET"),
+        (Method::HEAD, "HEAD"),
+        (Method::POST, "POST"),
+        (Method::PUT, "PUT"),
+        (Method::PATCH, "PATCH"),
+        (Method::DELETE, "DELETE"),
+        (Method::OPTIONS, "OPTIONS"),
+        (Method::CONNECT, "CONNECT"),
+        (Method::TRACE, "TRACE"),
+    ];
+    STANDARD
+        .iter()
+        .find_map(|(m, label)| (m == method).then_some(*label))
+        .unwrap_or("OTHER")
 }
 
 pub use platform::metrics::{ConsumerLag, OutcomeLabels};
@@ -48,6 +70,8 @@ pub struct ApiMetrics {
     pub projector_lag: ConsumerLag,
     /// Rows the pruner deleted, by table.
     pub pruned: Family<PrunedLabels, Counter>,
+    /// Panics of supervised background tasks, by task (each was restarted).
+    pub task_panics: platform::supervise::TaskPanics,
 }
 
 impl ApiMetrics {
@@ -61,6 +85,7 @@ impl ApiMetrics {
             projector_events: Family::default(),
             projector_lag: Family::default(),
             pruned: Family::default(),
+            task_panics: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -128,6 +153,11 @@ impl ApiMetrics {
             "Published outbox rows and applied-event records deleted after their retention",
             metrics.pruned.clone(),
         );
+        registry.register(
+            "background_task_panics",
+            "Panics of background tasks (relay, projector, pruner), by task; each was restarted",
+            metrics.task_panics.clone(),
+        );
         Arc::new(Self {
             registry,
             ..metrics
@@ -192,6 +222,16 @@ mod tests {
             "/images/{key}"
         );
         assert_eq!(route_template("/docs/swagger-ui.css"), "/docs");
+    }
+
+    #[test]
+    fn standard_methods_keep_their_name_and_the_rest_are_other() {
+        use poem::http::Method;
+        assert_eq!(method_label(&Method::GET), "GET");
+        assert_eq!(method_label(&Method::PATCH), "PATCH");
+        let made_up = Method::from_bytes("X".repeat(20_000).as_bytes()).unwrap();
+        assert_eq!(method_label(&made_up), "OTHER");
+        assert_eq!(method_label(&Method::from_bytes(b"get").unwrap()), "OTHER");
     }
 
     #[test]

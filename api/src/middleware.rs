@@ -1,11 +1,14 @@
-//! Cross-cutting HTTP behaviour: the body size limit, request ids, the access log and the
-//! `Allow` header of 405 responses.
+//! Cross-cutting HTTP behaviour: the body size limit, the request timeout, request ids, the
+//! access log and the `Allow` header of 405 responses.
 
-use std::{sync::Arc, time::Instant};
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use crate::{
     error::problem_response,
-    metrics::{ApiMetrics, HttpLabels, route_template},
+    metrics::{ApiMetrics, HttpLabels, method_label, route_template},
 };
 
 use poem::{
@@ -109,6 +112,33 @@ pub async fn limit_body<E: Endpoint>(next: E, mut req: Request, max: usize) -> R
     next.call(req).await.map(IntoResponse::into_response)
 }
 
+/// Answers 503 when a request (reading its body included) has not finished within `timeout`:
+/// no request holds its connection, its database work or its client for longer. What the
+/// handler had under way is dropped; work that must outlive the request (a shared load, the
+/// cache invalidation after a commit) runs on tasks of its own.
+pub async fn deadline<E: Endpoint>(next: E, req: Request, timeout: Duration) -> Result<Response> {
+    match tokio::time::timeout(timeout, next.call(req)).await {
+        Ok(response) => response.map(IntoResponse::into_response),
+        Err(_) => {
+            tracing::warn!(
+                timeout_ms = timeout.as_millis() as u64,
+                "Request timed out."
+            );
+            let mut response = problem_response(poem::Error::from_string(
+                format!(
+                    "The request did not complete within {} s; retry later.",
+                    timeout.as_secs_f64()
+                ),
+                StatusCode::SERVICE_UNAVAILABLE,
+            ));
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            Ok(response)
+        }
+    }
+}
+
 const REQUEST_ID: &str = "x-request-id";
 
 /// Gives every request an id (the client's `X-Request-Id` when it is sane), echoes it in the
@@ -126,7 +156,8 @@ pub async fn access_log<E: Endpoint>(
         .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
         .map(str::to_owned)
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-    let method = req.method().clone();
+    // The method as a bounded label: a made-up one would otherwise name spans and metrics.
+    let method = method_label(req.method());
     let path = req.uri().path().to_owned();
     let client = req.remote_addr().to_string();
     let route = route_template(&path);
@@ -134,7 +165,7 @@ pub async fn access_log<E: Endpoint>(
         "HTTP request",
         otel.name = format!("{method} {route}"),
         otel.kind = "server",
-        http.request.method = %method,
+        http.request.method = method,
         http.route = %route,
         http.response.status_code = tracing::field::Empty,
         request_id = %request_id,
@@ -159,14 +190,14 @@ pub async fn access_log<E: Endpoint>(
     metrics
         .http
         .get_or_create(&HttpLabels {
-            method: method.to_string(),
+            method,
             route: route.clone(),
             status,
         })
         .observe(elapsed);
     tracing::info!(
         request_id,
-        method = %method,
+        method,
         route,
         path,
         status,

@@ -23,9 +23,16 @@ use uuid::Uuid;
 use crate::{cache::ProductCache, metrics::OutcomeLabels};
 
 /// The projector of one api process.
+#[derive(Clone)]
 pub struct Projector {
     pub pool: Pool,
     pub consumer: std::sync::Arc<StreamConsumer>,
+    /// Where the topics are created (in the background: the api starts without Kafka).
+    pub kafka: platform::kafka::KafkaSettings,
+    /// The topics the api needs, created before consuming.
+    pub create_topics: Vec<String>,
+    /// The topic consumed: `images-compressed`.
+    pub topic: String,
     /// Invalidated after each applied event.
     pub cache: ProductCache,
     /// Events by outcome.
@@ -47,13 +54,29 @@ pub enum Applied {
 }
 
 impl Projector {
-    /// Consumes until `shutdown`; the message in hand is finished first.
+    /// Creates the topics once the broker answers, then consumes until `shutdown`; the
+    /// message in hand is finished first.
     pub async fn run(self, shutdown: CancellationToken) {
+        if !self
+            .kafka
+            .ensure_topics_until_done(&self.create_topics, &shutdown)
+            .await
+        {
+            return;
+        }
+        if let Err(error) = self.consumer.subscribe(&[&self.topic]) {
+            // Only a malformed topic name fails here: a bug, reported by the supervisor.
+            panic!(
+                "Failed to subscribe the projector to {}: {error}",
+                self.topic
+            );
+        }
         let lag = tokio::spawn(platform::metrics::report_consumer_lag(
             &self.consumer,
             self.metrics.projector_lag.clone(),
             shutdown.clone(),
         ));
+        let mut receive_errors = platform::kafka::ReceiveErrors::new("projector");
         loop {
             let message = tokio::select! {
                 _ = shutdown.cancelled() => break,
@@ -68,8 +91,7 @@ impl Projector {
                     }
                 }
                 Err(error) => {
-                    tracing::warn!(%error, "Projector failed to receive; retrying.");
-                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    receive_errors.record(&error);
                 }
             }
         }

@@ -5,7 +5,9 @@ use std::{net::SocketAddr, time::Duration};
 
 use platform::{env, kafka::KafkaSettings};
 
-use crate::{cache::CacheSettings, db::DatabaseSettings, outbox::prune::PruneSettings};
+use crate::{
+    cache::CacheSettings, db::DatabaseSettings, outbox::prune::PruneSettings, server::HttpSettings,
+};
 
 /// Everything the api is configured with.
 #[derive(Debug, Clone)]
@@ -18,6 +20,8 @@ pub struct Settings {
     pub max_images_per_product: usize,
     /// The largest request body accepted, in bytes (`MAX_BODY_BYTES`).
     pub max_body_bytes: usize,
+    /// The HTTP server's timeouts and connection cap.
+    pub http: HttpSettings,
     /// How long in-flight requests may finish after SIGTERM (`SHUTDOWN_GRACE_SECS`).
     pub shutdown_grace: Duration,
     /// Kafka, for the outbox relay and the projector; `None` runs the HTTP API alone (tests).
@@ -41,6 +45,22 @@ fn hours(n: u64) -> Duration {
 
 impl Settings {
     pub fn from_env() -> anyhow::Result<Self> {
+        let defaults = HttpSettings::default();
+        let http = HttpSettings {
+            request_timeout: Duration::from_secs(env::parse(
+                "REQUEST_TIMEOUT_SECS",
+                defaults.request_timeout.as_secs(),
+            )?),
+            header_read_timeout: Duration::from_secs(env::parse(
+                "HTTP_HEADER_READ_TIMEOUT_SECS",
+                defaults.header_read_timeout.as_secs(),
+            )?),
+            idle_timeout: Duration::from_secs(env::parse(
+                "HTTP_IDLE_TIMEOUT_SECS",
+                defaults.idle_timeout.as_secs(),
+            )?),
+            max_connections: env::parse("HTTP_MAX_CONNECTIONS", defaults.max_connections)?,
+        };
         let settings = Self {
             addr: env::parse("API_ADDR", SocketAddr::from(([127, 0, 0, 1], 8080)))?,
             database: DatabaseSettings {
@@ -55,6 +75,7 @@ impl Settings {
             max_images_per_product: env::parse("MAX_IMAGES_PER_PRODUCT", 10)?,
             max_body_bytes: env::parse("MAX_BODY_BYTES", 64 * 1024)?,
             shutdown_grace: Duration::from_secs(env::parse("SHUTDOWN_GRACE_SECS", 20)?),
+            http: http.clone(),
             kafka: Some(KafkaSettings::from_env()?),
             projector_group: env::string("PROJECTOR_GROUP", "catalog-api-projector"),
             outbox_poll: Duration::from_millis(env::parse("OUTBOX_POLL_MS", 1000)?),
@@ -76,6 +97,7 @@ impl Settings {
                             .map(std::path::PathBuf::from),
                         local_max_bytes: env::parse("CACHE_LOCAL_MAX_MB", 64_u64)?
                             .saturating_mul(1024 * 1024),
+                        load_timeout: http.request_timeout,
                     })
                 })
                 .transpose()?,
@@ -96,6 +118,20 @@ impl Settings {
             "MAX_BODY_BYTES must be at least 1024"
         );
         anyhow::ensure!(
+            settings.http.request_timeout >= Duration::from_secs(1)
+                && settings.http.header_read_timeout >= Duration::from_secs(1),
+            "REQUEST_TIMEOUT_SECS and HTTP_HEADER_READ_TIMEOUT_SECS must be at least 1"
+        );
+        anyhow::ensure!(
+            settings.http.idle_timeout > settings.http.request_timeout,
+            "HTTP_IDLE_TIMEOUT_SECS must exceed REQUEST_TIMEOUT_SECS: a request in progress \
+             may leave its connection quiet for that long"
+        );
+        anyhow::ensure!(
+            settings.http.max_connections >= 1,
+            "HTTP_MAX_CONNECTIONS must be at least 1"
+        );
+        anyhow::ensure!(
             settings.database.pool_size >= 1,
             "POSTGRES_POOL_SIZE must be at least 1"
         );
@@ -110,6 +146,10 @@ impl Settings {
             pool_size = self.database.pool_size,
             max_images_per_product = self.max_images_per_product,
             max_body_bytes = self.max_body_bytes,
+            request_timeout_secs = self.http.request_timeout.as_secs(),
+            header_read_timeout_secs = self.http.header_read_timeout.as_secs(),
+            idle_timeout_secs = self.http.idle_timeout.as_secs(),
+            max_connections = self.http.max_connections,
             kafka = self.kafka.as_ref().map(|k| k.brokers.as_str()),
             topic_prefix = self.kafka.as_ref().map(|k| k.topic_prefix.as_str()),
             kafka_security = self.kafka.as_ref().map(|k| k.security.describe()),

@@ -4,26 +4,22 @@
 use std::{net::SocketAddr, time::Duration};
 
 use anyhow::Context;
-use poem::{
-    EndpointExt, Route, Server,
-    endpoint::StaticFilesEndpoint,
-    listener::{Acceptor, Listener, TcpListener},
-    middleware::CatchPanic,
-};
-use rdkafka::consumer::Consumer;
+use futures_util::{FutureExt, future::BoxFuture};
+use poem::{EndpointExt, Route, endpoint::StaticFilesEndpoint, middleware::CatchPanic};
 use tokio_util::sync::CancellationToken;
 
-use std::sync::Arc;
+use std::{future::Future, sync::Arc};
 
 use crate::{
     cache::ProductCache,
     db,
     error::problem_response,
     metrics::ApiMetrics,
-    middleware::{AllowedMethods, access_log, allow_header, limit_body},
+    middleware::{AllowedMethods, access_log, allow_header, deadline, limit_body},
     outbox::{OutboxSignal, prune::Pruner, relay::Relay},
     projector::Projector,
     routes::{self, AppState},
+    server::{self, HttpSettings},
     settings::Settings,
 };
 
@@ -31,14 +27,18 @@ use crate::{
 pub struct Application {
     cache: ProductCache,
     background: Vec<Background>,
-    acceptor: poem::listener::TcpAcceptor,
+    listener: tokio::net::TcpListener,
     addr: SocketAddr,
     app: poem::endpoint::BoxEndpoint<'static>,
+    http: HttpSettings,
     shutdown_grace: Duration,
+    metrics: Arc<ApiMetrics>,
 }
 
 impl Application {
-    /// Connects to PostgreSQL, applies migrations and binds the listener.
+    /// Connects to PostgreSQL, applies migrations and binds the listener. Kafka is not
+    /// needed to start: its topics are created in the background once the broker answers,
+    /// and the outbox holds the events meanwhile.
     pub async fn build(settings: &Settings) -> anyhow::Result<Self> {
         let pool = db::pool(&settings.database)?;
         db::migrate(&pool).await?;
@@ -54,58 +54,62 @@ impl Application {
             cache: cache.clone(),
             metrics: metrics.clone(),
         };
-        let mut background = vec![Background::Pruner(Pruner {
+        let pruner = Pruner {
             pool: pool.clone(),
             settings: settings.prune.clone(),
             metrics: metrics.clone(),
+        };
+        let mut background = vec![Background::new("pruner", move |shutdown| {
+            pruner.clone().run(shutdown)
         })];
         if let Some(kafka) = &settings.kafka {
             let topics = kafka.topics();
-            kafka
-                .ensure_topics(&[topics.product_events(), topics.images_compressed()])
-                .await?;
             let relay = Relay {
                 pool: pool.clone(),
-                producer: kafka.producer(Duration::from_secs(15))?,
+                producer: kafka.producer(platform::kafka::DELIVERY_TIMEOUT)?,
                 topic: topics.product_events(),
                 poll_interval: settings.outbox_poll,
                 batch_size: 100,
                 signal: state.outbox.clone(),
                 metrics: metrics.clone(),
             };
-            background.push(Background::Relay(relay));
-            let consumer = kafka.consumer(&settings.projector_group)?;
-            consumer
-                .subscribe(&[&topics.images_compressed()])
-                .context("Failed to subscribe the projector")?;
-            background.push(Background::Projector(Projector {
+            background.push(Background::new("outbox-relay", move |shutdown| {
+                relay.clone().run(shutdown)
+            }));
+            let projector = Projector {
                 pool,
-                consumer: Arc::new(consumer),
+                consumer: Arc::new(kafka.consumer(&settings.projector_group)?),
+                kafka: kafka.clone(),
+                create_topics: vec![topics.product_events(), topics.images_compressed()],
+                topic: topics.images_compressed(),
                 cache: cache.clone(),
-                metrics,
+                metrics: metrics.clone(),
+            };
+            background.push(Background::new("projector", move |shutdown| {
+                projector.clone().run(shutdown)
             }));
         }
-        let acceptor = TcpListener::bind(settings.addr)
-            .into_acceptor()
+        let listener = tokio::net::TcpListener::bind(settings.addr)
             .await
             .with_context(|| format!("Failed to listen on {}", settings.addr))?;
-        let addr = acceptor
+        let addr = listener
             .local_addr()
-            .first()
-            .and_then(|a| a.as_socket_addr().copied())
             .context("The listener has no socket address")?;
         let app = endpoint(
             state,
             settings.max_body_bytes,
+            settings.http.request_timeout,
             settings.serve_images_from.clone(),
         );
         Ok(Self {
             cache,
             background,
-            acceptor,
+            listener,
             addr,
             app,
+            http: settings.http.clone(),
             shutdown_grace: settings.shutdown_grace,
+            metrics,
         })
     }
 
@@ -125,15 +129,22 @@ impl Application {
     }
 
     /// Serves until `shutdown` is cancelled, then lets in-flight requests finish within the
-    /// grace period.
+    /// grace period. Background tasks run supervised: one that panics is restarted.
     pub async fn run_until(self, shutdown: CancellationToken) -> std::io::Result<()> {
         let tasks: Vec<_> = self
             .background
             .into_iter()
             .map(|task| {
-                let name = task.name();
-                let handle = tokio::spawn(task.run(shutdown.clone()));
-                (name, handle)
+                let panics = self.metrics.task_panics.clone();
+                let shutdown = shutdown.clone();
+                let Background { name, mut start } = task;
+                let stop = shutdown.clone();
+                tokio::spawn(platform::supervise::supervise(
+                    name,
+                    shutdown,
+                    panics,
+                    move || start(stop.clone()),
+                ))
             })
             .collect();
         tracing::info!(
@@ -141,49 +152,39 @@ impl Application {
             docs = format!("http://{}/docs", self.addr),
             "API listening."
         );
-        let served = Server::new_with_acceptor(self.acceptor)
-            .run_with_graceful_shutdown(
-                self.app,
-                {
-                    let shutdown = shutdown.clone();
-                    async move { shutdown.cancelled().await }
-                },
-                Some(self.shutdown_grace),
-            )
-            .await;
+        let served = server::serve(
+            self.listener,
+            self.app,
+            self.http,
+            shutdown.clone(),
+            self.shutdown_grace,
+        )
+        .await;
         // The server only returns on shutdown (or failure): stop the background tasks too.
         shutdown.cancel();
-        for (name, handle) in tasks {
-            match handle.await {
-                Ok(()) => tracing::info!(task = name, "Background task finished."),
-                Err(error) => tracing::error!(task = name, %error, "Background task panicked."),
-            }
+        for task in tasks {
+            task.await.ok();
         }
         served
     }
 }
 
-/// A long-running task of the api besides HTTP.
-enum Background {
-    Relay(Relay),
-    Projector(Projector),
-    Pruner(Pruner),
+/// A long-running task of the api besides HTTP: its name, and how to start it (again, after
+/// a panic).
+struct Background {
+    name: &'static str,
+    start: Box<dyn FnMut(CancellationToken) -> BoxFuture<'static, ()> + Send>,
 }
 
 impl Background {
-    fn name(&self) -> &'static str {
-        match self {
-            Self::Relay(_) => "outbox-relay",
-            Self::Projector(_) => "projector",
-            Self::Pruner(_) => "pruner",
-        }
-    }
-
-    async fn run(self, shutdown: CancellationToken) {
-        match self {
-            Self::Relay(relay) => relay.run(shutdown).await,
-            Self::Projector(projector) => projector.run(shutdown).await,
-            Self::Pruner(pruner) => pruner.run(shutdown).await,
+    fn new<F, Fut>(name: &'static str, mut start: F) -> Self
+    where
+        F: FnMut(CancellationToken) -> Fut + Send + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        Self {
+            name,
+            start: Box::new(move |shutdown| start(shutdown).boxed()),
         }
     }
 }
@@ -192,10 +193,16 @@ impl Background {
 pub fn endpoint(
     state: AppState,
     max_body_bytes: usize,
+    request_timeout: Duration,
     images_dir: Option<std::path::PathBuf>,
 ) -> poem::endpoint::BoxEndpoint<'static> {
     let metrics = state.metrics.clone();
-    with_middleware(routes(state, images_dir), max_body_bytes, metrics)
+    with_middleware(
+        routes(state, images_dir),
+        max_body_bytes,
+        request_timeout,
+        metrics,
+    )
 }
 
 /// The routes without the shared middleware (benchmarks add a baseline route to them).
@@ -220,16 +227,19 @@ pub fn routes(state: AppState, images_dir: Option<std::path::PathBuf>) -> Route 
     )
 }
 
-/// The middleware every route gets: body limit, panic guard, problem responses, access log.
+/// The middleware every route gets: body limit, panic guard, problem responses, request
+/// timeout (reading the body included), access log.
 pub fn with_middleware(
     route: Route,
     max_body_bytes: usize,
+    request_timeout: Duration,
     metrics: Arc<ApiMetrics>,
 ) -> poem::endpoint::BoxEndpoint<'static> {
     route
         .around(move |ep, req| limit_body(ep, req, max_body_bytes))
         .with(CatchPanic::new())
         .catch_all_error(|error| async move { problem_response(error) })
+        .around(move |ep, req| deadline(ep, req, request_timeout))
         .around(move |ep, req| access_log(ep, req, metrics.clone()))
         .boxed()
 }

@@ -51,7 +51,7 @@ async fn serve(database_url: &str, cache: ProductCache, constant: Vec<u8>) -> So
     };
     let route: Route =
         startup::routes(state, None).at("/baseline", get(baseline).data(Constant(constant)));
-    let app = startup::with_middleware(route, 64 * 1024, metrics);
+    let app = startup::with_middleware(route, 64 * 1024, Duration::from_secs(30), metrics);
     let acceptor = TcpListener::bind("127.0.0.1:0")
         .into_acceptor()
         .await
@@ -79,11 +79,13 @@ async fn setup() -> Setup {
         pool_size: 4,
         tls_ca_file: None,
         local_max_bytes: 64 << 20,
+        load_timeout: Duration::from_secs(30),
     };
     let cache = ProductCache::connect(settings.clone()).unwrap();
     let stats = cache.stats();
     let redis_only = ProductCache::connect(CacheSettings {
         local_max_bytes: 0,
+        load_timeout: Duration::from_secs(30),
         ..settings
     })
     .unwrap();

@@ -125,7 +125,7 @@ pub async fn redrive(kafka: &KafkaSettings, group: &str) -> anyhow::Result<usize
     let topics = kafka.topics();
     let source = topics.image_dead_letters();
     let target = topics.product_events();
-    let producer: FutureProducer = kafka.producer(Duration::from_secs(30))?;
+    let producer: FutureProducer = kafka.producer(platform::kafka::DELIVERY_TIMEOUT)?;
     let consumer = base_consumer(kafka, group)?;
     let (consumer, records) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
         let mut committed = HashMap::new();

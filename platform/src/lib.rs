@@ -8,5 +8,6 @@ pub mod env;
 pub mod kafka;
 pub mod metrics;
 pub mod shutdown;
+pub mod supervise;
 pub mod telemetry;
 pub mod tls;

@@ -29,6 +29,7 @@ async fn readiness_fails_with_503_when_the_database_is_unreachable() {
             metrics: api::metrics::ApiMetrics::new(&Default::default()),
         },
         settings.max_body_bytes,
+        settings.http.request_timeout,
         None,
     );
     let response = poem::test::TestClient::new(endpoint)

@@ -7,5 +7,6 @@ mod list;
 mod near_cache;
 mod products;
 mod prune;
+mod resilience;
 mod tls;
 mod users;

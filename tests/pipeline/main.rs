@@ -3,6 +3,7 @@
 
 mod broker_outage;
 mod cleanup;
+mod drills;
 mod failures;
 mod happy;
 mod operations;

@@ -85,10 +85,33 @@ impl OwnBroker {
     pub fn kill(&mut self) {
         kill(&mut self.child);
     }
+
+    /// Freezes the broker (SIGSTOP): connections stay open and nothing answers, as with a
+    /// broker stuck in a long GC pause or a stalled disk.
+    pub fn pause(&self) {
+        self.signal("STOP");
+    }
+
+    /// Lets a paused broker go on (SIGCONT).
+    pub fn unpause(&self) {
+        self.signal("CONT");
+    }
+
+    fn signal(&self, name: &str) {
+        let pid = self.child.as_ref().expect("the broker runs").id();
+        let sent = std::process::Command::new("kill")
+            .args([format!("-{name}"), pid.to_string()])
+            .status()
+            .unwrap();
+        assert!(sent.success(), "kill -{name} {pid}");
+    }
 }
 
 impl Drop for OwnBroker {
     fn drop(&mut self) {
+        if self.child.is_some() {
+            self.unpause();
+        }
         self.kill();
         let _ = std::fs::remove_dir_all(&self.dir);
     }

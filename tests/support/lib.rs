@@ -110,6 +110,7 @@ pub fn cache_settings(redis_url: &str) -> api::cache::CacheSettings {
         pool_size: 4,
         tls_ca_file: None,
         local_max_bytes: 16 << 20,
+        load_timeout: Duration::from_secs(30),
     }
 }
 

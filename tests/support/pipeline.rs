@@ -30,6 +30,7 @@ pub fn test_kafka(brokers: &str) -> KafkaSettings {
         replication_factor: 1,
         fetch_wait_max_ms: 100,
         security: Default::default(),
+        debug: None,
     }
 }
 

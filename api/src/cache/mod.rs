@@ -36,7 +36,12 @@ use bytes::Bytes;
 use fred::{prelude::*, types::RespVersion};
 use prometheus_client::metrics::{counter::Counter, gauge::Gauge};
 
+pub use self::single_flight::FlightError;
 use self::{near::NearCache, single_flight::SingleFlight};
+use crate::db::DbError;
+
+/// What a shared load of one product gives every request that waits for it.
+type Loaded = Result<Option<Cached>, Arc<DbError>>;
 
 /// The version a deleted product's marker holds: above any real version, and exact in the
 /// doubles Lua computes with.
@@ -62,6 +67,9 @@ pub struct CacheSettings {
     /// Memory for the in-process near cache in front of Redis, in bytes; 0 turns it off
     /// (`CACHE_LOCAL_MAX_MB`).
     pub local_max_bytes: u64,
+    /// The longest a load from the database may run, whoever still waits for it
+    /// (`REQUEST_TIMEOUT_SECS`).
+    pub load_timeout: Duration,
 }
 
 /// Counters of the cache, exported as metrics and read by tests.
@@ -115,7 +123,7 @@ struct Inner {
     near: Option<Arc<NearCache>>,
     settings: Option<CacheSettings>,
     stats: Arc<CacheStats>,
-    flights: SingleFlight,
+    flights: SingleFlight<Loaded>,
     last_warning_ms: AtomicU64,
 }
 
@@ -177,13 +185,16 @@ impl ProductCache {
         settings: Option<CacheSettings>,
         stats: Arc<CacheStats>,
     ) -> Self {
+        let load_timeout = settings
+            .as_ref()
+            .map_or(Duration::from_secs(30), |s| s.load_timeout);
         Self {
             inner: Arc::new(Inner {
                 client,
                 near,
                 settings,
                 stats,
-                flights: SingleFlight::default(),
+                flights: SingleFlight::new(load_timeout),
                 last_warning_ms: AtomicU64::new(0),
             }),
         }
@@ -339,16 +350,16 @@ impl ProductCache {
     }
 
     /// The product's response, from the cache or loaded by `load` (once for all concurrent
-    /// misses of one product) and then stored. `load` answers `None` for no such product.
-    pub async fn read_through<F, Fut, E>(
+    /// misses of one product, on a task of its own that outlives any request giving up, within
+    /// `load_timeout`) and then stored. `load` answers `None` for no such product.
+    pub async fn read_through<F, Fut>(
         &self,
         id: i64,
         load: F,
-    ) -> Result<(Option<Cached>, Source), Arc<E>>
+    ) -> Result<(Option<Cached>, Source), Arc<DbError>>
     where
         F: FnOnce() -> Fut + Send + 'static,
-        Fut: Future<Output = Result<Option<Cached>, E>> + Send + 'static,
-        E: Send + Sync + 'static,
+        Fut: Future<Output = Result<Option<Cached>, DbError>> + Send + 'static,
     {
         if self.inner.client.is_none() {
             // No cache: every request reads the database, as it would without this layer.
@@ -388,9 +399,10 @@ impl ProductCache {
                 if let Some(entry) = &loaded {
                     cache.store(id, entry).await;
                 }
-                Ok::<_, Arc<E>>(loaded)
+                Ok(loaded)
             })
-            .await?;
+            .await
+            .map_err(|error| Arc::new(DbError::from(error)))??;
         Ok((loaded, Source::Miss))
     }
 }
@@ -456,6 +468,7 @@ mod tests {
             pool_size: 1,
             tls_ca_file: None,
             local_max_bytes,
+            load_timeout: Duration::from_secs(5),
         }
     }
 

@@ -37,6 +37,7 @@ pub struct Pruned {
 }
 
 /// The pruner of one api process.
+#[derive(Clone)]
 pub struct Pruner {
     pub pool: Pool,
     pub settings: PruneSettings,

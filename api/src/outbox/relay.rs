@@ -21,7 +21,11 @@ use uuid::Uuid;
 
 use super::{OutboxSignal, SOURCE};
 
+/// How long a batch in flight at shutdown may take to be acknowledged.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
 /// The relay of one api process.
+#[derive(Clone)]
 pub struct Relay {
     /// Where the outbox lives.
     pub pool: Pool,
@@ -54,7 +58,27 @@ impl Relay {
     pub async fn run(self, shutdown: CancellationToken) {
         let mut backoff = Duration::from_millis(200);
         loop {
-            let wait = match self.publish_batch().await {
+            let batch = self.publish_batch();
+            tokio::pin!(batch);
+            let published = tokio::select! {
+                published = &mut batch => published,
+                () = shutdown.cancelled() => {
+                    // A batch waiting on a broker that does not answer would hold shutdown
+                    // for the delivery timeout: give it a moment, then leave its rows
+                    // unpublished (rolled back) for the next relay to send again.
+                    match tokio::time::timeout(SHUTDOWN_GRACE, &mut batch).await {
+                        Ok(published) => published,
+                        Err(_) => {
+                            tracing::warn!(
+                                grace_ms = SHUTDOWN_GRACE.as_millis() as u64,
+                                "Outbox relay stopping with a batch unacknowledged; it will be sent again."
+                            );
+                            break;
+                        }
+                    }
+                }
+            };
+            let wait = match published {
                 Ok(sent) if sent as i64 == self.batch_size => Duration::ZERO,
                 Ok(_) => {
                     backoff = Duration::from_millis(200);

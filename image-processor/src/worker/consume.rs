@@ -2,7 +2,7 @@
 //! (never two of one product; see [`super::in_flight`]), storing offsets only past finished
 //! records, and draining at shutdown.
 
-use std::{sync::Arc, time::Duration};
+use std::sync::Arc;
 
 use futures_util::{StreamExt, future::BoxFuture, stream::FuturesUnordered};
 use rdkafka::{
@@ -35,6 +35,11 @@ impl Worker {
         let mut running: FuturesUnordered<BoxFuture<'static, (OwnedMessage, bool)>> =
             FuturesUnordered::new();
         let mut stopping = false;
+        let mut receive_errors = platform::kafka::ReceiveErrors::new(if level == 0 {
+            "main".to_owned()
+        } else {
+            format!("retry-{level}")
+        });
         loop {
             if stopping && running.is_empty() {
                 break;
@@ -73,8 +78,7 @@ impl Worker {
                         }
                     }
                     Err(error) => {
-                        tracing::warn!(%error, retry_level = level, "Failed to receive; retrying.");
-                        tokio::time::sleep(Duration::from_millis(500)).await;
+                        receive_errors.record(&error);
                     }
                 },
             }
@@ -110,9 +114,13 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let topics = kafka.topics();
-    kafka
-        .ensure_topics(&topics.all(worker.retry_delays.len()))
-        .await?;
+    // The broker may be away at start: wait for it (the health server already answers).
+    if !kafka
+        .ensure_topics_until_done(&topics.all(worker.retry_delays.len()), &shutdown)
+        .await
+    {
+        return Ok(());
+    }
     // Dropping `run` (an aborted task) drops the set, which aborts every consumer with it.
     let mut tasks = tokio::task::JoinSet::new();
     for level in 0..=worker.retry_delays.len() {

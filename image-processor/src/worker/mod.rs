@@ -70,7 +70,7 @@ impl Worker {
             fetcher: Fetcher::new(settings.fetch.clone())?,
             storage: Storage::from_url(&settings.storage_url, &settings.public_base_url)?,
             transform: settings.transform.clone(),
-            producer: settings.kafka.producer(Duration::from_secs(30))?,
+            producer: settings.kafka.producer(platform::kafka::DELIVERY_TIMEOUT)?,
             topics: settings.kafka.topics(),
             retry_delays: settings.retry_delays.clone(),
             cpu: Arc::new(Semaphore::new(settings.cpu_workers.max(1))),

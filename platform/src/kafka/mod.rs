@@ -8,7 +8,10 @@
 //! Every client starts from [`KafkaSettings::client_config`], so the brokers and the
 //! encryption and authentication settings ([`security`]) are the same for all of them.
 
+mod receive_errors;
 mod security;
+
+pub use receive_errors::ReceiveErrors;
 
 use std::time::Duration;
 
@@ -63,7 +66,21 @@ pub struct KafkaSettings {
     pub fetch_wait_max_ms: u32,
     /// TLS and SASL (`KAFKA_SECURITY_PROTOCOL`, `KAFKA_SASL_*`, `KAFKA_SSL_*`).
     pub security: KafkaSecurity,
+    /// librdkafka's own debug contexts, e.g. `cgrp,consumer` (`KAFKA_DEBUG`): verbose, for
+    /// investigating a client that misbehaves.
+    pub debug: Option<String>,
 }
+
+/// How long an idempotent producer keeps trying to deliver a record before failing it (Kafka's
+/// own default for `delivery.timeout.ms` is the same two minutes).
+///
+/// Long on purpose. Requests that time out are retried with the same sequence numbers, which
+/// is harmless; a record that *expires* while possibly in flight leaves its sequence in doubt,
+/// and librdkafka must then bump the producer epoch (KIP-360). A short timeout turns every
+/// broker stall longer than itself (a GC pause, a stalled disk, a leader election) into an
+/// epoch bump, and tansu 0.6 answers that one with a panic in its storage layer: a 20 s pause
+/// left the local broker unable to serve anyone (docs/operations.md, "Broker stalls").
+pub const DELIVERY_TIMEOUT: Duration = Duration::from_secs(120);
 
 impl KafkaSettings {
     pub fn from_env() -> anyhow::Result<Self> {
@@ -75,6 +92,7 @@ impl KafkaSettings {
             replication_factor: env::parse("KAFKA_REPLICATION_FACTOR", 1)?,
             fetch_wait_max_ms: env::parse("KAFKA_FETCH_WAIT_MAX_MS", 100)?,
             security: KafkaSecurity::from_env()?,
+            debug: env::optional("KAFKA_DEBUG"),
         })
     }
 
@@ -89,11 +107,15 @@ impl KafkaSettings {
         config
             .set("bootstrap.servers", &self.brokers)
             .set("socket.keepalive.enable", "true");
+        if let Some(debug) = &self.debug {
+            config.set("debug", debug);
+        }
         self.security.apply(&mut config);
         config
     }
 
-    /// An idempotent producer; a send fails after `delivery_timeout` without an ack.
+    /// An idempotent producer; a send fails after `delivery_timeout` without an ack (see
+    /// [`DELIVERY_TIMEOUT`]).
     pub fn producer(&self, delivery_timeout: Duration) -> anyhow::Result<FutureProducer> {
         self.client_config()
             .set("enable.idempotence", "true")
@@ -109,6 +131,11 @@ impl KafkaSettings {
 
     /// A consumer of `group` that starts at the earliest offset when the group has none, and
     /// commits only the offsets the service stores.
+    ///
+    /// The session timeout is Kafka's default, 45 s, not shorter: a broker stall longer than
+    /// the session (a 20 s pause was the drill) makes librdkafka give up its member id and
+    /// join again as a new member, and a broker that is slow to expire the old one (tansu
+    /// never does) keeps the group rebalancing around a member that will never answer.
     pub fn consumer(&self, group: &str) -> anyhow::Result<StreamConsumer> {
         self.client_config()
             .set("group.id", group)
@@ -116,7 +143,7 @@ impl KafkaSettings {
             .set("auto.commit.interval.ms", "1000")
             .set("enable.auto.offset.store", "false")
             .set("auto.offset.reset", "earliest")
-            .set("session.timeout.ms", "10000")
+            .set("session.timeout.ms", "45000")
             .set("heartbeat.interval.ms", "1000")
             .set("topic.metadata.refresh.interval.ms", "5000")
             .set("fetch.wait.max.ms", self.fetch_wait_max_ms.to_string())
@@ -124,7 +151,36 @@ impl KafkaSettings {
             .context("Failed to create a Kafka consumer")
     }
 
-    /// Creates the topics that do not exist yet (when `create_topics` is on).
+    /// Like [`Self::ensure_topics`], retrying with backoff while the broker is away, until it
+    /// succeeds (true) or `shutdown` fires (false). For services that start without Kafka.
+    pub async fn ensure_topics_until_done(
+        &self,
+        names: &[String],
+        shutdown: &tokio_util::sync::CancellationToken,
+    ) -> bool {
+        let mut backoff = Duration::from_millis(500);
+        loop {
+            let attempt = tokio::select! {
+                () = shutdown.cancelled() => return false,
+                attempt = self.ensure_topics(names) => attempt,
+            };
+            match attempt {
+                Ok(()) => return true,
+                Err(error) => tracing::warn!(
+                    error = format!("{error:#}"),
+                    retry_in_ms = backoff.as_millis() as u64,
+                    "Kafka topics not ready; retrying."
+                ),
+            }
+            tokio::select! {
+                () = shutdown.cancelled() => return false,
+                () = tokio::time::sleep(backoff) => {}
+            }
+            backoff = (backoff * 2).min(Duration::from_secs(30));
+        }
+    }
+
+    /// Creates the topics `names` unless they exist (when `KAFKA_CREATE_TOPICS` is on).
     pub async fn ensure_topics(&self, names: &[String]) -> anyhow::Result<()> {
         if !self.create_topics {
             return Ok(());

@@ -98,8 +98,13 @@ impl ProductsApi {
     #[oai(path = "/products", method = "post", operation_id = "createProduct")]
     async fn create(&self, body: JsonBody<CreateProduct>) -> Result<CreateResponse, ApiError> {
         let product = body.0.validate(self.state.max_images_per_product)?;
-        let id = repo::insert(&self.state.pool, &product).await?;
-        self.state.outbox.committed();
+        let state = self.state.clone();
+        let (id, product) = after_commit_too(async move {
+            let id = repo::insert(&state.pool, &product).await?;
+            state.outbox.committed();
+            Ok((id, product))
+        })
+        .await?;
         tracing::info!(
             product_id = id,
             user_id = product.user_id.get(),
@@ -242,14 +247,22 @@ impl ProductsApi {
         body: JsonBody<UpdateProduct>,
     ) -> Result<ProductResponse, ApiError> {
         let changes = body.0.validate(self.state.max_images_per_product)?;
-        match repo::update(&self.state.pool, id.0, &changes).await? {
+        let (state, id) = (self.state.clone(), id.0);
+        let updated = after_commit_too(async move {
+            let row = repo::update(&state.pool, id, &changes).await?;
+            if let Some(row) = &row {
+                state.outbox.committed();
+                state.cache.invalidate(id, row.version).await;
+            }
+            Ok(row)
+        })
+        .await?;
+        match updated {
             Some(row) => {
-                self.state.outbox.committed();
-                self.state.cache.invalidate(id.0, row.version).await;
-                tracing::info!(product_id = id.0, version = row.version, "Product updated.");
+                tracing::info!(product_id = id, version = row.version, "Product updated.");
                 Ok(ProductResponse::Ok(Json(row.into())))
             }
-            None => Err(not_found(id.0)),
+            None => Err(not_found(id)),
         }
     }
 
@@ -265,14 +278,40 @@ impl ProductsApi {
         #[oai(validator(minimum(value = "1")))]
         id: Path<i64>,
     ) -> Result<DeleteResponse, ApiError> {
-        if repo::delete(&self.state.pool, id.0).await? {
-            self.state.outbox.committed();
-            self.state.cache.invalidate(id.0, DELETED).await;
-            tracing::info!(product_id = id.0, "Product deleted.");
+        let (state, id) = (self.state.clone(), id.0);
+        let deleted = after_commit_too(async move {
+            let deleted = repo::delete(&state.pool, id).await?;
+            if deleted {
+                state.outbox.committed();
+                state.cache.invalidate(id, DELETED).await;
+            }
+            Ok(deleted)
+        })
+        .await?;
+        if deleted {
+            tracing::info!(product_id = id, "Product deleted.");
             Ok(DeleteResponse::Deleted)
         } else {
-            Err(not_found(id.0))
+            Err(not_found(id))
         }
+    }
+}
+
+/// Runs a write, and what must follow its commit (waking the relay, invalidating the
+/// cache), on a task of its own. A request can be dropped at any await (its client went
+/// away, the request timed out); were the write polled by the request, a drop between the
+/// commit and the invalidation would leave the old product, even a deleted one, in the cache
+/// until its TTL. A write already sent runs to its end whoever waits for it.
+async fn after_commit_too<T: Send + 'static>(
+    write: impl Future<Output = Result<T, DbError>> + Send + 'static,
+) -> Result<T, ApiError> {
+    // In the request's span: the write's own spans, and the trace context its outbox row
+    // carries to Kafka, stay in the request's trace.
+    match tokio::spawn(tracing::Instrument::in_current_span(write)).await {
+        Ok(result) => result.map_err(ApiError::from),
+        Err(error) => Err(ApiError::internal(anyhow::anyhow!(
+            "The write task failed: {error}"
+        ))),
     }
 }
 
