@@ -8,7 +8,7 @@
 //! events. An event that cannot be read is logged and skipped: there is nothing to apply.
 //! After commit the product's cache entry is invalidated.
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use deadpool_postgres::Pool;
 use events::{Envelope, EventType, ImageOutcome, ImagesCompressed};
@@ -74,6 +74,7 @@ impl Projector {
         let lag = tokio::spawn(platform::metrics::report_consumer_lag(
             &self.consumer,
             self.metrics.projector_lag.clone(),
+            Arc::default(),
             shutdown.clone(),
         ));
         let mut receive_errors = platform::kafka::ReceiveErrors::new("projector");

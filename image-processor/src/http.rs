@@ -1,5 +1,6 @@
 //! The processor's own small HTTP server: `/healthz` (alive), `/readyz` (the broker and the
-//! object store answer) and `/metrics`, for probes and Prometheus.
+//! object store answer, and no consumer is stalled) and `/metrics`, for probes and
+//! Prometheus.
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
@@ -34,10 +35,15 @@ async fn readyz(worker: Data<&Arc<Worker>>) -> Response {
     let (broker, storage) = tokio::join!(broker, storage);
     let mut problems = Vec::new();
     if !matches!(broker, Ok(Ok(()))) {
-        problems.push("the Kafka broker does not answer");
+        problems.push("the Kafka broker does not answer".to_owned());
     }
     if !matches!(storage, Ok(Ok(()))) {
-        problems.push("the object store does not answer");
+        problems.push("the object store does not answer".to_owned());
+    }
+    for consumer in worker.stalled.names() {
+        problems.push(format!(
+            "consumer {consumer} made no progress with records waiting (being recreated)"
+        ));
     }
     if problems.is_empty() {
         Response::builder()

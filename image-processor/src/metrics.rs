@@ -20,6 +20,12 @@ pub struct StageLabels {
     pub stage: &'static str,
 }
 
+/// A consumer of the processor's: `main` or `retry-N`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ConsumerLabels {
+    pub consumer: String,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct LevelLabels {
     pub level: u32,
@@ -43,6 +49,10 @@ pub struct ProcessorMetrics {
     /// Late jobs (retries, redrives) dropped before storing anything, by why:
     /// `product_deleted`, `newer_revision`.
     pub jobs_superseded: Family<OutcomeLabels, Counter>,
+    /// Consumers found stalled (records waiting, no progress) and recreated, by consumer.
+    pub consumer_stalls: Family<ConsumerLabels, Counter>,
+    /// Panics of supervised tasks (the consumers), by task; each was restarted.
+    pub task_panics: platform::supervise::TaskPanics,
 }
 
 fn stage_histogram() -> Histogram {
@@ -61,6 +71,8 @@ impl ProcessorMetrics {
             consumer_lag: Family::default(),
             images_deleted: Family::default(),
             jobs_superseded: Family::default(),
+            consumer_stalls: Family::default(),
+            task_panics: Family::default(),
         };
         registry.register("images", "Images by final outcome", metrics.images.clone());
         registry.register(
@@ -92,6 +104,16 @@ impl ProcessorMetrics {
             "jobs_superseded",
             "Retried or redriven jobs dropped before storing anything: the product was deleted, or has newer images",
             metrics.jobs_superseded.clone(),
+        );
+        registry.register(
+            "consumer_stalls",
+            "Consumers that made no progress with records waiting for CONSUMER_STALL_SECS, and were recreated",
+            metrics.consumer_stalls.clone(),
+        );
+        registry.register(
+            "background_task_panics",
+            "Panics of the consumers' tasks, by task; each was restarted",
+            metrics.task_panics.clone(),
         );
         Arc::new(Self {
             registry,

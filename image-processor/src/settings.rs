@@ -33,6 +33,10 @@ pub struct Settings {
     pub jobs_in_flight: usize,
     /// Images decoded and encoded at once (`IMAGE_CPU_WORKERS`, default: the cores).
     pub cpu_workers: usize,
+    /// A consumer with records waiting that takes none in and finishes none for this long
+    /// is reported, fails readiness and is recreated (`CONSUMER_STALL_SECS`; retry levels
+    /// add their delay).
+    pub stall_after: Duration,
 }
 
 /// Parses `5s,30s,120s`.
@@ -103,6 +107,7 @@ impl Settings {
             },
             image_concurrency: env::parse("IMAGE_CONCURRENCY", 4)?,
             jobs_in_flight: env::parse("IMAGE_JOBS_IN_FLIGHT", 4)?,
+            stall_after: Duration::from_secs(env::parse("CONSUMER_STALL_SECS", 120)?),
             cpu_workers: env::parse("IMAGE_CPU_WORKERS", cores)?,
         })
     }

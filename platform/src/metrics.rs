@@ -1,7 +1,13 @@
 //! What both services' Prometheus metrics share: the outcome and partition labels, the
 //! consumer-lag reporter and the text rendering.
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicI64, Ordering},
+    },
+    time::Duration,
+};
 
 use prometheus_client::{
     encoding::{EncodeLabelSet, text::encode},
@@ -12,7 +18,7 @@ use prometheus_client::{
     },
     registry::Registry,
 };
-use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::consumer::{Consumer, ConsumerContext, StreamConsumer};
 use tokio_util::sync::CancellationToken;
 
 /// A label set holding one outcome (`hit`, `compressed`, `updated`…).
@@ -32,15 +38,20 @@ pub struct PartitionLabels {
 pub type ConsumerLag = Family<PartitionLabels, Gauge>;
 
 /// Every 10 s until `shutdown` (or until the consumer is gone), sets `lag` for each
-/// partition assigned to `consumer`: the high watermark minus the consumer's position.
+/// partition assigned to `consumer`: the high watermark minus the consumer's position; and
+/// `total` to their sum (for a watchdog).
 /// librdkafka's calls block, so they run on a blocking thread. Only a weak reference is
 /// kept: the reporter must not keep a consumer, and with it a group membership, alive
 /// after its owner is gone.
-pub fn report_consumer_lag(
-    consumer: &Arc<StreamConsumer>,
+pub fn report_consumer_lag<C>(
+    consumer: &Arc<StreamConsumer<C>>,
     lag: ConsumerLag,
+    total: Arc<AtomicI64>,
     shutdown: CancellationToken,
-) -> impl std::future::Future<Output = ()> + Send + 'static {
+) -> impl std::future::Future<Output = ()> + Send + 'static
+where
+    C: ConsumerContext + 'static,
+{
     let consumer = Arc::downgrade(consumer);
     async move {
         let mut tick = tokio::time::interval(Duration::from_secs(10));
@@ -52,13 +63,16 @@ pub fn report_consumer_lag(
             let Some(consumer) = consumer.upgrade() else {
                 return;
             };
-            report_once(consumer, &lag).await;
+            total.store(report_once(consumer, &lag).await, Ordering::Relaxed);
         }
     }
 }
 
-/// Sets `lag` for each partition assigned to `consumer`, once.
-async fn report_once(consumer: Arc<StreamConsumer>, lag: &ConsumerLag) {
+/// Sets `lag` for each partition assigned to `consumer`, once; returns their sum.
+async fn report_once<C: ConsumerContext + 'static>(
+    consumer: Arc<StreamConsumer<C>>,
+    lag: &ConsumerLag,
+) -> i64 {
     let lags = tokio::task::spawn_blocking(move || {
         let mut lags = Vec::new();
         let Ok(positions) = consumer.position() else {
@@ -83,9 +97,12 @@ async fn report_once(consumer: Arc<StreamConsumer>, lag: &ConsumerLag) {
     })
     .await
     .unwrap_or_default();
+    let mut sum = 0;
     for (labels, behind) in lags {
+        sum += behind;
         lag.get_or_create(&labels).set(behind);
     }
+    sum
 }
 
 /// A latency histogram from 0.5 ms doubling up to about 16 s.

@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 /// The label of the restarts counter: which task.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct TaskLabels {
-    pub task: &'static str,
+    pub task: String,
 }
 
 /// Panics of supervised tasks, by task (`background_task_panics_total`).
@@ -30,7 +30,7 @@ const HEALTHY_RUN: Duration = Duration::from_secs(60);
 /// Runs `start()` on a task of its own until it returns or `shutdown` fires, starting it
 /// again after every panic.
 pub async fn supervise<F, Fut>(
-    name: &'static str,
+    name: impl Into<String>,
     shutdown: CancellationToken,
     panics: TaskPanics,
     mut start: F,
@@ -38,6 +38,7 @@ pub async fn supervise<F, Fut>(
     F: FnMut() -> Fut,
     Fut: Future<Output = ()> + Send + 'static,
 {
+    let name = name.into();
     let mut pause = FIRST_PAUSE;
     loop {
         let started = tokio::time::Instant::now();
@@ -53,7 +54,9 @@ pub async fn supervise<F, Fut>(
             return;
         }
         let message = panic_message(error.into_panic());
-        panics.get_or_create(&TaskLabels { task: name }).inc();
+        panics
+            .get_or_create(&TaskLabels { task: name.clone() })
+            .inc();
         if started.elapsed() >= HEALTHY_RUN {
             pause = FIRST_PAUSE;
         }
@@ -108,7 +111,14 @@ mod tests {
         )
         .await;
         assert_eq!(runs.load(Ordering::SeqCst), 3);
-        assert_eq!(panics.get_or_create(&TaskLabels { task: "flaky" }).get(), 2);
+        assert_eq!(
+            panics
+                .get_or_create(&TaskLabels {
+                    task: "flaky".to_owned()
+                })
+                .get(),
+            2
+        );
     }
 
     #[tokio::test]

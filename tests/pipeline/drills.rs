@@ -101,3 +101,54 @@ async fn the_api_started_while_the_broker_is_frozen_is_ready_at_once() {
     app.create_product(&user, "written while frozen", 1.0).await;
     broker.unpause();
 }
+
+#[tokio::test]
+async fn a_consumer_that_stops_making_progress_is_reported_and_recreated() {
+    let pipeline = system_tests::pipeline::spawn_pipeline_tuned(|s| {
+        s.jobs_in_flight = 1;
+        s.stall_after = Duration::from_secs(3);
+        // The hanging download below must outlast the stall limit, not its own timeout.
+        s.fetch.total_timeout = Duration::from_secs(300);
+    })
+    .await;
+    // The image server holds the first request for /slow/… until the test ends: the only
+    // slot stays busy and the next product waits behind it, unconsumed.
+    let stuck = pipeline
+        .create_product(&[pipeline.images.url("/slow/rocket.jpg")])
+        .await;
+    let waiting = pipeline
+        .create_product(&[pipeline.images.url("/img/chelsea.png")])
+        .await;
+
+    // Readiness names the stalled consumer from the moment it is noticed …
+    let health = format!("http://{}/readyz", pipeline.processor_http.unwrap());
+    let http = pipeline.app.http.clone();
+    let unready = tokio::spawn(async move {
+        system_tests::poll::poll_until(
+            "readiness to name the stalled consumer",
+            Duration::from_secs(60),
+            || async {
+                let response = http.get(&health).send().await.map_err(|e| e.to_string())?;
+                let status = response.status().as_u16();
+                let body = response.text().await.unwrap_or_default();
+                if status == 503 && body.contains("consumer main made no progress") {
+                    Ok(())
+                } else {
+                    Err(format!("{status} {body}"))
+                }
+            },
+        )
+        .await
+    });
+    // … it is counted …
+    pipeline
+        .wait_for_processor_metric(
+            "the stall to be counted",
+            r#"consumer_stalls_total{consumer="main"} 1"#,
+        )
+        .await;
+    unready.await.unwrap();
+    // … and the recreated consumer takes both products again from the committed offset.
+    let since = Instant::now();
+    wait_all_done(&pipeline, &[stuck, waiting], since, RECOVERY).await;
+}

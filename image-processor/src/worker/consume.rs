@@ -1,10 +1,18 @@
 //! Taking records in: the main and retry consumers, each with several records in flight
 //! (never two of one product; see [`super::in_flight`]), storing offsets only past finished
-//! records, and draining at shutdown.
+//! records, abandoning the records of revoked partitions, noticing a consumer that stopped
+//! making progress (and recreating it), and draining at shutdown.
 
-use std::sync::Arc;
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicI64, Ordering},
+    },
+    time::{Duration, Instant},
+};
 
 use futures_util::{StreamExt, future::BoxFuture, stream::FuturesUnordered};
+use platform::kafka::{PartitionGuard, RebalanceContext};
 use rdkafka::{
     Message,
     consumer::{CommitMode, Consumer, StreamConsumer},
@@ -12,37 +20,67 @@ use rdkafka::{
 };
 use tokio_util::sync::CancellationToken;
 
-use super::{Worker, in_flight::InFlight};
+use super::{Worker, in_flight::InFlight, stall::StallWatch};
+use crate::metrics::ConsumerLabels;
+
+/// A consumer of the processor's, with the tokens of its partitions' work.
+type GuardedConsumer = StreamConsumer<RebalanceContext>;
+
+/// How a consumer loop ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ended {
+    /// Shutdown: the records in hand were finished and the offsets committed.
+    Shutdown,
+    /// No progress with records waiting: the consumer is to be recreated.
+    Stalled,
+}
+
+/// One record's handling: the record, whether its outcome is durable, and its partition's
+/// token (cancelled if the partition was revoked meanwhile).
+type Running = BoxFuture<'static, (OwnedMessage, bool, CancellationToken)>;
 
 impl Worker {
     /// Consumes `consumer` (the main topic at `level` 0, retry level `n` otherwise) until
     /// `shutdown`, with up to `jobs_in_flight` records at once (never two of one product;
     /// see [`in_flight`]). At shutdown the records in hand are finished first, and the stored
-    /// offsets are committed.
+    /// offsets are committed. Returns early, abandoning the records in hand, when the
+    /// consumer made no progress for the stall limit while records waited.
     pub async fn consume(
         self: Arc<Self>,
-        consumer: Arc<StreamConsumer>,
+        consumer: Arc<GuardedConsumer>,
+        partitions: Arc<PartitionGuard>,
         level: usize,
         shutdown: CancellationToken,
-    ) {
+    ) -> Ended {
+        let name = consumer_name(level);
+        // -1 until the lag reporter has looked: unknown is neither caught up nor behind.
+        let lag_total = Arc::new(AtomicI64::new(-1));
         let lag = tokio::spawn(platform::metrics::report_consumer_lag(
             &consumer,
             self.metrics.consumer_lag.clone(),
+            lag_total.clone(),
             shutdown.clone(),
         ));
         let limit = self.jobs_in_flight.max(1);
         let mut in_flight = InFlight::default();
-        let mut running: FuturesUnordered<BoxFuture<'static, (OwnedMessage, bool)>> =
-            FuturesUnordered::new();
+        let mut running: FuturesUnordered<Running> = FuturesUnordered::new();
         let mut stopping = false;
-        let mut receive_errors = platform::kafka::ReceiveErrors::new(if level == 0 {
-            "main".to_owned()
-        } else {
-            format!("retry-{level}")
-        });
-        loop {
+        let mut receive_errors = platform::kafka::ReceiveErrors::new(name.clone());
+        // A retry record may rightly wait its whole delay before it is due.
+        let stall_limit = self.stall_after
+            + self
+                .retry_delays
+                .get(level.wrapping_sub(1))
+                .copied()
+                .unwrap_or_default();
+        let mut watch = StallWatch::new(stall_limit, Instant::now());
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        let ended = loop {
             if stopping && running.is_empty() {
-                break;
+                break Ended::Shutdown;
+            }
+            for (topic, partition) in partitions.take_revoked() {
+                in_flight.forget_partition(&topic, partition);
             }
             // As many records wait behind a busy product as may run at once; past that the
             // consumer takes nothing in until one of them can start.
@@ -53,13 +91,16 @@ impl Worker {
                     // Waiting records are left for redelivery: no offset reaches them.
                     in_flight.drop_waiting();
                 }
-                Some((message, durable)) = running.next() => {
-                    if !durable {
-                        // Interrupted by shutdown: this offset and every later one of its
-                        // partition stay unstored, so the records are redelivered.
+                Some((message, durable, token)) = running.next() => {
+                    watch.progressed(Instant::now());
+                    if !durable || (token.is_cancelled() && !shutdown.is_cancelled()) {
+                        // Interrupted by shutdown, or its partition was revoked: this offset
+                        // and every later one of its partition stay unstored, so the records
+                        // are redelivered (to the partition's new owner).
                         in_flight.abandon(&message);
                         continue;
                     }
+                    self.stalled.clear(&name);
                     let (stored, next) = in_flight.finish(&message);
                     if let Some(offset) = stored {
                         let (topic, partition) = (message.topic(), message.partition());
@@ -68,45 +109,83 @@ impl Worker {
                         }
                     }
                     if let Some(next) = next {
-                        running.push(self.clone().start(next, level, &shutdown));
+                        running.push(self.clone().start(next, level, &partitions, &shutdown));
                     }
                 }
                 message = consumer.recv(), if receive => match message {
                     Ok(message) => {
+                        watch.progressed(Instant::now());
                         if let Some(message) = in_flight.admit(message.detach()) {
-                            running.push(self.clone().start(message, level, &shutdown));
+                            running.push(self.clone().start(message, level, &partitions, &shutdown));
                         }
                     }
                     Err(error) => {
                         receive_errors.record(&error);
                     }
                 },
+                _ = tick.tick(), if !stopping => {
+                    let behind = lag_total.load(Ordering::Relaxed);
+                    let now = Instant::now();
+                    if behind == 0 {
+                        self.stalled.clear(&name);
+                    }
+                    if watch.stalled(behind, now) {
+                        tracing::error!(
+                            consumer = name,
+                            lag = behind,
+                            idle_secs = watch.idle(now).as_secs(),
+                            in_flight = in_flight.running(),
+                            "Consumer made no progress with records waiting; recreating it."
+                        );
+                        self.metrics
+                            .consumer_stalls
+                            .get_or_create(&ConsumerLabels { consumer: name.clone() })
+                            .inc();
+                        self.stalled.set(&name);
+                        break Ended::Stalled;
+                    }
+                }
             }
-        }
-        if let Err(error) = consumer.commit_consumer_state(CommitMode::Sync) {
-            tracing::debug!(%error, retry_level = level, "No offsets to commit at shutdown.");
-        }
+        };
         lag.abort();
-        tracing::info!(retry_level = level, "Consumer stopped.");
+        if ended == Ended::Shutdown {
+            if let Err(error) = consumer.commit_consumer_state(CommitMode::Sync) {
+                tracing::debug!(%error, consumer = name, "No offsets to commit at shutdown.");
+            }
+            tracing::info!(consumer = name, "Consumer stopped.");
+        }
+        ended
     }
 
-    /// The handling of a started record, which yields the record and whether its outcome
-    /// is durable.
+    /// The handling of a started record, which yields the record, whether its outcome is
+    /// durable, and the token of its partition's work.
     fn start(
         self: Arc<Self>,
         message: OwnedMessage,
         level: usize,
+        partitions: &PartitionGuard,
         shutdown: &CancellationToken,
-    ) -> BoxFuture<'static, (OwnedMessage, bool)> {
-        let shutdown = shutdown.clone();
+    ) -> Running {
+        let token = partitions.token(message.topic(), message.partition(), shutdown);
         Box::pin(async move {
-            let durable = self.handle(&message, level, &shutdown).await;
-            (message, durable)
+            let durable = self.handle(&message, level, &token).await;
+            (message, durable, token)
         })
     }
 }
 
-/// Subscribes the main and retry consumers and runs them until `shutdown`.
+/// The consumer of `level` as logs, metrics and readiness name it.
+fn consumer_name(level: usize) -> String {
+    if level == 0 {
+        "main".to_owned()
+    } else {
+        format!("retry-{level}")
+    }
+}
+
+/// Creates the topics (waiting for the broker if it is away), then runs the main and retry
+/// consumers until `shutdown`. Each consumer is supervised: recreated when it stalls, and
+/// restarted after a panic.
 pub async fn run(
     worker: Arc<Worker>,
     kafka: &platform::kafka::KafkaSettings,
@@ -129,19 +208,82 @@ pub async fn run(
         } else {
             (topics.image_retry(level), format!("{group}.retry-{level}"))
         };
-        let consumer = kafka.consumer(&group)?;
-        consumer.subscribe(&[&topic])?;
-        tracing::info!(topic, group, "Consuming.");
-        tasks.spawn(
-            worker
-                .clone()
-                .consume(Arc::new(consumer), level, shutdown.clone()),
-        );
+        let consumer = ConsumerSpec {
+            worker: worker.clone(),
+            kafka: kafka.clone(),
+            topic,
+            group,
+            level,
+        };
+        let (panics, stop) = (worker.metrics.task_panics.clone(), shutdown.clone());
+        let task = format!("consumer-{}", consumer_name(level));
+        tasks.spawn(platform::supervise::supervise(
+            task,
+            shutdown.clone(),
+            panics,
+            move || consumer.clone().run(stop.clone()),
+        ));
     }
-    while let Some(finished) = tasks.join_next().await {
-        if let Err(error) = finished {
-            tracing::error!(%error, "A consumer task panicked.");
+    while tasks.join_next().await.is_some() {}
+    Ok(())
+}
+
+/// What it takes to (re)create one consumer.
+#[derive(Clone)]
+struct ConsumerSpec {
+    worker: Arc<Worker>,
+    kafka: platform::kafka::KafkaSettings,
+    topic: String,
+    group: String,
+    level: usize,
+}
+
+impl ConsumerSpec {
+    fn create(&self) -> anyhow::Result<(Arc<GuardedConsumer>, Arc<PartitionGuard>)> {
+        let partitions = Arc::new(PartitionGuard::default());
+        let consumer = self.kafka.consumer_with(
+            &self.group,
+            RebalanceContext {
+                consumer: consumer_name(self.level),
+                partitions: partitions.clone(),
+            },
+        )?;
+        consumer.subscribe(&[&self.topic])?;
+        Ok((Arc::new(consumer), partitions))
+    }
+
+    /// Consumes until shutdown, with a new consumer each time the last one stalled.
+    async fn run(self, shutdown: CancellationToken) {
+        let mut pause = Duration::from_secs(1);
+        loop {
+            let (consumer, partitions) = match self.create() {
+                Ok(created) => created,
+                Err(error) => {
+                    tracing::error!(
+                        error = format!("{error:#}"),
+                        group = self.group,
+                        "Failed to create a consumer; retrying."
+                    );
+                    tokio::select! {
+                        () = shutdown.cancelled() => return,
+                        () = tokio::time::sleep(pause) => {}
+                    }
+                    pause = (pause * 2).min(Duration::from_secs(30));
+                    continue;
+                }
+            };
+            tracing::info!(topic = self.topic, group = self.group, "Consuming.");
+            let ended = self
+                .worker
+                .clone()
+                .consume(consumer.clone(), partitions, self.level, shutdown.clone())
+                .await;
+            // Closing leaves the group, which can block while the broker does not answer:
+            // never on the runtime's threads.
+            tokio::task::spawn_blocking(move || drop(consumer));
+            if ended == Ended::Shutdown {
+                return;
+            }
         }
     }
-    Ok(())
 }

@@ -118,6 +118,18 @@ impl<M: Message> InFlight<M> {
         }
     }
 
+    /// Forgets a partition this consumer no longer owns (revoked): its waiting records are
+    /// dropped unstarted and its offsets are no longer tracked, so nothing of it is stored
+    /// from here on. Its running records end as abandoned (see [`Self::abandon`]).
+    pub fn forget_partition(&mut self, topic: &str, partition: i32) {
+        self.partitions.remove(&(topic.to_owned(), partition));
+        for queue in self.keys.values_mut() {
+            let before = queue.len();
+            queue.retain(|m| !(m.topic() == topic && m.partition() == partition));
+            self.waiting -= before - queue.len();
+        }
+    }
+
     /// Drops every waiting record unstarted (shutdown): they stay unstored, for redelivery.
     pub fn drop_waiting(&mut self) {
         for queue in self.keys.values_mut() {
@@ -269,5 +281,23 @@ mod tests {
         assert_eq!(in_flight.waiting(), 0, "3 is dropped with it");
         assert_eq!(finish(&mut in_flight, &records[1]), (None, None));
         assert_eq!(in_flight.running(), 0);
+    }
+
+    #[test]
+    fn a_revoked_partition_stores_nothing_more_and_its_waiting_records_go() {
+        let mut flight = InFlight::default();
+        let first = flight.admit(record(0, 10, Some("a"))).unwrap();
+        assert!(
+            flight.admit(record(0, 11, Some("a"))).is_none(),
+            "waits behind 10"
+        );
+        let other = flight.admit(record(1, 5, Some("b"))).unwrap();
+        flight.forget_partition("t", 0);
+        assert_eq!(flight.waiting(), 0);
+        // The running record of the revoked partition ends abandoned; the other partition
+        // goes on as before.
+        flight.abandon(&first);
+        assert_eq!(flight.finish(&other).0, Some(5));
+        assert_eq!(flight.running(), 0);
     }
 }

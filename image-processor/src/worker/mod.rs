@@ -18,6 +18,7 @@ mod cleanup;
 mod consume;
 mod in_flight;
 mod outgoing;
+mod stall;
 
 pub use consume::run;
 
@@ -61,6 +62,36 @@ pub struct Worker {
     /// `jobs_in_flight × image_concurrency`, which bounds the memory downloads hold.
     pub images_at_once: Arc<Semaphore>,
     pub metrics: Arc<ProcessorMetrics>,
+    /// A consumer with records waiting and no progress for this long is recreated.
+    pub stall_after: Duration,
+    /// Consumers found stalled and not seen progressing since (readiness fails meanwhile).
+    pub stalled: StalledConsumers,
+}
+
+/// The consumers found stalled and not seen progressing since, by name.
+#[derive(Debug, Default)]
+pub struct StalledConsumers(std::sync::Mutex<std::collections::BTreeSet<String>>);
+
+impl StalledConsumers {
+    fn set(&self, name: &str) {
+        self.lock().insert(name.to_owned());
+    }
+
+    fn clear(&self, name: &str) {
+        if self.lock().contains(name) {
+            tracing::info!(consumer = name, "Consumer is making progress again.");
+            self.lock().remove(name);
+        }
+    }
+
+    /// The names of the stalled consumers, for readiness.
+    pub fn names(&self) -> Vec<String> {
+        self.lock().iter().cloned().collect()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::BTreeSet<String>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
 }
 
 impl Worker {
@@ -80,6 +111,8 @@ impl Worker {
                 (settings.jobs_in_flight * settings.image_concurrency).max(1),
             )),
             metrics: ProcessorMetrics::new(),
+            stall_after: settings.stall_after,
+            stalled: StalledConsumers::default(),
         }))
     }
 

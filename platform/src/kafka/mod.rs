@@ -8,9 +8,11 @@
 //! Every client starts from [`KafkaSettings::client_config`], so the brokers and the
 //! encryption and authentication settings ([`security`]) are the same for all of them.
 
+mod rebalance;
 mod receive_errors;
 mod security;
 
+pub use rebalance::{PartitionGuard, RebalanceContext};
 pub use receive_errors::ReceiveErrors;
 
 use std::time::Duration;
@@ -137,6 +139,14 @@ impl KafkaSettings {
     /// join again as a new member, and a broker that is slow to expire the old one (tansu
     /// never does) keeps the group rebalancing around a member that will never answer.
     pub fn consumer(&self, group: &str) -> anyhow::Result<StreamConsumer> {
+        self.consumer_with(group, rdkafka::consumer::DefaultConsumerContext)
+    }
+
+    /// Like [`Self::consumer`], with a context of the caller's (e.g. [`RebalanceContext`]).
+    pub fn consumer_with<C>(&self, group: &str, context: C) -> anyhow::Result<StreamConsumer<C>>
+    where
+        C: rdkafka::consumer::ConsumerContext + 'static,
+    {
         self.client_config()
             .set("group.id", group)
             .set("enable.auto.commit", "true")
@@ -147,7 +157,7 @@ impl KafkaSettings {
             .set("heartbeat.interval.ms", "1000")
             .set("topic.metadata.refresh.interval.ms", "5000")
             .set("fetch.wait.max.ms", self.fetch_wait_max_ms.to_string())
-            .create()
+            .create_with_context(context)
             .context("Failed to create a Kafka consumer")
     }
 
