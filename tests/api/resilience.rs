@@ -289,3 +289,96 @@ async fn a_write_whose_client_leaves_during_the_commit_still_invalidates_the_cac
     )
     .await;
 }
+
+/// An app caching through a proxy of the test's own in front of the shared Redis.
+async fn app_behind_proxy() -> (TestApp, system_tests::proxy::StallProxy) {
+    let upstream = redis_url()
+        .trim_start_matches("redis://")
+        .parse()
+        .expect("REDIS_URL is redis://host:port here");
+    let proxy = system_tests::proxy::StallProxy::start(upstream).await;
+    let cache = cache_settings(&format!("redis://{}", proxy.addr));
+    let app = spawn_app_with(move |s| s.cache = Some(cache)).await;
+    app.wait_for_cache_connection().await;
+    (app, proxy)
+}
+
+/// Creates a product and reads it until it is served from the cache.
+async fn cached_product(app: &TestApp) -> String {
+    let user = app.create_user("partitioned").await;
+    let id = app.create_product(&user, "lamp", 10.0).await;
+    app.product(&id).await;
+    let cached = app.get(&format!("/products/{id}")).await;
+    assert_eq!(cached.headers()["x-cache"], "hit");
+    id
+}
+
+async fn price(app: &TestApp, id: &str) -> Option<f64> {
+    app.product(id).await["product_price"].as_f64()
+}
+
+#[tokio::test]
+async fn a_write_while_redis_is_black_holed_is_never_read_stale() {
+    let (app, proxy) = app_behind_proxy().await;
+    let id = cached_product(&app).await;
+
+    proxy.black_hole();
+    let patched = app
+        .patch(&format!("/products/{id}"), &json!({"product_price": 42}))
+        .await;
+    assert_eq!(
+        patched.status(),
+        200,
+        "writes go on while Redis is unreachable"
+    );
+    for _ in 0..5 {
+        assert_eq!(
+            price(&app, &id).await,
+            Some(42.0),
+            "a read during the partition"
+        );
+    }
+    proxy.restore();
+    for _ in 0..50 {
+        assert_eq!(
+            price(&app, &id).await,
+            Some(42.0),
+            "a read after the partition"
+        );
+    }
+    poll_until(
+        "reads to hit the cache again",
+        Duration::from_secs(10),
+        || async {
+            let response = app.get(&format!("/products/{id}")).await;
+            match response.headers()["x-cache"].to_str().unwrap() {
+                "hit" => Ok(()),
+                other => Err(other.to_owned()),
+            }
+        },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_partition_that_ends_in_resets_leaves_nothing_stale() {
+    let (app, proxy) = app_behind_proxy().await;
+    let id = cached_product(&app).await;
+
+    // The invalidation after the write times out in the partition, and the partition ends
+    // in resets that cut the connection holding it.
+    proxy.black_hole();
+    let patched = app
+        .patch(&format!("/products/{id}"), &json!({"product_price": 42}))
+        .await;
+    assert_eq!(patched.status(), 200);
+    proxy.reset();
+    proxy.restore();
+    for _ in 0..50 {
+        assert_eq!(
+            price(&app, &id).await,
+            Some(42.0),
+            "a read after the partition"
+        );
+    }
+}

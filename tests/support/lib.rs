@@ -6,6 +6,7 @@ pub mod images;
 pub mod pipeline;
 pub mod poll;
 pub mod process;
+pub mod proxy;
 pub mod redis;
 pub mod tls;
 

@@ -1,0 +1,26 @@
+//! Times the processor's transform on image files, as the running service would do it:
+//! `cargo run --example compress -- photo.jpg …` (add `--release` to compare builds).
+//! Prints, per file, the median of five runs in milliseconds and the output's size.
+
+use std::time::Instant;
+
+use image_processor::{settings::Settings, transform};
+
+fn main() -> anyhow::Result<()> {
+    let settings = Settings::from_env()?.transform;
+    for path in std::env::args().skip(1) {
+        let bytes = std::fs::read(&path)?;
+        let mut times = Vec::new();
+        let mut size = 0;
+        for _ in 0..5 {
+            let started = Instant::now();
+            let compressed = transform::compress(&bytes, &settings)
+                .map_err(|failure| anyhow::anyhow!("{path}: {failure}"))?;
+            times.push(started.elapsed().as_secs_f64() * 1000.0);
+            size = compressed.bytes.len();
+        }
+        times.sort_by(f64::total_cmp);
+        println!("{path}: {:.0} ms (median of 5), {size} bytes", times[2]);
+    }
+    Ok(())
+}
