@@ -17,8 +17,12 @@
 //!
 //! Redis trouble is not an outage: every command has a short timeout (`REDIS_TIMEOUT_MS`);
 //! a failure serves from the database, is counted, and is logged at most every few seconds.
-//! The client reconnects by itself, and caching resumes with it. Writes whose invalidation
-//! failed while Redis was away can leave an entry stale for at most the TTL.
+//! The client reconnects by itself, and caching resumes with it. An invalidation Redis did
+//! not confirm (it was away, or the connection carrying it was lost) is sent again every
+//! 100 ms until it is, and this replica's reads of that product skip the cache meanwhile;
+//! other replicas can read the old entry from Redis until the invalidation lands, that is
+//! until shortly after Redis is reachable again (or, should the writing replica die first,
+//! for at most the TTL).
 
 mod near;
 mod scripts;
@@ -125,6 +129,9 @@ struct Inner {
     stats: Arc<CacheStats>,
     flights: SingleFlight<Loaded>,
     last_warning_ms: AtomicU64,
+    /// Invalidations Redis has not confirmed (product id → version), sent again until it
+    /// does; reads of these products skip the cache meanwhile.
+    pending: std::sync::Mutex<std::collections::HashMap<i64, i64>>,
 }
 
 fn now_ms() -> u64 {
@@ -171,7 +178,9 @@ impl ProductCache {
         } else {
             None
         };
-        Ok(Self::with(Some(pool), near, Some(settings), stats))
+        let cache = Self::with(Some(pool), near, Some(settings), stats);
+        tokio::spawn(resend_invalidations(Arc::downgrade(&cache.inner)));
+        Ok(cache)
     }
 
     /// No Redis: every read goes to the database (`X-Cache: miss`).
@@ -196,6 +205,7 @@ impl ProductCache {
                 stats,
                 flights: SingleFlight::new(load_timeout),
                 last_warning_ms: AtomicU64::new(0),
+                pending: Default::default(),
             }),
         }
     }
@@ -323,10 +333,35 @@ impl ProductCache {
     }
 
     /// Marks product `id` as changed to `version` (after the change committed): readers miss
-    /// until an entry of at least that version is stored.
+    /// until an entry of at least that version is stored. When Redis does not confirm it (it
+    /// is away, or the connection carrying the command was lost), the invalidation is kept
+    /// and sent again until it does, and this replica's reads of the product skip the cache
+    /// meanwhile, so none of them can be served the old product.
     pub async fn invalidate(&self, id: i64, version: i64) {
-        let Some((key, client, settings)) = self.key(id) else {
+        if self.inner.client.is_none() {
             return;
+        }
+        let confirmed = self.send_invalidation(id, version).await;
+        // This replica reads its own write at once; the others on Redis's push.
+        if let Some(near) = &self.inner.near {
+            near.forget(id);
+        }
+        if !confirmed {
+            let mut pending = self.pending();
+            let entry = pending.entry(id).or_insert(version);
+            *entry = (*entry).max(version);
+            tracing::warn!(
+                product_id = id,
+                version,
+                "Cache invalidation failed; sending it again until Redis takes it, reads of the product skip the cache meanwhile."
+            );
+        }
+    }
+
+    /// Runs the invalidation script; true when Redis confirmed it.
+    async fn send_invalidation(&self, id: i64, version: i64) -> bool {
+        let Some((key, client, settings)) = self.key(id) else {
+            return false;
         };
         let args: Vec<Value> = vec![version.into(), (settings.ttl.as_millis() as i64).into()];
         let done: Option<i64> = self
@@ -336,16 +371,29 @@ impl ProductCache {
                 client.eval(scripts::INVALIDATE, key, args),
             )
             .await;
-        // This replica reads its own write at once; the others on Redis's push.
-        if let Some(near) = &self.inner.near {
-            near.forget(id);
-        }
-        if done.is_none() {
-            tracing::warn!(
-                product_id = id,
-                version,
-                "Cache invalidation failed; the entry may be stale until its TTL."
-            );
+        done.is_some()
+    }
+
+    fn pending(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<i64, i64>> {
+        self.inner.pending.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Sends the unconfirmed invalidations again; each one Redis confirms is done.
+    async fn resend_pending(&self) {
+        let pending: Vec<(i64, i64)> = self.pending().iter().map(|(k, v)| (*k, *v)).collect();
+        for (id, version) in pending {
+            if self.send_invalidation(id, version).await {
+                let mut pending = self.pending();
+                // A newer invalidation of the same product may have failed meanwhile.
+                if pending.get(&id) == Some(&version) {
+                    pending.remove(&id);
+                }
+                tracing::info!(
+                    product_id = id,
+                    version,
+                    "Cache invalidation sent again and confirmed."
+                );
+            }
         }
     }
 
@@ -363,6 +411,15 @@ impl ProductCache {
     {
         if self.inner.client.is_none() {
             // No cache: every request reads the database, as it would without this layer.
+            self.inner.stats.misses.inc();
+            self.inner.stats.db_loads.inc();
+            return load()
+                .await
+                .map(|loaded| (loaded, Source::Miss))
+                .map_err(Arc::new);
+        }
+        if self.pending().contains_key(&id) {
+            // Redis may still hold the product as it was before a write: not a source now.
             self.inner.stats.misses.inc();
             self.inner.stats.db_loads.inc();
             return load()
@@ -404,6 +461,21 @@ impl ProductCache {
             .await
             .map_err(|error| Arc::new(DbError::from(error)))??;
         Ok((loaded, Source::Miss))
+    }
+}
+
+/// Every 100 ms while the cache exists, sends the unconfirmed invalidations again.
+async fn resend_invalidations(inner: std::sync::Weak<Inner>) {
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    loop {
+        tick.tick().await;
+        let Some(inner) = inner.upgrade() else {
+            return;
+        };
+        let cache = ProductCache { inner };
+        if !cache.pending().is_empty() {
+            cache.resend_pending().await;
+        }
     }
 }
 
