@@ -18,11 +18,7 @@ use api::{
     startup,
 };
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use poem::{
-    EndpointExt, Route, Server, get, handler,
-    listener::{Acceptor, Listener, TcpListener},
-    web::Data,
-};
+use poem::{EndpointExt, Route, get, handler, web::Data};
 use serde_json::json;
 
 const BATCH: usize = 32;
@@ -52,12 +48,16 @@ async fn serve(database_url: &str, cache: ProductCache, constant: Vec<u8>) -> So
     let route: Route =
         startup::routes(state, None).at("/baseline", get(baseline).data(Constant(constant)));
     let app = startup::with_middleware(route, 64 * 1024, Duration::from_secs(30), metrics);
-    let acceptor = TcpListener::bind("127.0.0.1:0")
-        .into_acceptor()
-        .await
-        .unwrap();
-    let addr = *acceptor.local_addr()[0].as_socket_addr().unwrap();
-    tokio::spawn(Server::new_with_acceptor(acceptor).run(app));
+    // The api's own accept loop (timeouts, connection cap), as deployed.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(api::server::serve(
+        listener,
+        app,
+        api::server::HttpSettings::default(),
+        tokio_util::sync::CancellationToken::new(),
+        Duration::from_secs(1),
+    ));
     addr
 }
 

@@ -14,6 +14,10 @@ const BROKER_PAUSE: Duration = Duration::from_secs(20);
 /// Every product is compressed within this of the broker's return.
 const RECOVERY: Duration = Duration::from_secs(60);
 
+/// Every product is compressed within this of a crashed processor's restart: the dead
+/// member's session timeout and then the work.
+const CRASH_RECOVERY: Duration = Duration::from_secs(90);
+
 const SOURCES: [&str; 4] = ["rocket.jpg", "chelsea.png", "coffee.png", "astronaut.png"];
 
 async fn create_burst(pipeline: &Pipeline, count: usize, tag: &str) -> Vec<String> {
@@ -151,4 +155,158 @@ async fn a_consumer_that_stops_making_progress_is_reported_and_recreated() {
     // … and the recreated consumer takes both products again from the committed offset.
     let since = Instant::now();
     wait_all_done(&pipeline, &[stuck, waiting], since, RECOVERY).await;
+}
+
+/// The api binary for `pipeline`'s database and topics, with no cache, on a free port.
+fn api_process(pipeline: &Pipeline) -> (std::process::Child, String) {
+    let port = system_tests::process::free_port();
+    let child = std::process::Command::new(system_tests::process::workspace_binary("api"))
+        .current_dir(std::env::temp_dir())
+        .env("API_ADDR", format!("127.0.0.1:{port}"))
+        .env("POSTGRES_URL", &pipeline.app.database_url)
+        .env("KAFKA_BROKERS", &pipeline.kafka.brokers)
+        .env("KAFKA_TOPIC_PREFIX", &pipeline.kafka.topic_prefix)
+        .env("KAFKA_TOPIC_PARTITIONS", "1")
+        .env(
+            "PROJECTOR_GROUP",
+            format!("projector-{}", uuid::Uuid::new_v4().simple()),
+        )
+        .env("CACHE_ENABLED", "false")
+        .env("IMAGE_STORAGE_URL", "memory://")
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("the api binary starts");
+    (child, format!("http://127.0.0.1:{port}"))
+}
+
+fn kill_9(child: &mut std::process::Child) {
+    let killed = std::process::Command::new("kill")
+        .args(["-KILL", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    child.wait().unwrap();
+}
+
+/// Every product the database holds.
+async fn stored_products(pipeline: &Pipeline) -> Vec<String> {
+    let db = pipeline.app.db().await;
+    db.query("SELECT id FROM products ORDER BY id", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.get::<_, i64>(0).to_string())
+        .collect()
+}
+
+#[tokio::test]
+async fn a_kill_9_of_the_api_mid_burst_loses_no_committed_product() {
+    // The pipeline's own api relays and projects; a second api, the real binary on the same
+    // database and topics, takes the burst and is killed in the middle of it.
+    let pipeline = system_tests::pipeline::spawn_pipeline().await;
+    let (mut api, base) = api_process(&pipeline);
+    let http = pipeline.app.http.clone();
+    system_tests::poll::poll_until("the api binary to serve", Duration::from_secs(30), || {
+        let url = format!("{base}/readyz");
+        let http = http.clone();
+        async move {
+            match http.get(url).send().await {
+                Ok(r) if r.status() == 200 => Ok(()),
+                other => Err(format!("{other:?}")),
+            }
+        }
+    })
+    .await;
+    let user = pipeline.app.create_user("burst").await;
+    let posts = (0..40).map(|i| {
+        let (http, base) = (http.clone(), base.clone());
+        let image = pipeline
+            .images
+            .url(&format!("/img/{}?kill{i}", SOURCES[i % SOURCES.len()]));
+        let body = serde_json::json!({
+            "user_id": user, "product_name": format!("burst {i}"), "product_price": 5,
+            "product_images": [image]
+        });
+        tokio::spawn(async move {
+            http.post(format!("{base}/products"))
+                .json(&body)
+                .send()
+                .await
+        })
+    });
+    let posts: Vec<_> = posts.collect();
+    // Killed once some products are committed and others still on their way.
+    system_tests::poll::poll_until(
+        "some products to be committed",
+        Duration::from_secs(30),
+        || async {
+            match stored_products(&pipeline).await.len() {
+                n if n >= 5 => Ok(()),
+                n => Err(n),
+            }
+        },
+    )
+    .await;
+    kill_9(&mut api);
+    for post in posts {
+        let _answered_or_cut = post.await.unwrap();
+    }
+
+    let stored = stored_products(&pipeline).await;
+    assert!(!stored.is_empty());
+    wait_all_done(&pipeline, &stored, Instant::now(), RECOVERY).await;
+}
+
+#[tokio::test]
+async fn a_kill_9_of_the_processor_mid_load_loses_nothing_after_its_restart() {
+    let pipeline = system_tests::pipeline::spawn_pipeline_without_processor().await;
+    let settings = &pipeline.processor_settings;
+    let start = || {
+        std::process::Command::new(system_tests::process::workspace_binary("image-processor"))
+            .current_dir(std::env::temp_dir())
+            .env("KAFKA_BROKERS", &pipeline.kafka.brokers)
+            .env("KAFKA_TOPIC_PREFIX", &pipeline.kafka.topic_prefix)
+            .env("KAFKA_TOPIC_PARTITIONS", "1")
+            .env("IMAGE_PROCESSOR_GROUP", &settings.group)
+            .env("IMAGE_STORAGE_URL", &settings.storage_url)
+            .env("IMAGE_PUBLIC_BASE_URL", &settings.public_base_url)
+            .env("IMAGE_RETRY_DELAYS", "300ms,600ms")
+            .env("IMAGE_FETCH_ALLOWED_NETWORKS", "127.0.0.1/32")
+            .env(
+                "PROCESSOR_ADDR",
+                format!("127.0.0.1:{}", system_tests::process::free_port()),
+            )
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("the image-processor binary starts")
+    };
+    let mut processor = start();
+    let mut ids = Vec::new();
+    for n in 0..16 {
+        let url = pipeline
+            .images
+            .url(&format!("/delayed/{n}/{}", SOURCES[n % SOURCES.len()]));
+        ids.push(pipeline.create_product(&[url]).await);
+    }
+    system_tests::poll::poll_until(
+        "one product to be done",
+        Duration::from_secs(60),
+        || async {
+            for id in &ids {
+                if pipeline.app.product(id).await["processing_status"] == "done" {
+                    return Ok(());
+                }
+            }
+            Err("none yet")
+        },
+    )
+    .await;
+    kill_9(&mut processor);
+    let mut restarted = start();
+    // The restarted processor joins as a new member; the group hands it the partition once
+    // the dead member's session (45 s) is over.
+    wait_all_done(&pipeline, &ids, Instant::now(), CRASH_RECOVERY).await;
+    kill_9(&mut restarted);
 }

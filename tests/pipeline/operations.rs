@@ -142,15 +142,7 @@ async fn both_consumer_groups_report_their_lag_per_partition() {
 
 /// The image-processor binary next to this test's own executable (`make test` builds it).
 fn processor_binary() -> std::path::PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let debug = exe.parent().and_then(|deps| deps.parent()).unwrap();
-    let binary = debug.join("image-processor");
-    assert!(
-        binary.exists(),
-        "{} is built (cargo build --bins; make test does it)",
-        binary.display()
-    );
-    binary
+    system_tests::process::workspace_binary("image-processor")
 }
 
 #[tokio::test]

@@ -43,6 +43,20 @@ pub async fn spawn_listening(
     child
 }
 
+/// A binary of the workspace (`api`, `image-processor`), built beside the test binaries
+/// (`cargo build --bins`; `make test` does it).
+pub fn workspace_binary(name: &str) -> std::path::PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let debug = exe.parent().and_then(|deps| deps.parent()).unwrap();
+    let binary = debug.join(name);
+    assert!(
+        binary.exists(),
+        "{} is built (cargo build --bins; make test does it)",
+        binary.display()
+    );
+    binary
+}
+
 /// Kills the child, as a crash would, and reaps it.
 pub fn kill(child: &mut Option<Child>) {
     if let Some(mut child) = child.take() {
