@@ -409,17 +409,10 @@ impl ProductCache {
         F: FnOnce() -> Fut + Send + 'static,
         Fut: Future<Output = Result<Option<Cached>, DbError>> + Send + 'static,
     {
-        if self.inner.client.is_none() {
-            // No cache: every request reads the database, as it would without this layer.
-            self.inner.stats.misses.inc();
-            self.inner.stats.db_loads.inc();
-            return load()
-                .await
-                .map(|loaded| (loaded, Source::Miss))
-                .map_err(Arc::new);
-        }
-        if self.pending().contains_key(&id) {
-            // Redis may still hold the product as it was before a write: not a source now.
+        // No cache: every request reads the database, as it would without this layer. And
+        // while an invalidation of the product is unconfirmed, Redis may still hold it as it
+        // was before a write: not a source until then.
+        if self.inner.client.is_none() || self.pending().contains_key(&id) {
             self.inner.stats.misses.inc();
             self.inner.stats.db_loads.inc();
             return load()
