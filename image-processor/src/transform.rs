@@ -71,6 +71,11 @@ fn decode(bytes: &[u8], settings: &TransformSettings) -> Result<DynamicImage, Fa
         .ok_or_else(|| {
             Failure::permanent("not an image in a supported format (JPEG, PNG, WebP, GIF)")
         })?;
+    if format == ImageFormat::Jpeg && !jpeg_is_complete(bytes) {
+        return Err(Failure::permanent(
+            "the JPEG data ends early (truncated or corrupt download)",
+        ));
+    }
     let mut reader = ImageReader::with_format(Cursor::new(bytes), format);
     let mut limits = Limits::default();
     limits.max_image_width = Some(65_535);
@@ -106,6 +111,20 @@ fn decode(bytes: &[u8], settings: &TransformSettings) -> Result<DynamicImage, Fa
         DynamicImage::ImageRgb8(image.into_rgb8())
     };
     Ok(image)
+}
+
+/// Whether a JPEG's last scan is followed by its end-of-image marker. The decoder fills the
+/// rows of a file cut short with grey and reports success; a cut file lacks that marker.
+/// Entropy-coded data cannot hold `FF D9` or `FF DA` (a data byte `FF` is followed by `00`,
+/// or by a restart marker), so the last `FF DA` starts the last scan of the main image (an
+/// EXIF thumbnail's scan comes before it), and an `FF D9` after it ends the image.
+fn jpeg_is_complete(bytes: &[u8]) -> bool {
+    const SOS: [u8; 2] = [0xFF, 0xDA];
+    const EOI: [u8; 2] = [0xFF, 0xD9];
+    bytes
+        .windows(2)
+        .rposition(|pair| pair == SOS)
+        .is_some_and(|scan| bytes[scan..].windows(2).any(|pair| pair == EOI))
 }
 
 /// Lossy WebP of an 8-bit RGB or RGBA image.
@@ -247,5 +266,24 @@ mod tests {
                 .unwrap_err()
                 .is_transient()
         );
+    }
+
+    const PHOTO: &[u8] = include_bytes!("../../tests/fixtures/images/rocket.jpg");
+
+    #[test]
+    fn a_truncated_jpeg_is_a_permanent_failure_not_a_grey_picture() {
+        assert!(compress(PHOTO, &TransformSettings::default()).is_ok());
+        for cut in [PHOTO.len() / 3, PHOTO.len() - 2] {
+            let failure = compress(&PHOTO[..cut], &TransformSettings::default()).unwrap_err();
+            assert!(!failure.is_transient(), "{failure}");
+            assert!(failure.reason.contains("ends early"), "{failure}");
+        }
+    }
+
+    #[test]
+    fn bytes_after_the_end_of_a_jpeg_are_no_truncation() {
+        let mut padded = PHOTO.to_vec();
+        padded.extend_from_slice(&[0; 64]);
+        assert!(compress(&padded, &TransformSettings::default()).is_ok());
     }
 }
