@@ -51,6 +51,9 @@ pub enum Applied {
         current: i32,
     },
     NoSuchProduct,
+    /// Every result was a failure for an image already compressed (a late retry or a
+    /// redrive that failed where an earlier attempt had succeeded): kept as it was.
+    KeptBetter,
 }
 
 impl Projector {
@@ -151,6 +154,7 @@ impl Projector {
                         Applied::Duplicate => "duplicate",
                         Applied::StaleRevision { .. } => "stale_revision",
                         Applied::NoSuchProduct => "no_such_product",
+                        Applied::KeptBetter => "kept_better",
                     };
                     self.metrics
                         .projector_events
@@ -248,11 +252,18 @@ pub async fn apply(
     let count = row.get::<_, Option<i32>>(3).unwrap_or(0) as usize;
     status.resize(count, serde_json::json!({"status": "pending"}));
     compressed.resize(count, None);
+    let mut changed = false;
     for image in &event.images {
         let i = image.index as usize;
         if i >= count {
             continue;
         }
+        // A failure never replaces a success of the same revision: a redriven or late job
+        // that failed again says nothing about the image already compressed.
+        if image.outcome == ImageOutcome::Failed && status[i]["status"] == "compressed" {
+            continue;
+        }
+        changed = true;
         let outcome = match image.outcome {
             ImageOutcome::Compressed => "compressed",
             ImageOutcome::Failed => "failed",
@@ -268,6 +279,10 @@ pub async fn apply(
             "format": image.format,
         });
         compressed[i] = image.compressed_url.clone();
+    }
+    if !changed {
+        tx.commit().await?;
+        return Ok(Applied::KeptBetter);
     }
     let version: i64 = tx
         .query_one(

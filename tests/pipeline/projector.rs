@@ -77,3 +77,40 @@ async fn the_same_event_delivered_twice_is_applied_once_and_stale_revisions_are_
     assert_eq!(product["compressed_product_images"], json!([null]));
     assert_eq!(product["processing_status"], "pending");
 }
+
+#[tokio::test]
+async fn a_late_failure_never_replaces_a_compressed_image() {
+    let app = spawn_app().await;
+    let user = app.create_user("bob").await;
+    let id = app.create_product(&user, "Lamp", 1.0).await;
+    let pool = api::db::pool(&api::db::DatabaseSettings::for_url(&app.database_url)).unwrap();
+    let done = api::projector::apply(
+        &pool,
+        uuid::Uuid::new_v4(),
+        &compressed(&id, 1, "https://cdn/a.webp"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(done, api::projector::Applied::Updated { version: 2 });
+
+    // A redrive of an old dead letter for the same revision fails this time.
+    let mut failed = compressed(&id, 1, "unused");
+    failed.images[0].outcome = ImageOutcome::Failed;
+    failed.images[0].compressed_url = None;
+    failed.images[0].failure_reason = Some("HTTP 404 from the image server".into());
+    let late = api::projector::apply(&pool, uuid::Uuid::new_v4(), &failed)
+        .await
+        .unwrap();
+    assert_eq!(late, api::projector::Applied::KeptBetter);
+    let product: Value = app
+        .get(&format!("/products/{id}"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        product["compressed_product_images"],
+        json!(["https://cdn/a.webp"])
+    );
+    assert_eq!(product["images"][0]["status"], "compressed");
+}
