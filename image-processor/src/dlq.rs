@@ -1,9 +1,15 @@
 //! Dead letters: list them, and redrive them to the product-events topic.
 //!
 //! `list` reads the whole dead-letter topic without joining a group, so it changes nothing.
-//! `redrive` reads from where the last redrive stopped (its own consumer group), republishes
-//! each record's value and event headers (without the retry bookkeeping) to the main topic,
-//! and commits once the broker acknowledged; running it twice never redrives a record twice.
+//! `redrive` reads from where the last redrive stopped (its own consumer group), in pages: it
+//! republishes each page's records (value and event headers, without the retry bookkeeping)
+//! to the main topic, at most at the given rate, and commits the page once the broker
+//! acknowledged every record of it. Nothing is held in memory beyond one page, there is no
+//! overall deadline, and a redrive that fails midway resumes after its last committed page
+//! (at most one page is sent twice; the processor treats a repeated redrive as it treats any
+//! redelivery). A dry run lists what would go and commits nothing. A filtered redrive (by
+//! product, reason or time) reads from the beginning and commits nothing either: the
+//! position belongs to unfiltered redrives, and records it skipped must stay for them.
 
 use std::{collections::HashMap, io::Write, time::Duration};
 
@@ -48,15 +54,18 @@ fn read_to_end(
         return Ok(());
     }
     consumer.assign(&assignment)?;
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    // No deadline for the whole read (a large topic takes as long as it takes), only for
+    // silence: records are known to be there, so 30 s without one means the broker is away.
+    let mut last_record = std::time::Instant::now();
     while !remaining.is_empty() {
         anyhow::ensure!(
-            std::time::Instant::now() < deadline,
-            "timed out reading {topic}"
+            last_record.elapsed() < Duration::from_secs(30),
+            "no record of {topic} for 30 s while records remain; is the broker reachable?"
         );
         let Some(message) = consumer.poll(Duration::from_millis(500)) else {
             continue;
         };
+        last_record = std::time::Instant::now();
         let message = message?;
         each(&message)?;
         if let Some(high) = remaining.get(&message.partition()) {
@@ -120,73 +129,245 @@ pub async fn list(kafka: &KafkaSettings, out: &mut impl Write) -> anyhow::Result
     Ok(())
 }
 
-/// Republishes the dead letters not redriven yet; returns how many.
+/// What to redrive, and how fast.
+#[derive(Debug, Clone)]
+pub struct RedriveOptions {
+    /// List what would be redriven; send and commit nothing.
+    pub dry_run: bool,
+    /// Only this product's dead letters.
+    pub product: Option<String>,
+    /// Only dead letters whose reason contains this text.
+    pub reason: Option<String>,
+    /// Only dead letters that first failed at or after this time.
+    pub since: Option<chrono::DateTime<chrono::Utc>>,
+    /// At most this many records per second (0: no limit).
+    pub per_second: u32,
+    /// Records per page (per commit).
+    pub page: usize,
+}
+
+impl Default for RedriveOptions {
+    fn default() -> Self {
+        Self {
+            dry_run: false,
+            product: None,
+            reason: None,
+            since: None,
+            per_second: 50,
+            page: 100,
+        }
+    }
+}
+
+impl RedriveOptions {
+    /// Parses `--dry-run`, `--product ID`, `--reason TEXT`, `--since RFC3339`, `--rate N`
+    /// and `--page N`.
+    pub fn parse(args: &[&str]) -> anyhow::Result<Self> {
+        let mut options = Self::default();
+        let mut args = args.iter();
+        while let Some(arg) = args.next() {
+            let mut value = |name: &str| {
+                args.next()
+                    .map(|v| (*v).to_owned())
+                    .ok_or_else(|| anyhow::anyhow!("{name} needs a value"))
+            };
+            match *arg {
+                "--dry-run" => options.dry_run = true,
+                "--product" => options.product = Some(value("--product")?),
+                "--reason" => options.reason = Some(value("--reason")?),
+                "--since" => {
+                    let since = value("--since")?;
+                    options.since = Some(
+                        chrono::DateTime::parse_from_rfc3339(&since)
+                            .map_err(|e| anyhow::anyhow!("--since {since:?}: {e}"))?
+                            .to_utc(),
+                    );
+                }
+                "--rate" => options.per_second = value("--rate")?.parse()?,
+                "--page" => options.page = value("--page")?.parse::<usize>()?.max(1),
+                other => anyhow::bail!("unknown option {other}"),
+            }
+        }
+        Ok(options)
+    }
+
+    fn filtered(&self) -> bool {
+        self.product.is_some() || self.reason.is_some() || self.since.is_some()
+    }
+
+    fn matches(&self, raw: &RawRecord) -> bool {
+        let product = raw.key.as_deref().map(String::from_utf8_lossy);
+        self.product
+            .as_deref()
+            .is_none_or(|wanted| product.as_deref() == Some(wanted))
+            && self.reason.as_deref().is_none_or(|wanted| {
+                raw.header(headers::ERROR)
+                    .is_some_and(|reason| reason.contains(wanted))
+            })
+            && self.since.is_none_or(|since| {
+                raw.header(headers::FIRST_FAILURE_AT)
+                    .and_then(|at| chrono::DateTime::parse_from_rfc3339(&at).ok())
+                    .is_some_and(|at| at.to_utc() >= since)
+            })
+    }
+}
+
+/// What a redrive did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Redriven {
+    /// Records sent to the main topic (or, in a dry run, that would be).
+    pub sent: usize,
+    /// Records read and left out by the filter.
+    pub skipped: usize,
+}
+
+/// Republishes the dead letters not redriven yet, with the default options; returns how
+/// many.
 pub async fn redrive(kafka: &KafkaSettings, group: &str) -> anyhow::Result<usize> {
+    let done = redrive_with(
+        kafka,
+        group,
+        &RedriveOptions::default(),
+        &mut std::io::sink(),
+    )
+    .await?;
+    Ok(done.sent)
+}
+
+/// Redrives under `options`, writing progress (and, in a dry run, each record) to `out`.
+pub async fn redrive_with(
+    kafka: &KafkaSettings,
+    group: &str,
+    options: &RedriveOptions,
+    out: &mut (impl Write + Send),
+) -> anyhow::Result<Redriven> {
     let topics = kafka.topics();
     let source = topics.image_dead_letters();
     let target = topics.product_events();
     let producer: FutureProducer = kafka.producer(platform::kafka::DELIVERY_TIMEOUT)?;
     let consumer = base_consumer(kafka, group)?;
-    let (consumer, records) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
+    let options = options.clone();
+    let runtime = tokio::runtime::Handle::current();
+    // librdkafka's consumer calls block: the whole redrive runs on a blocking thread, the
+    // sends handed to the runtime one at a time.
+    let (done, lines) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
+        let resume = !options.filtered() && !options.dry_run;
         let mut committed = HashMap::new();
-        let metadata = consumer.fetch_metadata(Some(&source), TIMEOUT)?;
-        let mut list = TopicPartitionList::new();
-        for t in metadata.topics() {
-            for p in t.partitions() {
-                list.add_partition(&source, p.id());
+        if resume {
+            let metadata = consumer.fetch_metadata(Some(&source), TIMEOUT)?;
+            let mut list = TopicPartitionList::new();
+            for t in metadata.topics() {
+                for p in t.partitions() {
+                    list.add_partition(&source, p.id());
+                }
+            }
+            for element in consumer.committed_offsets(list, TIMEOUT)?.elements() {
+                if let Offset::Offset(offset) = element.offset() {
+                    committed.insert(element.partition(), offset);
+                }
             }
         }
-        for element in consumer.committed_offsets(list, TIMEOUT)?.elements() {
-            if let Offset::Offset(offset) = element.offset() {
-                committed.insert(element.partition(), offset);
+        let mut done = Redriven::default();
+        let mut lines = Vec::new();
+        let mut page = TopicPartitionList::new();
+        let mut in_page = 0;
+        let pause = (options.per_second > 0)
+            .then(|| Duration::from_secs_f64(1.0 / f64::from(options.per_second)));
+        let commit = |page: &TopicPartitionList,
+                      done: &Redriven,
+                      lines: &mut Vec<String>|
+         -> anyhow::Result<()> {
+            if resume && page.count() > 0 {
+                consumer.commit(page, CommitMode::Sync)?;
             }
-        }
-        let mut records = Vec::new();
+            lines.push(format!(
+                "redrive: {} sent, {} skipped so far",
+                done.sent, done.skipped
+            ));
+            Ok(())
+        };
         read_to_end(
             &consumer,
             &source,
             |p, low| *committed.get(&p).unwrap_or(&low),
             |message| {
-                records.push((
+                let raw = RawRecord::of(message);
+                if !options.matches(&raw) {
+                    done.skipped += 1;
+                } else if options.dry_run {
+                    done.sent += 1;
+                    lines.push(format!(
+                        "would redrive {}/{} product {} ({})",
+                        message.partition(),
+                        message.offset(),
+                        raw.key
+                            .as_deref()
+                            .map(String::from_utf8_lossy)
+                            .unwrap_or_default(),
+                        raw.header(headers::ERROR).unwrap_or_default()
+                    ));
+                } else {
+                    let started = std::time::Instant::now();
+                    runtime
+                        .block_on(send(&producer, &target, &raw))
+                        .map_err(|e| {
+                            anyhow::anyhow!(
+                                "Failed to redrive {}/{}: {e}",
+                                message.partition(),
+                                message.offset()
+                            )
+                        })?;
+                    done.sent += 1;
+                    if let Some(pause) = pause {
+                        std::thread::sleep(pause.saturating_sub(started.elapsed()));
+                    }
+                }
+                page.add_partition_offset(
+                    message.topic(),
                     message.partition(),
-                    message.offset(),
-                    RawRecord::of(message),
-                ));
+                    Offset::Offset(message.offset() + 1),
+                )?;
+                in_page += 1;
+                if in_page >= options.page {
+                    commit(&page, &done, &mut lines)?;
+                    page = TopicPartitionList::new();
+                    in_page = 0;
+                }
                 Ok(())
             },
         )?;
-        Ok((consumer, records))
+        if in_page > 0 {
+            commit(&page, &done, &mut lines)?;
+        }
+        Ok((done, lines))
     })
     .await??;
-    let mut offsets = TopicPartitionList::new();
-    for (partition, offset, raw) in &records {
-        let mut headers = raw.event_headers();
-        // So the processor knows the record may be older than its product's latest state.
-        headers.push((
-            headers::REDRIVEN_AT.to_owned(),
-            chrono::Utc::now()
-                .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
-                .into_bytes(),
-        ));
-        let headers = platform::kafka::owned_headers(headers);
-        let mut record = FutureRecord::to(&target)
-            .payload(&raw.value)
-            .headers(headers);
-        if let Some(key) = &raw.key {
-            record = record.key(key);
-        }
-        producer
-            .send(record, Timeout::After(TIMEOUT))
-            .await
-            .map_err(|(e, _)| anyhow::anyhow!("Failed to redrive {partition}/{offset}: {e}"))?;
-        offsets.add_partition_offset(
-            &topics.image_dead_letters(),
-            *partition,
-            Offset::Offset(offset + 1),
-        )?;
+    for line in lines {
+        writeln!(out, "{line}")?;
     }
-    if !records.is_empty() {
-        consumer.commit(&offsets, CommitMode::Sync)?;
+    Ok(done)
+}
+
+/// Sends one dead letter back to the main topic, marked as redriven.
+async fn send(producer: &FutureProducer, target: &str, raw: &RawRecord) -> anyhow::Result<()> {
+    let mut headers = raw.event_headers();
+    // So the processor knows the record may be older than its product's latest state.
+    headers.push((
+        headers::REDRIVEN_AT.to_owned(),
+        chrono::Utc::now()
+            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+            .into_bytes(),
+    ));
+    let headers = platform::kafka::owned_headers(headers);
+    let mut record = FutureRecord::to(target)
+        .payload(&raw.value)
+        .headers(headers);
+    if let Some(key) = &raw.key {
+        record = record.key(key);
     }
-    Ok(records.len())
+    producer
+        .send(record, Timeout::After(TIMEOUT))
+        .await
+        .map_err(|(e, _)| anyhow::anyhow!("{e}"))?;
+    Ok(())
 }

@@ -23,16 +23,27 @@ async fn main() -> anyhow::Result<()> {
             tracing::info!("Image processor stopped.");
         }
         ["dlq", "list"] => dlq::list(&settings.kafka, &mut std::io::stdout()).await?,
-        ["dlq", "redrive"] => {
-            let count =
-                dlq::redrive(&settings.kafka, &format!("{}.dlq-redrive", settings.group)).await?;
+        ["dlq", "redrive", options @ ..] => {
+            let options = dlq::RedriveOptions::parse(options)?;
+            let group = format!("{}.dlq-redrive", settings.group);
+            let done = dlq::redrive_with(&settings.kafka, &group, &options, &mut std::io::stderr())
+                .await?;
+            let verb = if options.dry_run {
+                "Would redrive"
+            } else {
+                "Redrove"
+            };
             eprintln!(
-                "Redrove {count} dead letter(s) to {}.",
-                settings.kafka.topics().product_events()
+                "{verb} {} dead letter(s) to {}; {} left out by the filter.",
+                done.sent,
+                settings.kafka.topics().product_events(),
+                done.skipped
             );
         }
         _ => anyhow::bail!(
-            "usage: image-processor [run] | image-processor dlq list | image-processor dlq redrive"
+            "usage: image-processor [run] | image-processor dlq list | image-processor dlq redrive \
+             [--dry-run] [--product ID] [--reason TEXT] [--since RFC3339] [--rate PER_SECOND] \
+             [--page RECORDS]"
         ),
     }
     Ok(())

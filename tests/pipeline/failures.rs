@@ -362,3 +362,69 @@ async fn an_event_whose_product_id_is_not_a_number_is_dead_lettered_not_stored()
         "nothing was fetched for it"
     );
 }
+
+#[tokio::test]
+async fn a_dry_run_or_a_filtered_redrive_moves_nothing_but_what_it_names() {
+    let pipeline = spawn_pipeline().await;
+    let first = pipeline
+        .create_product(&[pipeline.images.url("/fail/chelsea.png")])
+        .await;
+    let second = pipeline
+        .create_product(&[pipeline.images.url("/fail/coffee.png")])
+        .await;
+    for id in [&first, &second] {
+        pipeline.wait_until_processed(id).await;
+    }
+    wait_for_dead_letters(&pipeline, 2).await;
+    pipeline.images.heal();
+    let group = format!("{}.dlq-redrive", pipeline.processor_settings.group);
+    let redrive = |options: image_processor::dlq::RedriveOptions| {
+        let (kafka, group) = (pipeline.kafka.clone(), group.clone());
+        async move {
+            let mut out = Vec::new();
+            let done = image_processor::dlq::redrive_with(&kafka, &group, &options, &mut out)
+                .await
+                .unwrap();
+            (done, String::from_utf8(out).unwrap())
+        }
+    };
+
+    // A dry run lists both and sends nothing: the position stays.
+    let options = |args: &[&str]| image_processor::dlq::RedriveOptions::parse(args).unwrap();
+    let (dry, listed) = redrive(options(&["--dry-run"])).await;
+    assert_eq!((dry.sent, dry.skipped), (2, 0));
+    assert!(listed.contains(&format!("product {first}")), "{listed}");
+    // A filtered redrive sends only the product it names, and leaves the position too.
+    let (one, _) = redrive(options(&[
+        "--product",
+        &first,
+        "--rate",
+        "10",
+        "--page",
+        "1",
+    ]))
+    .await;
+    assert_eq!((one.sent, one.skipped), (1, 1));
+    pipeline
+        .wait_for(
+            &first,
+            "the redriven product",
+            Duration::from_secs(60),
+            |p| p["processing_status"] == "done",
+        )
+        .await;
+    assert_eq!(
+        pipeline.app.product(&second).await["processing_status"],
+        "failed",
+        "the other product was not redriven"
+    );
+    // An unfiltered redrive then takes both from the start, in pages, and remembers it.
+    let (all, progress) = redrive(options(&["--page", "1"])).await;
+    assert_eq!((all.sent, all.skipped), (2, 0));
+    assert_eq!(
+        progress.lines().count(),
+        2,
+        "one progress line per page: {progress}"
+    );
+    assert_eq!(redrive(options(&[])).await.0.sent, 0);
+}
