@@ -1,6 +1,7 @@
 //! Times the processor's transform on image files, as the running service would do it:
 //! `cargo run --example compress -- photo.jpg …` (add `--release` to compare builds).
-//! Prints, per file, the median of five runs in milliseconds and the output's size.
+//! Prints, per file, the median of five runs (`RUNS` to change) in milliseconds and the
+//! output's size.
 
 use std::time::Instant;
 
@@ -8,11 +9,16 @@ use image_processor::{settings::Settings, transform};
 
 fn main() -> anyhow::Result<()> {
     let settings = Settings::from_env()?.transform;
+    let runs: usize = std::env::var("RUNS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(5)
+        .max(1);
     for path in std::env::args().skip(1) {
         let bytes = std::fs::read(&path)?;
         let mut times = Vec::new();
         let mut size = 0;
-        for _ in 0..5 {
+        for _ in 0..runs {
             let started = Instant::now();
             let compressed = transform::compress(&bytes, &settings)
                 .map_err(|failure| anyhow::anyhow!("{path}: {failure}"))?;
@@ -20,7 +26,10 @@ fn main() -> anyhow::Result<()> {
             size = compressed.bytes.len();
         }
         times.sort_by(f64::total_cmp);
-        println!("{path}: {:.0} ms (median of 5), {size} bytes", times[2]);
+        println!(
+            "{path}: {:.0} ms (median of {runs}), {size} bytes",
+            times[runs / 2]
+        );
     }
     Ok(())
 }
