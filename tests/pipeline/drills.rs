@@ -261,27 +261,7 @@ async fn a_kill_9_of_the_api_mid_burst_loses_no_committed_product() {
 #[tokio::test]
 async fn a_kill_9_of_the_processor_mid_load_loses_nothing_after_its_restart() {
     let pipeline = system_tests::pipeline::spawn_pipeline_without_processor().await;
-    let settings = &pipeline.processor_settings;
-    let start = || {
-        std::process::Command::new(system_tests::process::workspace_binary("image-processor"))
-            .current_dir(std::env::temp_dir())
-            .env("KAFKA_BROKERS", &pipeline.kafka.brokers)
-            .env("KAFKA_TOPIC_PREFIX", &pipeline.kafka.topic_prefix)
-            .env("KAFKA_TOPIC_PARTITIONS", "1")
-            .env("IMAGE_PROCESSOR_GROUP", &settings.group)
-            .env("IMAGE_STORAGE_URL", &settings.storage_url)
-            .env("IMAGE_PUBLIC_BASE_URL", &settings.public_base_url)
-            .env("IMAGE_RETRY_DELAYS", "300ms,600ms")
-            .env("IMAGE_FETCH_ALLOWED_NETWORKS", "127.0.0.1/32")
-            .env(
-                "PROCESSOR_ADDR",
-                format!("127.0.0.1:{}", system_tests::process::free_port()),
-            )
-            .env("RUST_LOG", "warn")
-            .stdout(std::process::Stdio::null())
-            .spawn()
-            .expect("the image-processor binary starts")
-    };
+    let start = || pipeline.spawn_processor_process();
     let mut processor = start();
     let mut ids = Vec::new();
     for n in 0..16 {

@@ -140,33 +140,11 @@ async fn both_consumer_groups_report_their_lag_per_partition() {
     }
 }
 
-/// The image-processor binary next to this test's own executable (`make test` builds it).
-fn processor_binary() -> std::path::PathBuf {
-    system_tests::process::workspace_binary("image-processor")
-}
-
 #[tokio::test]
 async fn sigterm_mid_load_drains_the_processor_without_loss_or_repeats() {
     // The real binary this time, driven by its environment, stopped by a real SIGTERM.
     let mut pipeline = spawn_pipeline_without_processor().await;
-    let settings = &pipeline.processor_settings;
-    let port = system_tests::process::free_port();
-    let workdir = std::env::temp_dir();
-    let mut child = std::process::Command::new(processor_binary())
-        .current_dir(&workdir)
-        .env("KAFKA_BROKERS", &pipeline.kafka.brokers)
-        .env("KAFKA_TOPIC_PREFIX", &pipeline.kafka.topic_prefix)
-        .env("KAFKA_TOPIC_PARTITIONS", "1")
-        .env("IMAGE_PROCESSOR_GROUP", &settings.group)
-        .env("IMAGE_STORAGE_URL", &settings.storage_url)
-        .env("IMAGE_PUBLIC_BASE_URL", &settings.public_base_url)
-        .env("IMAGE_RETRY_DELAYS", "300ms,600ms")
-        .env("IMAGE_FETCH_ALLOWED_NETWORKS", "127.0.0.1/32")
-        .env("PROCESSOR_ADDR", format!("127.0.0.1:{port}"))
-        .env("RUST_LOG", "warn")
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .expect("the image-processor binary starts");
+    let mut child = pipeline.spawn_processor_process();
 
     // Several times what the processor takes in at once (IMAGE_JOBS_IN_FLIGHT), so the stop
     // comes with records in flight and others not yet taken.

@@ -102,12 +102,7 @@ async fn a_late_failure_never_replaces_a_compressed_image() {
         .await
         .unwrap();
     assert_eq!(late, api::projector::Applied::KeptBetter);
-    let product: Value = app
-        .get(&format!("/products/{id}"))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let product = app.product(&id).await;
     assert_eq!(
         product["compressed_product_images"],
         json!(["https://cdn/a.webp"])

@@ -156,6 +156,30 @@ impl Pipeline {
         self.app.stop().await;
     }
 
+    /// Starts the real image-processor binary on this pipeline's topics, groups and storage,
+    /// driven by its environment as in production (for drills that signal or kill it).
+    pub fn spawn_processor_process(&self) -> std::process::Child {
+        let settings = &self.processor_settings;
+        std::process::Command::new(crate::process::workspace_binary("image-processor"))
+            .current_dir(std::env::temp_dir())
+            .env("KAFKA_BROKERS", &self.kafka.brokers)
+            .env("KAFKA_TOPIC_PREFIX", &self.kafka.topic_prefix)
+            .env("KAFKA_TOPIC_PARTITIONS", "1")
+            .env("IMAGE_PROCESSOR_GROUP", &settings.group)
+            .env("IMAGE_STORAGE_URL", &settings.storage_url)
+            .env("IMAGE_PUBLIC_BASE_URL", &settings.public_base_url)
+            .env("IMAGE_RETRY_DELAYS", "300ms,600ms")
+            .env("IMAGE_FETCH_ALLOWED_NETWORKS", "127.0.0.1/32")
+            .env(
+                "PROCESSOR_ADDR",
+                format!("127.0.0.1:{}", crate::process::free_port()),
+            )
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("the image-processor binary starts")
+    }
+
     /// Starts the processor (again), in the same consumer groups.
     pub async fn start_processor(&mut self) {
         let worker: Arc<Worker> =

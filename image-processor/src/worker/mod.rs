@@ -78,9 +78,8 @@ impl StalledConsumers {
     }
 
     fn clear(&self, name: &str) {
-        if self.lock().contains(name) {
+        if self.lock().remove(name) {
             tracing::info!(consumer = name, "Consumer is making progress again.");
-            self.lock().remove(name);
         }
     }
 
