@@ -1,7 +1,8 @@
 //! Writes the largest inputs the processor accepts by default, for measuring its memory:
 //! `cargo run --example worst_inputs -p image-processor -- DIR` (scripts/measure-decode-memory.sh).
 //! - `png16-40mp.png`: 40 MP, 16 bits per channel RGB (the decoder's widest pixels);
-//! - `jpeg-40mp.jpg`: 40 MP JPEG;
+//! - `jpeg-40mp.jpg`: 40 MP baseline JPEG (the script adds a progressive copy with jpegtran:
+//!   a progressive JPEG's decoder holds every coefficient until the last scan);
 //! - `gif-animated.gif`: 2000 x 2000, 8 frames (only the first is used).
 
 use std::path::PathBuf;
@@ -16,12 +17,13 @@ fn main() -> anyhow::Result<()> {
     let dir = PathBuf::from(std::env::args().nth(1).unwrap_or_else(|| ".".into()));
     std::fs::create_dir_all(&dir)?;
     // Smooth gradients: memory follows the pixels, not the bytes, and the files stay under
-    // the default download limit (IMAGE_MAX_BYTES, 20 MiB) as real worst cases must.
+    // the default download limit (IMAGE_MAX_BYTES, 20 MiB) as real worst cases must (each
+    // channel changes along one axis only, so PNG's filters leave almost nothing to store).
     let pixel = |x: u32, y: u32| {
         [
             (u64::from(x) * 65_535 / u64::from(WIDTH)) as u16,
             (u64::from(y) * 65_535 / u64::from(HEIGHT)) as u16,
-            ((u64::from(x + y) * 65_535) / u64::from(WIDTH + HEIGHT)) as u16,
+            (u64::from(WIDTH - x) * 65_535 / u64::from(WIDTH)) as u16,
         ]
     };
     let wide: ImageBuffer<Rgb<u16>, Vec<u16>> =

@@ -33,6 +33,11 @@ pub struct Settings {
     pub jobs_in_flight: usize,
     /// Images decoded and encoded at once (`IMAGE_CPU_WORKERS`, default: the cores).
     pub cpu_workers: usize,
+    /// Memory the images being decoded and compressed may hold together, in bytes
+    /// (`IMAGE_DECODE_MEMORY_MB`, default 512). Each source is admitted with its estimated
+    /// peak ([`crate::transform::Header::peak_bytes`]), read from its header; one larger than
+    /// the whole budget waits until it can have all of it.
+    pub decode_memory: u64,
     /// A consumer with records waiting that takes none in and finishes none for this long
     /// is reported, fails readiness and is recreated (`CONSUMER_STALL_SECS`; retry levels
     /// add their delay).
@@ -109,6 +114,7 @@ impl Settings {
             jobs_in_flight: env::parse("IMAGE_JOBS_IN_FLIGHT", 4)?,
             stall_after: Duration::from_secs(env::parse("CONSUMER_STALL_SECS", 120)?),
             cpu_workers: env::parse("IMAGE_CPU_WORKERS", cores)?,
+            decode_memory: env::parse::<u64>("IMAGE_DECODE_MEMORY_MB", 512)?.max(1) << 20,
         })
     }
 
@@ -126,6 +132,8 @@ impl Settings {
             max_pixels = self.transform.max_pixels,
             max_side = self.transform.max_side,
             jobs_in_flight = self.jobs_in_flight,
+            cpu_workers = self.cpu_workers,
+            decode_memory_mb = self.decode_memory >> 20,
             "Settings loaded."
         );
     }

@@ -11,8 +11,10 @@
 
 use std::io::Cursor;
 
-use fast_image_resize::{IntoImageView, ResizeAlg, ResizeOptions, Resizer, images::Image};
-use image::{DynamicImage, ImageDecoder, ImageFormat, ImageReader, Limits};
+use fast_image_resize::{ResizeAlg, ResizeOptions, Resizer};
+use image::{
+    ColorType, DynamicImage, ImageDecoder, ImageFormat, ImageReader, Limits, metadata::Orientation,
+};
 
 use crate::failure::Failure;
 
@@ -57,40 +59,77 @@ const ACCEPTED: [ImageFormat; 4] = [
 
 /// Compresses `bytes` under `settings`. Every failure is permanent: the same bytes would fail
 /// the same way again.
+///
+/// The only full-size buffer is the decoder's output: the image is scaled down in the
+/// source's own pixel format (8 or 16 bits, grey or colour), and only the scaled image is
+/// converted to 8-bit RGB(A) and oriented, so [`Header::peak_bytes`] bounds what it holds.
 pub fn compress(bytes: &[u8], settings: &TransformSettings) -> Result<Compressed, Failure> {
-    let image = tracing::info_span!("decode").in_scope(|| decode(bytes, settings))?;
+    let header = inspect(bytes, settings)?;
+    let image = tracing::info_span!("decode").in_scope(|| decode(bytes, &header, settings))?;
     let image = tracing::info_span!("resize").in_scope(|| resize(image, settings.max_side))?;
+    let mut image = if image.color().has_alpha() {
+        DynamicImage::ImageRgba8(image.into_rgba8())
+    } else {
+        DynamicImage::ImageRgb8(image.into_rgb8())
+    };
+    if let Some(orientation) = header.orientation {
+        image.apply_orientation(orientation);
+    }
     tracing::info_span!("encode").in_scope(|| encode(&image, settings.quality))
 }
 
-/// Sniffs, checks the declared size, decodes and orients; 8-bit RGB or RGBA out.
-fn decode(bytes: &[u8], settings: &TransformSettings) -> Result<DynamicImage, Failure> {
+/// What a source's header says, read before any pixel is decoded.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Header {
+    pub format: ImageFormat,
+    /// As stored, before orientation.
+    pub width: u32,
+    pub height: u32,
+    /// The decoder's output pixels.
+    pub color: ColorType,
+    orientation: Option<Orientation>,
+    /// Bytes per pixel the decoder holds besides its output: a progressive JPEG keeps every
+    /// coefficient of every component (2 bytes each) until its last scan; a GIF frame is
+    /// decoded into a buffer of its own and composed onto the output.
+    working_bytes_per_pixel: u64,
+}
+
+/// Bytes per output pixel the scaled image, its 8-bit RGBA copy and the WebP encoder's
+/// working buffers take together (measured with libwebp at method 4 by
+/// `scripts/measure-decode-memory.sh`, rounded up).
+const OUTPUT_BYTES_PER_PIXEL: u64 = 16;
+
+impl Header {
+    /// The most memory compressing this source holds at once: the decoder's output and
+    /// working buffers, the scaler's intermediate rows, then the scaled copy and the
+    /// encoder's buffers (an upper bound: `scripts/measure-decode-memory.sh` prints it beside
+    /// the measured peak for the worst accepted inputs). The processor admits
+    /// sources to decoding against a budget of this (`IMAGE_DECODE_MEMORY_MB`).
+    pub fn peak_bytes(&self, settings: &TransformSettings) -> u64 {
+        let pixels = u64::from(self.width) * u64::from(self.height);
+        let bytes_per_pixel = u64::from(self.color.bytes_per_pixel());
+        let (width, height) = scaled_size(self.width, self.height, settings.max_side);
+        let decoded = pixels * (bytes_per_pixel + self.working_bytes_per_pixel);
+        // Scaling convolves rows, then columns: between the passes it holds the source's
+        // height at the new width, in the source's pixel format.
+        let between_passes = if (width, height) == (self.width, self.height) {
+            0
+        } else {
+            u64::from(width) * u64::from(self.height) * bytes_per_pixel
+        };
+        decoded + between_passes + u64::from(width) * u64::from(height) * OUTPUT_BYTES_PER_PIXEL
+    }
+}
+
+/// Sniffs the format, reads the header and checks the declared size against the limits.
+pub fn inspect(bytes: &[u8], settings: &TransformSettings) -> Result<Header, Failure> {
     let format = image::guess_format(bytes)
         .ok()
         .filter(|f| ACCEPTED.contains(f))
         .ok_or_else(|| {
             Failure::permanent("not an image in a supported format (JPEG, PNG, WebP, GIF)")
         })?;
-    if format == ImageFormat::Jpeg && !jpeg_is_complete(bytes) {
-        return Err(Failure::permanent(
-            "the JPEG data ends early (truncated or corrupt download)",
-        ));
-    }
-    let mut reader = ImageReader::with_format(Cursor::new(bytes), format);
-    let mut limits = Limits::default();
-    limits.max_image_width = Some(65_535);
-    limits.max_image_height = Some(65_535);
-    // Enough for the largest accepted image in RGBA16 and a working copy.
-    limits.max_alloc = Some(
-        settings
-            .max_pixels
-            .saturating_mul(8)
-            .saturating_add(64 << 20),
-    );
-    reader.limits(limits);
-    let mut decoder = reader
-        .into_decoder()
-        .map_err(|e| Failure::permanent(format!("cannot decode the {format:?} image: {e}")))?;
+    let mut decoder = decoder(bytes, format, settings)?;
     let (width, height) = decoder.dimensions();
     let pixels = u64::from(width) * u64::from(height);
     if pixels > settings.max_pixels {
@@ -99,18 +138,80 @@ fn decode(bytes: &[u8], settings: &TransformSettings) -> Result<DynamicImage, Fa
             settings.max_pixels
         )));
     }
-    let orientation = decoder.orientation().ok();
-    let mut image = DynamicImage::from_decoder(decoder)
-        .map_err(|e| Failure::permanent(format!("cannot decode the {format:?} image: {e}")))?;
-    if let Some(orientation) = orientation {
-        image.apply_orientation(orientation);
-    }
-    let image = if image.color().has_alpha() {
-        DynamicImage::ImageRgba8(image.into_rgba8())
-    } else {
-        DynamicImage::ImageRgb8(image.into_rgb8())
+    let working_bytes_per_pixel = match format {
+        ImageFormat::Jpeg => jpeg_progressive_components(bytes).map_or(0, |n| 2 * u64::from(n)),
+        ImageFormat::Gif => 4,
+        ImageFormat::WebP => 2,
+        _ => 0,
     };
-    Ok(image)
+    Ok(Header {
+        format,
+        width,
+        height,
+        color: decoder.color_type(),
+        orientation: decoder.orientation().ok(),
+        working_bytes_per_pixel,
+    })
+}
+
+fn decoder<'a>(
+    bytes: &'a [u8],
+    format: ImageFormat,
+    settings: &TransformSettings,
+) -> Result<impl ImageDecoder + 'a, Failure> {
+    let mut reader = ImageReader::with_format(Cursor::new(bytes), format);
+    let mut limits = Limits::default();
+    limits.max_image_width = Some(65_535);
+    limits.max_image_height = Some(65_535);
+    // The largest accepted image in RGBA16 and the decoder's working buffers.
+    limits.max_alloc = Some(
+        settings
+            .max_pixels
+            .saturating_mul(8)
+            .saturating_add(64 << 20),
+    );
+    reader.limits(limits);
+    reader
+        .into_decoder()
+        .map_err(|e| Failure::permanent(format!("cannot decode the {format:?} image: {e}")))
+}
+
+/// Decodes in the source's own pixel format; the header was checked by [`inspect`].
+fn decode(
+    bytes: &[u8],
+    header: &Header,
+    settings: &TransformSettings,
+) -> Result<DynamicImage, Failure> {
+    let format = header.format;
+    if format == ImageFormat::Jpeg && !jpeg_is_complete(bytes) {
+        return Err(Failure::permanent(
+            "the JPEG data ends early (truncated or corrupt download)",
+        ));
+    }
+    DynamicImage::from_decoder(decoder(bytes, format, settings)?)
+        .map_err(|e| Failure::permanent(format!("cannot decode the {format:?} image: {e}")))
+}
+
+/// The number of components of a progressive JPEG's frame, or `None` for a sequential one
+/// (or a header this walk cannot follow, which the decoder will refuse anyway).
+fn jpeg_progressive_components(bytes: &[u8]) -> Option<u8> {
+    const SOF2: u8 = 0xC2;
+    const SOS: u8 = 0xDA;
+    let mut at = 2; // past SOI
+    while let [0xFF, marker, high, low, ..] = *bytes.get(at..)? {
+        if marker == 0xFF {
+            at += 1; // fill byte
+            continue;
+        }
+        if marker == SOS {
+            return None;
+        }
+        if marker == SOF2 {
+            return bytes.get(at + 9).copied();
+        }
+        at += 2 + usize::from(u16::from_be_bytes([high, low]));
+    }
+    None
 }
 
 /// Whether a JPEG's last scan is followed by its end-of-image marker. The decoder fills the
@@ -133,7 +234,7 @@ fn encode(image: &DynamicImage, quality: f32) -> Result<Compressed, Failure> {
     let encoder = match image {
         DynamicImage::ImageRgba8(rgba) => webp::Encoder::from_rgba(rgba.as_raw(), width, height),
         DynamicImage::ImageRgb8(rgb) => webp::Encoder::from_rgb(rgb.as_raw(), width, height),
-        _ => unreachable!("converted to 8-bit RGB(A) above"),
+        _ => unreachable!("converted to 8-bit RGB(A) before encoding"),
     };
     let encoded = encoder
         .encode_simple(false, quality)
@@ -146,20 +247,28 @@ fn encode(image: &DynamicImage, quality: f32) -> Result<Compressed, Failure> {
     })
 }
 
-/// Scales down so the longest side is at most `max_side`, with Lanczos3 (SIMD).
-fn resize(image: DynamicImage, max_side: u32) -> Result<DynamicImage, Failure> {
-    let (width, height) = (image.width(), image.height());
+/// The size `width` x `height` scales down to so its longest side is at most `max_side`
+/// (the longest side is the same before and after orientation).
+fn scaled_size(width: u32, height: u32, max_side: u32) -> (u32, u32) {
     let longest = width.max(height);
     if longest <= max_side {
-        return Ok(image);
+        return (width, height);
     }
     let scale = f64::from(max_side) / f64::from(longest);
-    let new_width = ((f64::from(width) * scale).round() as u32).max(1);
-    let new_height = ((f64::from(height) * scale).round() as u32).max(1);
-    let pixel_type = image
-        .pixel_type()
-        .ok_or_else(|| Failure::permanent("unsupported pixel layout"))?;
-    let mut target = Image::new(new_width, new_height, pixel_type);
+    (
+        ((f64::from(width) * scale).round() as u32).max(1),
+        ((f64::from(height) * scale).round() as u32).max(1),
+    )
+}
+
+/// Scales down so the longest side is at most `max_side`, with Lanczos3 (SIMD), in the
+/// image's own pixel format.
+fn resize(image: DynamicImage, max_side: u32) -> Result<DynamicImage, Failure> {
+    let (width, height) = scaled_size(image.width(), image.height(), max_side);
+    if (width, height) == (image.width(), image.height()) {
+        return Ok(image);
+    }
+    let mut target = DynamicImage::new(width, height, image.color());
     Resizer::new()
         .resize(
             &image,
@@ -169,14 +278,7 @@ fn resize(image: DynamicImage, max_side: u32) -> Result<DynamicImage, Failure> {
             )),
         )
         .map_err(|e| Failure::permanent(format!("resize failed: {e}")))?;
-    let buffer = target.into_vec();
-    let resized = match image {
-        DynamicImage::ImageRgba8(_) => {
-            image::RgbaImage::from_raw(new_width, new_height, buffer).map(DynamicImage::ImageRgba8)
-        }
-        _ => image::RgbImage::from_raw(new_width, new_height, buffer).map(DynamicImage::ImageRgb8),
-    };
-    resized.ok_or_else(|| Failure::permanent("resize produced a buffer of the wrong size"))
+    Ok(target)
 }
 
 #[cfg(test)]
@@ -265,6 +367,114 @@ mod tests {
             !compress(&broken, &TransformSettings::default())
                 .unwrap_err()
                 .is_transient()
+        );
+    }
+
+    /// A JPEG of `width` x `height`, red on its left half and blue on its right, with an EXIF
+    /// orientation tag.
+    fn oriented_jpeg(width: u32, height: u32, orientation: u16) -> Vec<u8> {
+        use image::ImageEncoder;
+        let image = image::RgbImage::from_fn(width, height, |x, _| {
+            if x < width / 2 {
+                image::Rgb([255, 0, 0])
+            } else {
+                image::Rgb([0, 0, 255])
+            }
+        });
+        // A big-endian TIFF header and one IFD entry: Orientation (0x0112), SHORT, 1 value.
+        let mut exif = b"MM\0\x2a\0\0\0\x08\0\x01\x01\x12\0\x03\0\0\0\x01".to_vec();
+        exif.extend_from_slice(&orientation.to_be_bytes());
+        exif.extend_from_slice(&[0; 6]); // padding of the value, no next IFD
+        let mut out = Vec::new();
+        let mut encoder = image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 95);
+        encoder.set_exif_metadata(exif).unwrap();
+        encoder
+            .write_image(
+                image.as_raw(),
+                width,
+                height,
+                image::ExtendedColorType::Rgb8,
+            )
+            .unwrap();
+        out
+    }
+
+    fn webp_pixels(compressed: &Compressed) -> image::RgbImage {
+        image::load_from_memory_with_format(&compressed.bytes, ImageFormat::WebP)
+            .unwrap()
+            .into_rgb8()
+    }
+
+    #[test]
+    fn an_oriented_photo_is_scaled_then_turned_upright() {
+        let settings = TransformSettings {
+            max_side: 100,
+            ..Default::default()
+        };
+        // Orientation 6: the camera was turned a quarter clockwise, so the stored left half
+        // is the picture's top.
+        let out = compress(&oriented_jpeg(400, 200, 6), &settings).unwrap();
+        assert_eq!((out.width, out.height), (50, 100));
+        let pixels = webp_pixels(&out);
+        let [r, _, b] = pixels.get_pixel(25, 20).0;
+        assert!(r > 200 && b < 60, "top should be red: {r},{b}");
+        let [r, _, b] = pixels.get_pixel(25, 80).0;
+        assert!(b > 200 && r < 60, "bottom should be blue: {r},{b}");
+        // Orientation 3: upside down, so the stored right half is the picture's left.
+        let out = compress(&oriented_jpeg(400, 200, 3), &settings).unwrap();
+        assert_eq!((out.width, out.height), (100, 50));
+        let [r, _, b] = webp_pixels(&out).get_pixel(20, 25).0;
+        assert!(b > 200 && r < 60, "left should be blue: {r},{b}");
+    }
+
+    #[test]
+    fn a_16_bit_png_is_scaled_in_its_own_depth_and_encoded_in_8() {
+        let wide: image::ImageBuffer<image::Rgb<u16>, Vec<u16>> =
+            image::ImageBuffer::from_pixel(400, 200, image::Rgb([0xFFFF, 0x8080, 0x0000]));
+        let mut png = Vec::new();
+        wide.write_to(&mut Cursor::new(&mut png), ImageFormat::Png)
+            .unwrap();
+        let settings = TransformSettings {
+            max_side: 100,
+            ..Default::default()
+        };
+        let header = inspect(&png, &settings).unwrap();
+        assert_eq!(header.color, ColorType::Rgb16);
+        let out = compress(&png, &settings).unwrap();
+        assert_eq!((out.width, out.height), (100, 50));
+        let [r, g, b] = webp_pixels(&out).get_pixel(50, 25).0;
+        assert!(r > 245 && (120..=136).contains(&g) && b < 10, "{r},{g},{b}");
+    }
+
+    #[test]
+    fn the_peak_estimate_covers_the_decoded_pixels_and_the_progressive_coefficients() {
+        let settings = TransformSettings::default();
+        let header = inspect(PHOTO, &settings).unwrap();
+        let pixels = 640 * 427;
+        assert_eq!(jpeg_progressive_components(PHOTO), None);
+        assert_eq!(
+            header.peak_bytes(&settings),
+            pixels * 3 + pixels * OUTPUT_BYTES_PER_PIXEL
+        );
+        // The same frame header marked progressive (SOF2): three components' coefficients.
+        let sof0 = PHOTO.windows(2).position(|w| w == [0xFF, 0xC0]).unwrap();
+        let mut progressive = PHOTO.to_vec();
+        progressive[sof0 + 1] = 0xC2;
+        assert_eq!(jpeg_progressive_components(&progressive), Some(3));
+        assert_eq!(
+            inspect(&progressive, &settings)
+                .unwrap()
+                .peak_bytes(&settings),
+            pixels * (3 + 6) + pixels * OUTPUT_BYTES_PER_PIXEL
+        );
+        // Scaled down to 320 x 214: the scaler's rows between its passes, then the output.
+        let small = TransformSettings {
+            max_side: 320,
+            ..Default::default()
+        };
+        assert_eq!(
+            header.peak_bytes(&small),
+            pixels * 3 + 320 * 427 * 3 + 320 * 214 * OUTPUT_BYTES_PER_PIXEL
         );
     }
 

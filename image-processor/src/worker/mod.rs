@@ -52,8 +52,11 @@ pub struct Worker {
     pub topics: Topics,
     /// One entry per retry level.
     pub retry_delays: Vec<Duration>,
-    /// Bounds decoding/encoding running at once (CPU and memory).
+    /// Bounds decoding/encoding running at once (CPU).
     pub cpu: Arc<Semaphore>,
+    /// Bounds the memory of the images being decoded and compressed: one permit per MiB of
+    /// each source's estimated peak.
+    pub decode_memory: DecodeBudget,
     /// Downloads of one job in flight at once.
     pub image_concurrency: usize,
     /// Records (products) of one consumer processed at once.
@@ -66,6 +69,46 @@ pub struct Worker {
     pub stall_after: Duration,
     /// Consumers found stalled and not seen progressing since (readiness fails meanwhile).
     pub stalled: StalledConsumers,
+}
+
+/// The memory budget of decoding and compressing, shared by all consumers: a source is
+/// admitted with its estimated peak memory, in MiB permits, so a few large sources or many
+/// small ones decode at once, never more than the budget (`IMAGE_DECODE_MEMORY_MB`). A source
+/// larger than the whole budget waits for all of it and then runs alone.
+#[derive(Debug, Clone)]
+pub struct DecodeBudget {
+    permits: Arc<Semaphore>,
+    mebibytes: u32,
+}
+
+impl DecodeBudget {
+    pub fn new(bytes: u64) -> Self {
+        let mebibytes = u32::try_from(bytes.div_ceil(1 << 20))
+            .unwrap_or(u32::MAX)
+            .max(1);
+        Self {
+            permits: Arc::new(Semaphore::new(mebibytes as usize)),
+            mebibytes,
+        }
+    }
+
+    /// Waits until `bytes` (at most the whole budget) are free and holds them until the
+    /// permit is dropped.
+    pub async fn admit(&self, bytes: u64) -> tokio::sync::OwnedSemaphorePermit {
+        let wanted = u32::try_from(bytes.div_ceil(1 << 20))
+            .unwrap_or(u32::MAX)
+            .clamp(1, self.mebibytes);
+        self.permits
+            .clone()
+            .acquire_many_owned(wanted)
+            .await
+            .expect("the semaphore is never closed")
+    }
+
+    /// MiB not held by any source now.
+    pub fn available_mebibytes(&self) -> usize {
+        self.permits.available_permits()
+    }
 }
 
 /// The consumers found stalled and not seen progressing since, by name.
@@ -104,6 +147,7 @@ impl Worker {
             topics: settings.kafka.topics(),
             retry_delays: settings.retry_delays.clone(),
             cpu: Arc::new(Semaphore::new(settings.cpu_workers.max(1))),
+            decode_memory: DecodeBudget::new(settings.decode_memory),
             image_concurrency: settings.image_concurrency,
             jobs_in_flight: settings.jobs_in_flight,
             images_at_once: Arc::new(Semaphore::new(
@@ -369,17 +413,26 @@ impl Worker {
             ms = started.elapsed().as_millis() as u64,
             "Download succeeded."
         );
+        let settings = self.transform.clone();
+        let header = match transform::inspect(&fetched.bytes, &settings) {
+            Ok(header) => header,
+            Err(failure) => {
+                tracing::info!(product_id = %job.product_id, index = image.index, reason = %failure, "Compression failed.");
+                return Err(failure);
+            }
+        };
+        // Memory first, then a core: a source waiting for memory holds no core.
+        let memory = self.decode_memory.admit(header.peak_bytes(&settings)).await;
         let permit = self
             .cpu
             .clone()
             .acquire_owned()
             .await
             .map_err(|_| Failure::transient("shutting down"))?;
-        let settings = self.transform.clone();
         let encode_started = std::time::Instant::now();
         let compress_span = tracing::info_span!("compress", index = image.index);
         let compressed = tokio::task::spawn_blocking(move || {
-            let _permit = permit;
+            let _permits = (memory, permit);
             let _span = compress_span.enter();
             transform::compress(&fetched.bytes, &settings)
         })
@@ -451,5 +504,38 @@ mod tests {
                 "{d:?}"
             );
         }
+    }
+
+    const MIB: u64 = 1 << 20;
+
+    #[tokio::test]
+    async fn sources_are_admitted_while_their_memory_fits_the_budget() {
+        let budget = DecodeBudget::new(512 * MIB);
+        let first = budget.admit(300 * MIB).await;
+        let second = budget.admit(200 * MIB).await;
+        assert_eq!(budget.available_mebibytes(), 12);
+        // A third that does not fit waits until enough is released.
+        let third = tokio::spawn({
+            let budget = budget.clone();
+            async move { budget.admit(100 * MIB).await }
+        });
+        tokio::task::yield_now().await;
+        assert!(!third.is_finished());
+        drop(second);
+        let third = tokio::time::timeout(Duration::from_secs(5), third)
+            .await
+            .expect("admitted once the second released its memory")
+            .unwrap();
+        drop((first, third));
+        assert_eq!(budget.available_mebibytes(), 512);
+    }
+
+    #[tokio::test]
+    async fn a_source_larger_than_the_budget_runs_alone() {
+        let budget = DecodeBudget::new(512 * MIB);
+        let huge = budget.admit(2048 * MIB).await;
+        assert_eq!(budget.available_mebibytes(), 0);
+        drop(huge);
+        assert_eq!(budget.available_mebibytes(), 512);
     }
 }
