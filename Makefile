@@ -53,6 +53,10 @@ schemas: ## Regenerate events/schemas/*.json and events/asyncapi.json from the R
 latency: ## Median POST-to-compressed latency for a 1 MP JPEG (needs `make run`)
 	@scripts/measure-latency.sh 20
 
+.PHONY: feed-latency
+feed-latency: ## Commit-to-record latency of the products topic (needs `make run`)
+	@scripts/measure-feed-latency.sh 50
+
 .PHONY: bench
 bench: stack ## Criterion benchmarks of GET /products/{id}: cache hit, miss, baseline (docs/benchmarks.md)
 	cargo bench -p benches --bench get_product

@@ -8,6 +8,7 @@ pub mod cache;
 pub mod db;
 pub mod domain;
 pub mod error;
+pub mod feed;
 pub mod metrics;
 mod middleware;
 pub mod outbox;

@@ -20,7 +20,11 @@ use rdkafka::{
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use crate::{cache::ProductCache, metrics::OutcomeLabels};
+use crate::{
+    cache::ProductCache,
+    metrics::OutcomeLabels,
+    routes::products::repo::{COLUMNS, ProductRow},
+};
 
 /// The projector of one api process.
 #[derive(Clone)]
@@ -284,14 +288,19 @@ pub async fn apply(
         tx.commit().await?;
         return Ok(Applied::KeptBetter);
     }
-    let version: i64 = tx
+    let row = tx
         .query_one(
-            "UPDATE products SET image_status = $2, compressed_product_images = $3, version = version + 1 \
-             WHERE id = $1 RETURNING version",
+            &format!(
+                "UPDATE products SET image_status = $2, compressed_product_images = $3, version = version + 1 \
+                 WHERE id = $1 RETURNING {COLUMNS}"
+            ),
             &[&product_id, &serde_json::Value::Array(status), &compressed],
         )
-        .await?
-        .get(0);
+        .await?;
+    let row = ProductRow::from_row(&row);
+    crate::feed::record_state(&tx, &row).await?;
     tx.commit().await?;
-    Ok(Applied::Updated { version })
+    Ok(Applied::Updated {
+        version: row.version,
+    })
 }

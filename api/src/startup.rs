@@ -67,7 +67,7 @@ impl Application {
             let relay = Relay {
                 pool: pool.clone(),
                 producer: kafka.producer(platform::kafka::DELIVERY_TIMEOUT)?,
-                topic: topics.product_events(),
+                topics: topics.clone(),
                 poll_interval: settings.outbox_poll,
                 batch_size: 100,
                 signal: state.outbox.clone(),
@@ -80,7 +80,11 @@ impl Application {
                 pool,
                 consumer: Arc::new(kafka.consumer(&settings.projector_group)?),
                 kafka: kafka.clone(),
-                create_topics: vec![topics.product_events(), topics.images_compressed()],
+                create_topics: vec![
+                    topics.product_events(),
+                    topics.products(),
+                    topics.images_compressed(),
+                ],
                 topic: topics.images_compressed(),
                 cache: cache.clone(),
                 metrics: metrics.clone(),

@@ -9,7 +9,9 @@ use serde_json::{Map, Value, json};
 use crate::{
     EventType,
     headers::{self as h},
-    payloads::{ImagesCompressed, ProductCreated, ProductDeleted, ProductImagesChanged},
+    payloads::{
+        ImagesCompressed, ProductCreated, ProductDeleted, ProductImagesChanged, ProductState,
+    },
 };
 
 /// Version of the Kafka bindings used below.
@@ -23,7 +25,7 @@ struct Event {
     summary: &'static str,
 }
 
-const EVENTS: [Event; 4] = [
+const EVENTS: [Event; 5] = [
     Event {
         id: "productCreated",
         event_type: EventType::ProductCreated,
@@ -48,7 +50,21 @@ const EVENTS: [Event; 4] = [
         payload: "ImagesCompressed",
         summary: "Some images of a product reached their final outcome: compressed or failed.",
     },
+    Event {
+        id: "productState",
+        event_type: EventType::ProductState,
+        payload: "ProductState",
+        summary: "A product's state after a committed change, as GET /products/{id} shows it.",
+    },
 ];
+
+/// Whether a message of this type is a product event (the image-processor's input).
+fn is_product_event(event_type: EventType) -> bool {
+    matches!(
+        event_type,
+        EventType::ProductCreated | EventType::ProductImagesChanged | EventType::ProductDeleted
+    )
+}
 
 /// The document, as committed in `events/asyncapi.json`.
 pub fn document() -> Value {
@@ -56,6 +72,7 @@ pub fn document() -> Value {
     for event in &EVENTS {
         messages.insert(event.id.into(), message(event));
     }
+    messages.insert("productTombstone".into(), tombstone_message());
     messages.insert("imageJobRetry".into(), retry_message());
     messages.insert("imageJobDeadLetter".into(), dead_letter_message());
 
@@ -116,6 +133,9 @@ fields may be added to a version, so ignore unknown ones.
 revision is older than the newest you have seen for that product.
 - `traceparent` (W3C trace context) continues the trace of the HTTP request that caused the \
 event.
+- To follow products rather than react to events, read the compacted `products` topic: the \
+whole state of each product after every committed change (a tombstone after a delete), from \
+which reading from the beginning rebuilds exactly what the API shows (docs/change-feed.md).
 
 Topic names start with the deployment's `KAFKA_TOPIC_PREFIX` (`catalog.` by default).";
 
@@ -270,7 +290,7 @@ fn schema_ref(name: &str) -> Value {
 
 fn message(event: &Event) -> Value {
     let (mut properties, required) = cloud_event_headers(Some(event.event_type));
-    if event.event_type != EventType::ImagesCompressed {
+    if is_product_event(event.event_type) {
         properties.insert(
             h::REDRIVEN_AT.to_owned(),
             json!({
@@ -296,10 +316,25 @@ fn product_event_payload() -> Value {
     json!({
         "oneOf": EVENTS
             .iter()
-            .filter(|e| e.event_type != EventType::ImagesCompressed)
+            .filter(|e| is_product_event(e.event_type))
             .map(|e| schema_ref(e.payload))
             .collect::<Vec<_>>(),
         "description": "The payload of the product event being retried; ce_type says which.",
+    })
+}
+
+fn tombstone_message() -> Value {
+    let (mut properties, mut required) = cloud_event_headers(Some(EventType::ProductState));
+    properties.remove(h::CONTENT_TYPE);
+    required.retain(|name| *name != h::CONTENT_TYPE);
+    json!({
+        "name": "ProductTombstone",
+        "title": "Product tombstone",
+        "summary": "The product was deleted: its key with no value.",
+        "description": "The last record of a deleted product on the compacted products topic. Remove the product from your copy. Compaction keeps a tombstone for the topic's delete.retention.ms (a day by default), then drops the key altogether.",
+        "headers": { "type": "object", "properties": properties, "required": required },
+        "payload": { "type": "null", "description": "No value (a Kafka tombstone)." },
+        "bindings": key_binding(),
     })
 }
 
@@ -331,6 +366,7 @@ fn dead_letter_message() -> Value {
 }
 
 fn channel(address: &str, summary: &str, messages: &[&str], level: bool) -> Value {
+    let compacted = crate::Topics::new("{prefix}").is_compacted(address);
     let messages: Map<String, Value> = messages
         .iter()
         .map(|id| {
@@ -360,7 +396,9 @@ fn channel(address: &str, summary: &str, messages: &[&str], level: bool) -> Valu
             "kafka": {
                 "partitions": 3,
                 "replicas": 1,
-                "topicConfiguration": { "cleanup.policy": ["delete"] },
+                "topicConfiguration": {
+                    "cleanup.policy": [if compacted { "compact" } else { "delete" }],
+                },
                 "bindingVersion": KAFKA_BINDING,
             }
         },
@@ -374,6 +412,12 @@ fn channels() -> Value {
             &topics.product_events(),
             "Product lifecycle events, written by the api's transactional outbox. Partitions and replicas: KAFKA_TOPIC_PARTITIONS and KAFKA_REPLICATION_FACTOR.",
             &["productCreated", "productImagesChanged", "productDeleted"],
+            false,
+        ),
+        "products": channel(
+            &topics.products(),
+            "The change feed: every product's current state, one record per committed change (create, each PATCH, each image result applied, delete), keyed by product id and compacted, so reading it from the beginning and keeping the last value per key gives exactly what the API shows. Records of one product are in commit order. Written by the api's transactional outbox, like product-events. See docs/change-feed.md.",
+            &["productState", "productTombstone"],
             false,
         ),
         "imagesCompressed": channel(
@@ -441,6 +485,13 @@ fn operations() -> Value {
             "The image-processor downloads, compresses and stores the images (consumer group IMAGE_PROCESSOR_GROUP).",
             Some("image-processor"),
         ),
+        "publishProductState": operation(
+            "send",
+            "products",
+            &["productState", "productTombstone"],
+            "The api's outbox relay publishes the state written in each product change's transaction, after it commits (idempotent producer, acks=all); `api feed backfill` republishes every product's current state.",
+            None,
+        ),
         "publishImagesCompressed": operation(
             "send",
             "imagesCompressed",
@@ -492,6 +543,7 @@ fn payload_schemas() -> Value {
     generator.subschema_for::<ProductImagesChanged>();
     generator.subschema_for::<ProductDeleted>();
     generator.subschema_for::<ImagesCompressed>();
+    generator.subschema_for::<ProductState>();
     let schemas = generator.take_definitions(true);
     Value::Object(schemas)
 }

@@ -13,14 +13,17 @@ pub enum EventType {
     ProductImagesChanged,
     ProductDeleted,
     ImagesCompressed,
+    /// A product's whole state, on the compacted products topic.
+    ProductState,
 }
 
 impl EventType {
-    pub const ALL: [Self; 4] = [
+    pub const ALL: [Self; 5] = [
         Self::ProductCreated,
         Self::ProductImagesChanged,
         Self::ProductDeleted,
         Self::ImagesCompressed,
+        Self::ProductState,
     ];
 
     /// The `ce_type` value.
@@ -30,6 +33,7 @@ impl EventType {
             Self::ProductImagesChanged => "com.catalog.product.images-changed.v1",
             Self::ProductDeleted => "com.catalog.product.deleted.v1",
             Self::ImagesCompressed => "com.catalog.images.compressed.v1",
+            Self::ProductState => "com.catalog.product.state.v1",
         }
     }
 

@@ -10,6 +10,7 @@
 //! alone.
 
 pub mod asyncapi;
+pub mod compat;
 pub mod envelope;
 pub mod headers;
 pub mod payloads;
@@ -18,7 +19,7 @@ pub mod topics;
 
 pub use envelope::{Envelope, EventType};
 pub use payloads::{
-    ImageOutcome, ImageResult, ImagesCompressed, ProductCreated, ProductDeleted,
-    ProductImagesChanged, SourceImage,
+    ImageOutcome, ImageResult, ImageState, ImageStatus, ImagesCompressed, ProcessingStatus,
+    ProductCreated, ProductDeleted, ProductImagesChanged, ProductState, SourceImage,
 };
 pub use topics::Topics;

@@ -4,6 +4,7 @@
 //! where images are concerned, the product's `image_revision`: it grows each time the image
 //! list changes, so a consumer can ignore results that belong to an older list.
 
+use chrono::{DateTime, Utc};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -119,4 +120,87 @@ impl ImageResult {
             failure_reason: Some(reason.into()),
         }
     }
+}
+
+/// A product as `GET /products/{id}` shows it: the value of a record on the compacted
+/// products topic, one record per committed change. Type `com.catalog.product.state.v1`.
+/// A deleted product's last record is a tombstone: its key with no value.
+///
+/// Subscribers keep the last value per key; fields may be added to this version, so ignore
+/// the ones you do not know.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct ProductState {
+    /// The product's id (a string of digits); also the record key.
+    pub product_id: String,
+    /// The owner's id (a string of digits).
+    pub user_id: String,
+    pub product_name: String,
+    pub product_description: String,
+    /// The image URLs as given, in order.
+    pub product_images: Vec<String>,
+    /// The compressed images: same length and order as `product_images`, with `null` where
+    /// an image is not compressed (still pending, or failed: see `images`).
+    pub compressed_product_images: Vec<Option<String>>,
+    /// The price as a JSON number with at most 2 decimal places.
+    pub product_price: f64,
+    pub processing_status: ProcessingStatus,
+    /// Grows each time `product_images` changes.
+    pub image_revision: i32,
+    /// One entry per `product_images` entry, same order: how its processing went.
+    pub images: Vec<ImageState>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// Where processing of a product's current images stands, as a whole.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ProcessingStatus {
+    /// Some images are still being processed.
+    Pending,
+    /// Every image is compressed.
+    Done,
+    /// Every image is finished; some failed.
+    PartlyFailed,
+    /// Every image failed.
+    Failed,
+}
+
+/// Where one image's processing stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ImageStatus {
+    /// Not processed yet (or waiting for a retry).
+    Pending,
+    /// Compressed and stored.
+    Compressed,
+    /// Given up on; `failure_reason` says why.
+    Failed,
+}
+
+/// One image of a product and how its processing went.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct ImageState {
+    /// The URL as given.
+    pub source_url: String,
+    pub status: ImageStatus,
+    /// Where the compressed image is served.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compressed_url: Option<String>,
+    /// Why the image failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure_reason: Option<String>,
+    /// Size of the original, in bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bytes_before: Option<u64>,
+    /// Size of the compressed image, in bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bytes_after: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub width: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub height: Option<u32>,
+    /// Media type of the compressed image.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub format: Option<String>,
 }

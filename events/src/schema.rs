@@ -4,7 +4,12 @@
 use schemars::{JsonSchema, schema_for};
 use serde_json::Value;
 
-use crate::payloads::{ImagesCompressed, ProductCreated, ProductDeleted, ProductImagesChanged};
+use crate::{
+    EventType,
+    payloads::{
+        ImagesCompressed, ProductCreated, ProductDeleted, ProductImagesChanged, ProductState,
+    },
+};
 
 fn schema<T: JsonSchema>() -> Value {
     serde_json::to_value(schema_for!(T)).expect("a schema is JSON")
@@ -20,12 +25,62 @@ pub fn all() -> Vec<(&'static str, Value)> {
         ),
         ("ProductDeleted.json", schema::<ProductDeleted>()),
         ("ImagesCompressed.json", schema::<ImagesCompressed>()),
+        ("ProductState.json", schema::<ProductState>()),
     ]
+}
+
+/// The payload schema of an event type.
+pub fn of(event_type: EventType) -> Value {
+    match event_type {
+        EventType::ProductCreated => schema::<ProductCreated>(),
+        EventType::ProductImagesChanged => schema::<ProductImagesChanged>(),
+        EventType::ProductDeleted => schema::<ProductDeleted>(),
+        EventType::ImagesCompressed => schema::<ImagesCompressed>(),
+        EventType::ProductState => schema::<ProductState>(),
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use std::path::Path;
+
+    use crate::{EventType, compat::breaking_changes};
+
+    /// Every event type's schema as first published stays readable by the current one
+    /// (`crate::compat`). A new event type's schema is published by `make schemas`; a
+    /// published file is never rewritten.
+    #[test]
+    fn no_committed_published_schema_is_broken() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas/published");
+        let update = std::env::var_os("UPDATE_SCHEMAS").is_some();
+        for event_type in EventType::ALL {
+            let path = dir.join(format!("{}.json", event_type.as_str()));
+            let current = super::of(event_type);
+            let Ok(published) = std::fs::read_to_string(&path) else {
+                assert!(
+                    update,
+                    "{} has no published schema; run `make schemas` and commit",
+                    event_type.as_str()
+                );
+                std::fs::create_dir_all(&dir).unwrap();
+                std::fs::write(
+                    &path,
+                    serde_json::to_string_pretty(&current).unwrap() + "\n",
+                )
+                .unwrap();
+                continue;
+            };
+            let published = serde_json::from_str(&published).unwrap();
+            let breaking = breaking_changes(&published, &current);
+            assert!(
+                breaking.is_empty(),
+                "{} changed incompatibly since it was published: {breaking:#?}\n\
+                 Keep the field (or make the change compatible), or publish the change as a \
+                 new version of the type (.v2) beside this one.",
+                event_type.as_str()
+            );
+        }
+    }
 
     /// Set `UPDATE_SCHEMAS=1` (or run `make schemas`) to rewrite the committed files.
     #[test]

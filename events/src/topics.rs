@@ -28,6 +28,18 @@ impl Topics {
         format!("{}images-compressed", self.prefix)
     }
 
+    /// The change feed: every product's current state, keyed by product id, compacted, with
+    /// a tombstone (no value) for a deleted product. Written by the api's outbox relay.
+    pub fn products(&self) -> String {
+        format!("{}products", self.prefix)
+    }
+
+    /// Topics that keep the last record per key (`cleanup.policy=compact`) instead of
+    /// deleting by age.
+    pub fn is_compacted(&self, topic: &str) -> bool {
+        topic == self.products()
+    }
+
     /// The image-processor's retry topic for the `level`-th retry (1-based).
     pub fn image_retry(&self, level: usize) -> String {
         format!("{}image-processor.retry-{level}", self.prefix)
@@ -42,6 +54,7 @@ impl Topics {
     pub fn all(&self, retries: usize) -> Vec<String> {
         let mut topics = vec![
             self.product_events(),
+            self.products(),
             self.images_compressed(),
             self.image_dead_letters(),
         ];
@@ -64,7 +77,9 @@ mod tests {
     fn every_topic_carries_the_prefix() {
         let topics = Topics::new("t42.");
         assert!(topics.all(3).iter().all(|t| t.starts_with("t42.")));
-        assert_eq!(topics.all(3).len(), 6);
+        assert_eq!(topics.all(3).len(), 7);
+        assert!(topics.is_compacted("t42.products"));
+        assert!(!topics.is_compacted("t42.product-events"));
         assert_eq!(topics.image_retry(2), "t42.image-processor.retry-2");
     }
 }

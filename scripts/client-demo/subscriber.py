@@ -1,6 +1,9 @@
 """A downstream subscriber's view of the demo: reads the catalog's topics with a stock Kafka
 client (confluent-kafka) and checks every record about the demo's products against the
 committed AsyncAPI document (events/asyncapi.json): key, CloudEvents headers and payload.
+It reads the change feed too (the compacted products topic): a state record for every
+product created, a finished state once its images were processed, and a tombstone (a record
+with no value) for every product deleted.
 
     python subscriber.py <brokers> <topic prefix> <asyncapi.json> <demo-ids.json>
 
@@ -19,13 +22,19 @@ import jsonschema
 from confluent_kafka import Consumer, KafkaError
 
 
+TOMBSTONE = "tombstone"
+STATE = "com.catalog.product.state.v1"
+
+
 def messages_by_type(doc: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """The AsyncAPI messages that describe one event type, by their `ce_type`."""
+    """The AsyncAPI messages that describe one event type, by their `ce_type`; the message
+    of a record without a value (the products topic's tombstone) under TOMBSTONE."""
     out = {}
     for message in doc["components"]["messages"].values():
         ce_type = message["headers"]["properties"]["ce_type"].get("const")
         if ce_type:
-            out[ce_type] = message
+            tombstone = message["payload"].get("type") == "null"
+            out[TOMBSTONE if tombstone else ce_type] = message
     return out
 
 
@@ -45,6 +54,9 @@ def main(brokers: str, prefix: str, asyncapi: str, ids_file: str) -> None:
     wanted = {("com.catalog.product.created.v1", i) for i in ids["created"]}
     wanted |= {("com.catalog.product.deleted.v1", i) for i in ids["deleted"]}
     wanted |= {("com.catalog.images.compressed.v1", i) for i in ids["compressed"]}
+    wanted |= {(STATE, i) for i in ids["created"]}
+    wanted |= {(STATE + " finished", i) for i in ids["compressed"]}
+    wanted |= {(TOMBSTONE, i) for i in ids["deleted"]}
     ours = set(ids["created"])
 
     consumer = Consumer(
@@ -56,7 +68,9 @@ def main(brokers: str, prefix: str, asyncapi: str, ids_file: str) -> None:
             "fetch.wait.max.ms": 100,
         }
     )
-    consumer.subscribe([f"{prefix}product-events", f"{prefix}images-compressed"])
+    consumer.subscribe(
+        [f"{prefix}product-events", f"{prefix}images-compressed", f"{prefix}products"]
+    )
     checked = 0
     deadline = time.monotonic() + 60
     try:
@@ -74,17 +88,22 @@ def main(brokers: str, prefix: str, asyncapi: str, ids_file: str) -> None:
             headers = {k: (v or b"").decode() for k, v in (record.headers() or [])}
             ce_type = headers.get("ce_type", "")
             where = f"{record.topic()}[{record.partition()}]@{record.offset()} {ce_type}"
-            message = by_type.get(ce_type)
+            value = record.value()
+            kind = TOMBSTONE if value is None and ce_type == STATE else ce_type
+            message = by_type.get(kind)
             if message is None:
                 raise SystemExit(f"[subscriber] FAILED: {where}: no AsyncAPI message has this ce_type")
             validate(doc, message["headers"], headers, f"{where} headers")
             validate(doc, message["bindings"]["kafka"]["key"], key, f"{where} key")
-            payload = json.loads(record.value())
+            payload = None if value is None else json.loads(value)
             validate(doc, message["payload"], payload, f"{where} payload")
-            if payload["product_id"] != key or headers["ce_subject"] != key:
+            product_id = key if payload is None else payload["product_id"]
+            if product_id != key or headers["ce_subject"] != key:
                 raise SystemExit(f"[subscriber] FAILED: {where}: key, ce_subject and product_id differ")
             checked += 1
-            wanted.discard((ce_type, key))
+            wanted.discard((kind, key))
+            if kind == STATE and payload["processing_status"] != "pending":
+                wanted.discard((STATE + " finished", key))
     finally:
         consumer.close()
     if wanted:

@@ -107,6 +107,16 @@ def expected_topics(prefix: str, retry_levels: int) -> set[str]:
     return topics
 
 
+def compacted_topics(prefix: str) -> set[str]:
+    doc = json.loads((ROOT / "events" / "asyncapi.json").read_text())
+    return {
+        channel["address"].replace("{prefix}", prefix)
+        for channel in doc["channels"].values()
+        if "compact"
+        in channel["bindings"]["kafka"]["topicConfiguration"]["cleanup.policy"]
+    }
+
+
 def check_compose(keys: set[str]) -> None:
     path = "deploy/docker-compose.yml"
     compose = yaml.safe_load((ROOT / path).read_text())
@@ -127,6 +137,10 @@ def check_compose(keys: set[str]) -> None:
         problem(
             f"{path}: kafka-init creates {sorted(created)}, the AsyncAPI document needs {sorted(want)}"
         )
+    for topic in compacted_topics(prefix):
+        line = re.search(rf"^\s*create {re.escape(topic)}(\s.*)?$", init, re.M)
+        if line and "cleanup.policy=compact" not in (line.group(1) or ""):
+            problem(f"{path}: kafka-init must create {topic} with --config cleanup.policy=compact")
     if str(processor.get("KAFKA_CREATE_TOPICS")).lower() != "false":
         problem(f"{path}: topics come from kafka-init, so KAFKA_CREATE_TOPICS should be false")
     for name in ("api", "image-processor"):

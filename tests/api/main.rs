@@ -2,6 +2,7 @@
 
 mod cache;
 mod errors;
+mod feed;
 mod health;
 mod list;
 mod near_cache;

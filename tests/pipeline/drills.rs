@@ -157,36 +157,12 @@ async fn a_consumer_that_stops_making_progress_is_reported_and_recreated() {
     wait_all_done(&pipeline, &[stuck, waiting], since, RECOVERY).await;
 }
 
-/// The api binary for `pipeline`'s database and topics, with no cache, on a free port.
 fn api_process(pipeline: &Pipeline) -> (std::process::Child, String) {
-    let port = system_tests::process::free_port();
-    let child = std::process::Command::new(system_tests::process::workspace_binary("api"))
-        .current_dir(std::env::temp_dir())
-        .env("API_ADDR", format!("127.0.0.1:{port}"))
-        .env("POSTGRES_URL", &pipeline.app.database_url)
-        .env("KAFKA_BROKERS", &pipeline.kafka.brokers)
-        .env("KAFKA_TOPIC_PREFIX", &pipeline.kafka.topic_prefix)
-        .env("KAFKA_TOPIC_PARTITIONS", "1")
-        .env(
-            "PROJECTOR_GROUP",
-            format!("projector-{}", uuid::Uuid::new_v4().simple()),
-        )
-        .env("CACHE_ENABLED", "false")
-        .env("IMAGE_STORAGE_URL", "memory://")
-        .env("RUST_LOG", "warn")
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .expect("the api binary starts");
-    (child, format!("http://127.0.0.1:{port}"))
+    system_tests::process::api_binary(&pipeline.app.database_url, &pipeline.kafka)
 }
 
 fn kill_9(child: &mut std::process::Child) {
-    let killed = std::process::Command::new("kill")
-        .args(["-KILL", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(killed.success());
-    child.wait().unwrap();
+    system_tests::process::kill_9(child);
 }
 
 /// Every product the database holds.
@@ -207,17 +183,7 @@ async fn a_kill_9_of_the_api_mid_burst_loses_no_committed_product() {
     let pipeline = system_tests::pipeline::spawn_pipeline().await;
     let (mut api, base) = api_process(&pipeline);
     let http = pipeline.app.http.clone();
-    system_tests::poll::poll_until("the api binary to serve", Duration::from_secs(30), || {
-        let url = format!("{base}/readyz");
-        let http = http.clone();
-        async move {
-            match http.get(url).send().await {
-                Ok(r) if r.status() == 200 => Ok(()),
-                other => Err(format!("{other:?}")),
-            }
-        }
-    })
-    .await;
+    system_tests::process::wait_until_ready(&http, &base).await;
     let user = pipeline.app.create_user("burst").await;
     let posts = (0..40).map(|i| {
         let (http, base) = (http.clone(), base.clone());

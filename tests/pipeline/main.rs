@@ -5,6 +5,7 @@ mod broker_outage;
 mod cleanup;
 mod drills;
 mod failures;
+mod feed;
 mod happy;
 mod operations;
 mod projector;

@@ -2,6 +2,7 @@
 //! on a random port, so tests run in parallel without seeing each other's data.
 
 pub mod broker;
+pub mod feed;
 pub mod images;
 pub mod pipeline;
 pub mod poll;
@@ -69,7 +70,12 @@ pub async fn spawn_app() -> TestApp {
 
 /// Like [`spawn_app`], with settings adjusted by `configure`.
 pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
-    let database_url = create_database().await;
+    spawn_app_on(create_database().await, configure).await
+}
+
+/// A further api replica on an existing (migrated) database, e.g. a second one beside
+/// another test app.
+pub async fn spawn_app_on(database_url: String, configure: impl FnOnce(&mut Settings)) -> TestApp {
     let mut settings = Settings::from_env().expect("default settings are valid");
     settings.addr = "127.0.0.1:0".parse().expect("a valid address");
     settings.database.url = database_url.clone();

@@ -235,6 +235,11 @@ impl Pipeline {
         .await;
     }
 
+    /// Creates a user and a product with one image; returns the product id.
+    pub async fn create_product_from(&self, image: String) -> String {
+        self.create_product(&[image]).await
+    }
+
     /// Creates a user and a product with `images`; returns the product id.
     pub async fn create_product(&self, images: &[String]) -> String {
         let user = self
@@ -286,7 +291,6 @@ impl Pipeline {
         .await
     }
 
-    /// Waits until processing of `id` is finished (no image pending).
     /// Waits until image revision `revision` of product `id` is processed and every image
     /// compressed; returns the product.
     pub async fn wait_until_revision_done(&self, id: &str, revision: i64) -> Value {
@@ -308,6 +312,7 @@ impl Pipeline {
         product
     }
 
+    /// Waits until processing of `id` is finished (no image pending); returns the product.
     pub async fn wait_until_processed(&self, id: &str) -> Value {
         self.wait_for(id, "processing to finish", Duration::from_secs(60), |p| {
             p["processing_status"] != "pending"

@@ -1,4 +1,5 @@
-//! Child processes of the tests' own (a broker, a Redis server) that listen on a port.
+//! Child processes of the tests' own (a broker, a Redis server, the api binary) that listen
+//! on a port.
 
 use std::{
     net::TcpStream,
@@ -63,4 +64,57 @@ pub fn kill(child: &mut Option<Child>) {
         let _ = child.kill();
         let _ = child.wait();
     }
+}
+
+/// The api binary on `database_url` and `kafka`'s brokers and topics, with no cache, on a
+/// free port; returns the child and its base URL.
+pub fn api_binary(database_url: &str, kafka: &platform::kafka::KafkaSettings) -> (Child, String) {
+    let port = free_port();
+    let child = Command::new(workspace_binary("api"))
+        .current_dir(std::env::temp_dir())
+        .env("API_ADDR", format!("127.0.0.1:{port}"))
+        .env("POSTGRES_URL", database_url)
+        .env("KAFKA_BROKERS", &kafka.brokers)
+        .env("KAFKA_TOPIC_PREFIX", &kafka.topic_prefix)
+        .env("KAFKA_TOPIC_PARTITIONS", kafka.partitions.to_string())
+        .env(
+            "PROJECTOR_GROUP",
+            format!("projector-{}", uuid::Uuid::new_v4().simple()),
+        )
+        .env("CACHE_ENABLED", "false")
+        .env("IMAGE_STORAGE_URL", "memory://")
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("the api binary starts");
+    (child, format!("http://127.0.0.1:{port}"))
+}
+
+/// Waits until the api at `base` answers `/readyz` with 200.
+pub async fn wait_until_ready(http: &reqwest::Client, base: &str) {
+    poll_until(
+        "the api binary to be ready",
+        Duration::from_secs(30),
+        || {
+            let url = format!("{base}/readyz");
+            let http = http.clone();
+            async move {
+                match http.get(url).send().await {
+                    Ok(r) if r.status() == 200 => Ok(()),
+                    other => Err(format!("{other:?}")),
+                }
+            }
+        },
+    )
+    .await;
+}
+
+/// Sends SIGKILL, as the kernel's OOM killer or a lost node would, and reaps the child.
+pub fn kill_9(child: &mut Child) {
+    let killed = Command::new("kill")
+        .args(["-KILL", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    child.wait().unwrap();
 }

@@ -1,5 +1,5 @@
 //! One trace follows a product from the HTTP request through the outbox relay, Kafka and the
-//! image-processor to the projector. Its own test binary: it installs the process-wide
+//! image-processor to the projector, and into a subscriber of the change feed. Its own test binary: it installs the process-wide
 //! tracer, with an in-memory exporter.
 
 use std::time::Duration;
@@ -45,6 +45,7 @@ async fn one_trace_follows_a_product_from_the_request_to_the_projector() {
         "POST /products".to_owned(),
         "postgres insert product".to_owned(),
         format!("{} publish", topics.product_events()),
+        format!("{} publish", topics.products()),
         format!("{} process", topics.product_events()),
         "fetch".to_owned(),
         "compress".to_owned(),
@@ -72,4 +73,16 @@ async fn one_trace_follows_a_product_from_the_request_to_the_projector() {
         }
     })
     .await;
+
+    // A subscriber of the change feed joins the same trace from the record's headers.
+    let records = system_tests::feed::read_all(&pipeline.kafka, &topics.products()).await;
+    let traced: Vec<_> = records
+        .iter()
+        .filter(|r| r.key == id)
+        .map(|r| r.headers.get("traceparent").cloned().unwrap_or_default())
+        .collect();
+    assert!(
+        traced.first().is_some_and(|t| t.contains(trace)),
+        "the create's state record carries the request's trace: {traced:?}"
+    );
 }

@@ -31,8 +31,9 @@ pub struct Relay {
     pub pool: Pool,
     /// The idempotent producer.
     pub producer: FutureProducer,
-    /// The product-events topic.
-    pub topic: String,
+    /// Where each event type goes: state records to the products topic, the rest to
+    /// product-events.
+    pub topics: events::Topics,
     /// Rate of the fallback poll.
     pub poll_interval: Duration,
     /// Rows per transaction.
@@ -164,7 +165,6 @@ impl Relay {
         tracing::info!(
             events = rows.len(),
             lag_ms = (Utc::now() - oldest).num_milliseconds(),
-            topic = %self.topic,
             "Outbox relay published."
         );
         Ok(rows.len())
@@ -189,13 +189,17 @@ impl Relay {
         let event_type = EventType::parse(&row.event_type).ok_or_else(|| {
             anyhow::anyhow!("outbox row {} has unknown type {}", row.id, row.event_type)
         })?;
+        let topic = match event_type {
+            EventType::ProductState => self.topics.products(),
+            _ => self.topics.product_events(),
+        };
         let span = tracing::info_span!(
             "publish",
-            otel.name = format!("{} publish", self.topic),
+            otel.name = format!("{topic} publish"),
             otel.kind = "producer",
             messaging.system = "kafka",
             messaging.operation.type = "send",
-            messaging.destination.name = %self.topic,
+            messaging.destination.name = %topic,
             messaging.message.id = %row.event_id,
             product_id = row.product_id,
         );
@@ -209,13 +213,21 @@ impl Relay {
             traceparent: platform::telemetry::traceparent_of(&span)
                 .or_else(|| row.traceparent.clone()),
         };
-        let headers = platform::kafka::owned_headers(envelope.headers());
+        let mut headers = envelope.headers();
+        // A state record without a value is a tombstone: the product is gone. It says nothing
+        // about a content type.
+        let tombstone = row.payload.is_null();
+        if tombstone {
+            headers.retain(|(name, _)| *name != events::headers::CONTENT_TYPE);
+        }
         let key = row.product_id.to_string();
         let payload = serde_json::to_vec(&row.payload)?;
-        let record = FutureRecord::to(&self.topic)
+        let mut record = FutureRecord::to(&topic)
             .key(&key)
-            .payload(&payload)
-            .headers(headers);
+            .headers(platform::kafka::owned_headers(headers));
+        if !tombstone {
+            record = record.payload(&payload);
+        }
         tracing::Instrument::instrument(self.producer.send(record, Timeout::Never), span)
             .await
             .map_err(|(error, _)| {

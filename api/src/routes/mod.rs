@@ -4,7 +4,7 @@ mod health;
 mod json_body;
 mod nullable;
 mod number_or_string;
-mod products;
+pub(crate) mod products;
 mod raw_json;
 mod users;
 

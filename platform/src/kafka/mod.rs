@@ -202,11 +202,16 @@ impl KafkaSettings {
         let topics: Vec<NewTopic> = names
             .iter()
             .map(|name| {
-                NewTopic::new(
+                let topic = NewTopic::new(
                     name,
                     self.partitions,
                     TopicReplication::Fixed(self.replication_factor),
-                )
+                );
+                if self.topics().is_compacted(name) {
+                    topic.set("cleanup.policy", "compact")
+                } else {
+                    topic
+                }
             })
             .collect();
         let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));

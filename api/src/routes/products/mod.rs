@@ -1,8 +1,8 @@
 //! `/products`: create, read, list with filters and cursor pagination, update and delete.
 
 mod cursor;
-mod model;
-mod repo;
+pub(crate) mod model;
+pub(crate) mod repo;
 
 use bytes::Bytes;
 use poem_openapi::{

@@ -12,11 +12,12 @@ use super::{
 use crate::{
     db::DbError,
     domain::{PriceRange, UserId},
-    outbox,
+    feed, outbox,
 };
 use events::{EventType, ProductCreated, ProductDeleted, ProductImagesChanged};
 
 /// A row of `products`.
+#[derive(Clone)]
 pub struct ProductRow {
     pub id: i64,
     pub user_id: i64,
@@ -33,11 +34,11 @@ pub struct ProductRow {
     pub updated_at: DateTime<Utc>,
 }
 
-const COLUMNS: &str = "id, user_id, product_name, product_description, product_images, \
+pub(crate) const COLUMNS: &str = "id, user_id, product_name, product_description, product_images, \
      compressed_product_images, product_price, image_revision, image_status, version, created_at, updated_at";
 
 impl ProductRow {
-    fn from_row(row: &Row) -> Self {
+    pub(crate) fn from_row(row: &Row) -> Self {
         Self {
             id: row.get(0),
             user_id: row.get(1),
@@ -70,8 +71,11 @@ pub async fn insert(pool: &Pool, product: &NewProduct) -> Result<i64, DbError> {
     let (status, compressed) = pending_images(product.images.as_slice().len());
     let row = tx
         .query_one(
-            "INSERT INTO products (user_id, product_name, product_description, product_images,                product_price, image_status, compressed_product_images) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
+            &format!(
+                "INSERT INTO products (user_id, product_name, product_description, product_images, \
+                   product_price, image_status, compressed_product_images) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING {COLUMNS}"
+            ),
             &[
                 &product.user_id.get(),
                 &product.name.as_str(),
@@ -83,7 +87,8 @@ pub async fn insert(pool: &Pool, product: &NewProduct) -> Result<i64, DbError> {
             ],
         )
         .await?;
-    let id: i64 = row.get(0);
+    let row = ProductRow::from_row(&row);
+    let id = row.id;
     let event = ProductCreated {
         product_id: id.to_string(),
         user_id: product.user_id.to_string(),
@@ -91,6 +96,7 @@ pub async fn insert(pool: &Pool, product: &NewProduct) -> Result<i64, DbError> {
         product_images: product.images.as_slice().to_vec(),
     };
     outbox::enqueue(&tx, id, EventType::ProductCreated, &event).await?;
+    feed::record_state(&tx, &row).await?;
     tx.commit().await?;
     Ok(id)
 }
@@ -240,8 +246,10 @@ pub async fn update(
         };
         outbox::enqueue(&tx, id, EventType::ProductImagesChanged, &event).await?;
     }
+    let row = ProductRow::from_row(&row);
+    feed::record_state(&tx, &row).await?;
     tx.commit().await?;
-    Ok(Some(ProductRow::from_row(&row)))
+    Ok(Some(row))
 }
 
 /// Deletes the product and writes `ProductDeleted`; false when there was none.
@@ -259,6 +267,7 @@ pub async fn delete(pool: &Pool, id: i64) -> Result<bool, DbError> {
         product_id: id.to_string(),
     };
     outbox::enqueue(&tx, id, EventType::ProductDeleted, &event).await?;
+    feed::record_deletion(&tx, id).await?;
     tx.commit().await?;
     Ok(true)
 }

@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# The change feed's publishing latency: commit of a PATCH to its state record on the products
+# topic, against the stack `make run` started. Usage: scripts/measure-feed-latency.sh [COUNT]
+# (see tests/examples/feed_latency.rs for what is timed and how).
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+. scripts/env.sh
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/var/cache/catalog/target}
+addr=${API_ADDR:-127.0.0.1:8080}
+curl -fsS "http://$addr/healthz" >/dev/null || { echo "Start the stack first: make run" >&2; exit 1; }
+exec cargo run -p system-tests --example feed_latency -- "${1:-50}"
