@@ -301,3 +301,30 @@ async fn a_kill_9_of_the_api_between_commit_and_publish_loses_no_state_record() 
         "the deleted product ends in a tombstone"
     );
 }
+
+#[tokio::test]
+async fn a_products_next_change_is_published_without_waiting_for_the_poll() {
+    // No poll to fall back on: every record must go out on its commit's wake-up, including
+    // a change committed while the relay was publishing the product's previous one.
+    let kafka = test_kafka(&system_tests::pipeline::brokers());
+    let app = system_tests::spawn_app_with(|s| {
+        s.kafka = Some(kafka.clone());
+        s.projector_group = format!("projector-{}", uuid::Uuid::new_v4().simple());
+        s.outbox_poll = Duration::from_secs(3600);
+    })
+    .await;
+    let user = app.create_user("quick").await;
+    let id = app.create_product(&user, "quick 0", 1.0).await;
+    for i in 1..=30 {
+        let response = app
+            .patch(
+                &format!("/products/{id}"),
+                &json!({"product_name": format!("quick {i}")}),
+            )
+            .await;
+        assert_eq!(response.status(), 200);
+    }
+    let ids = [id];
+    let records = wait_until_feed_matches_api(&app, &kafka, &ids, SETTLE).await;
+    assert_outbox_order_on_topic(&app, &records, &ids).await;
+}

@@ -80,7 +80,13 @@ impl Relay {
                 }
             };
             let wait = match published {
-                Ok(sent) if sent as i64 == self.batch_size => Duration::ZERO,
+                // Something was published: look again at once. A batch takes one row per
+                // product, so a product's next change, committed while this batch was in
+                // flight, is only now eligible; its commit's wake-up was spent on this batch.
+                Ok(sent) if sent > 0 => {
+                    backoff = Duration::from_millis(200);
+                    Duration::ZERO
+                }
                 Ok(_) => {
                     backoff = Duration::from_millis(200);
                     self.poll_interval
