@@ -1,6 +1,6 @@
 //! Measures the time from `POST /products` to compressed images visible in
-//! `GET /products/{id}`, for products with one 1-megapixel JPEG, against a running stack
-//! (`make run`). Run it with `scripts/measure-latency.sh [COUNT]`.
+//! `GET /products/{id}`, for products with one 1-megapixel JPEG (`MEGAPIXELS` to change),
+//! against a running stack (`make run`). Run it with `scripts/measure-latency.sh [COUNT]`.
 //!
 //! It serves the JPEG itself on 127.0.0.1 (which `make run` allows the processor to fetch),
 //! creates the products one after another and polls each every 10 ms until processed.
@@ -34,12 +34,14 @@ mod bytes_holder {
     pub struct Bytes(pub Vec<u8>, pub std::time::Duration);
 }
 
-/// A 1-megapixel JPEG made from a real photo (upscaled from 640x427).
-fn one_megapixel_jpeg() -> Vec<u8> {
+/// A JPEG of about `megapixels` (3:2, like a camera's) made from a real photo (640x427,
+/// upscaled).
+fn photo_jpeg(megapixels: f64) -> Vec<u8> {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/images/rocket.jpg");
     let source = image::open(path).expect("tests/fixtures/images/rocket.jpg");
+    let height = (megapixels * 1e6 / 1.5).sqrt().round() as u32;
     let resized = source
-        .resize_exact(1225, 816, FilterType::Lanczos3)
+        .resize_exact(height * 3 / 2, height, FilterType::Lanczos3)
         .into_rgb8();
     let mut out = std::io::Cursor::new(Vec::new());
     resized
@@ -62,7 +64,12 @@ async fn main() -> anyhow::Result<()> {
         "http://{}",
         std::env::var("API_ADDR").unwrap_or_else(|_| "127.0.0.1:8080".into())
     );
-    let jpeg = one_megapixel_jpeg();
+    let megapixels: f64 = std::env::var("MEGAPIXELS")
+        .ok()
+        .map(|m| m.parse())
+        .transpose()?
+        .unwrap_or(1.0);
+    let jpeg = photo_jpeg(megapixels);
     let acceptor = TcpListener::bind("127.0.0.1:0").into_acceptor().await?;
     let addr = *acceptor.local_addr()[0]
         .as_socket_addr()
@@ -84,7 +91,7 @@ async fn main() -> anyhow::Result<()> {
         .await?;
     let user_id = user["user_id"].as_str().unwrap_or_default().to_owned();
     eprintln!(
-        "{count} products, one {} KiB 1225x816 JPEG each, against {api}",
+        "{count} products, one {} KiB {megapixels} MP JPEG each, against {api}",
         jpeg.len() / 1024
     );
 
@@ -142,7 +149,7 @@ async fn main() -> anyhow::Result<()> {
     samples.sort();
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
     let at = |q: f64| samples[((samples.len() - 1) as f64 * q).round() as usize];
-    println!("POST -> compressed image visible, {count} products, 1 MP JPEG each");
+    println!("POST -> compressed image visible, {count} products, {megapixels} MP JPEG each");
     println!("  min    {:8.1} ms", ms(samples[0]));
     println!("  median {:8.1} ms", ms(at(0.5)));
     println!("  p90    {:8.1} ms", ms(at(0.9)));

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Peak memory (VmHWM) of the image-processor `make run` started, over a burst of products
+# with one large JPEG each, all posted at once. Usage:
+#   scripts/measure-processor-memory.sh [COUNT] [MEGAPIXELS]      (default 16 products, 14.7 MP)
+# The peak is the process's since it started: restart `make run` before measuring.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+. scripts/env.sh
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/var/cache/catalog/target}
+addr=${API_ADDR:-127.0.0.1:8080}
+curl -fsS "http://$addr/healthz" >/dev/null || { echo "Start the stack first: make run" >&2; exit 1; }
+pid=$(pgrep -f "$CARGO_TARGET_DIR/[a-z]*/image-processor\$" | head -1) ||
+  { echo "No image-processor of make run is running" >&2; exit 1; }
+kb() { awk -v k="$1:" '$1 == k {print $2}' "/proc/$pid/status"; }
+before=$(kb VmHWM)
+cargo build -p system-tests --example pipeline_latency
+MEGAPIXELS=${2:-14.7} "$CARGO_TARGET_DIR/debug/examples/pipeline_latency" "${1:-16}" --burst 0
+echo "image-processor (pid $pid): peak RSS $(( $(kb VmHWM) / 1024 )) MB (it was $((before / 1024)) MB before the burst), now $(( $(kb VmRSS) / 1024 )) MB"
