@@ -142,6 +142,11 @@ pub async fn run(
         let batch_started = Instant::now();
         let step = backfill_batch(pool, run, options.batch).await?;
         done_here += step.written;
+        // The rate limit's pause comes before the progress line, so the rate shown is the
+        // one kept.
+        if let (Some(pause), false) = (pause, step.finished) {
+            tokio::time::sleep(pause.saturating_sub(batch_started.elapsed())).await;
+        }
         let rate = done_here as f64 / started.elapsed().as_secs_f64().max(0.001);
         let total = total.max(step.products);
         let left = total - step.products;
@@ -162,9 +167,6 @@ pub async fn run(
                 products: step.products,
                 resumed,
             });
-        }
-        if let Some(pause) = pause {
-            tokio::time::sleep(pause.saturating_sub(batch_started.elapsed())).await;
         }
     }
 }
