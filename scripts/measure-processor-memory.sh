@@ -2,6 +2,7 @@
 # Peak memory (VmHWM) of the image-processor `make run` started, over a burst of products
 # with one large JPEG each, all posted at once. Usage:
 #   scripts/measure-processor-memory.sh [COUNT] [MEGAPIXELS]      (default 16 products, 14.7 MP)
+#   PHOTO=file.jpg scripts/measure-processor-memory.sh 8         (serve that file instead)
 # The peak is the process's since it started: restart `make run` before measuring.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)

@@ -1,6 +1,6 @@
 //! Measures the time from `POST /products` to compressed images visible in
-//! `GET /products/{id}`, for products with one 1-megapixel JPEG (`MEGAPIXELS` to change),
-//! against a running stack (`make run`). Run it with `scripts/measure-latency.sh [COUNT]`.
+//! `GET /products/{id}`, for products with one 1-megapixel JPEG (`MEGAPIXELS` to change, or
+//! `PHOTO` to serve a file of your own), against a running stack (`make run`). Run it with `scripts/measure-latency.sh [COUNT]`.
 //!
 //! It serves the JPEG itself on 127.0.0.1 (which `make run` allows the processor to fetch),
 //! creates the products one after another and polls each every 10 ms until processed.
@@ -69,7 +69,12 @@ async fn main() -> anyhow::Result<()> {
         .map(|m| m.parse())
         .transpose()?
         .unwrap_or(1.0);
-    let jpeg = photo_jpeg(megapixels);
+    // PHOTO=path serves that file instead (e.g. a worst-case input of
+    // scripts/measure-decode-memory.sh).
+    let jpeg = match std::env::var_os("PHOTO") {
+        Some(path) => std::fs::read(path)?,
+        None => photo_jpeg(megapixels),
+    };
     let acceptor = TcpListener::bind("127.0.0.1:0").into_acceptor().await?;
     let addr = *acceptor.local_addr()[0]
         .as_socket_addr()
