@@ -273,8 +273,8 @@ async fn new_images_start_a_new_revision_and_an_event_while_other_changes_do_not
         .db()
         .await
         .query(
-            "SELECT event_type FROM outbox WHERE product_id = $1 ORDER BY id",
-            &[&numeric],
+            "SELECT event_type FROM outbox WHERE product_id = $1 AND event_type <> $2 ORDER BY id",
+            &[&numeric, &events::EventType::ProductState.as_str()],
         )
         .await
         .unwrap()
@@ -334,8 +334,8 @@ async fn a_deleted_product_is_gone() {
         .db()
         .await
         .query_one(
-            "SELECT event_type FROM outbox ORDER BY id DESC LIMIT 1",
-            &[],
+            "SELECT event_type FROM outbox WHERE event_type <> $1 ORDER BY id DESC LIMIT 1",
+            &[&events::EventType::ProductState.as_str()],
         )
         .await
         .unwrap()

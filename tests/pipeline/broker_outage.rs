@@ -23,20 +23,31 @@ async fn products_created_while_the_broker_is_down_are_processed_once_it_is_back
                 .await,
         );
     }
-    let pending: i64 = pipeline
+    let pending: Vec<(String, i64)> = pipeline
         .app
         .db()
         .await
-        .query_one(
-            "SELECT count(*) FROM outbox WHERE published_at IS NULL",
-            &[],
+        .query(
+            "SELECT event_type, count(*) FROM outbox \
+             WHERE published_at IS NULL AND product_id = ANY($1) \
+             GROUP BY event_type ORDER BY event_type",
+            &[&ids
+                .iter()
+                .map(|id| id.parse::<i64>().unwrap())
+                .collect::<Vec<_>>()],
         )
         .await
         .unwrap()
-        .get(0);
+        .iter()
+        .map(|row| (row.get(0), row.get(1)))
+        .collect();
     assert_eq!(
-        pending, 3,
-        "the events wait in the outbox while the broker is down"
+        pending,
+        [
+            ("com.catalog.product.created.v1".to_owned(), 3),
+            ("com.catalog.product.state.v1".to_owned(), 3),
+        ],
+        "the events and the products' states wait in the outbox while the broker is down"
     );
 
     broker.resume().await;
