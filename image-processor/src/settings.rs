@@ -114,7 +114,7 @@ impl Settings {
             jobs_in_flight: env::parse("IMAGE_JOBS_IN_FLIGHT", 4)?,
             stall_after: Duration::from_secs(env::parse("CONSUMER_STALL_SECS", 120)?),
             cpu_workers: env::parse("IMAGE_CPU_WORKERS", cores)?,
-            decode_memory: env::parse::<u64>("IMAGE_DECODE_MEMORY_MB", 512)?.max(1) << 20,
+            decode_memory: env::parse("IMAGE_DECODE_MEMORY_MB", 512_u64)?.max(1) << 20,
         })
     }
 

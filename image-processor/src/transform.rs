@@ -11,7 +11,7 @@
 
 use std::io::Cursor;
 
-use fast_image_resize::{ResizeAlg, ResizeOptions, Resizer};
+use fast_image_resize::{MulDiv, ResizeAlg, ResizeOptions, Resizer};
 use image::{
     ColorType, DynamicImage, ImageDecoder, ImageFormat, ImageReader, Limits, metadata::Orientation,
 };
@@ -263,21 +263,42 @@ fn scaled_size(width: u32, height: u32, max_side: u32) -> (u32, u32) {
 
 /// Scales down so the longest side is at most `max_side`, with Lanczos3 (SIMD), in the
 /// image's own pixel format.
-fn resize(image: DynamicImage, max_side: u32) -> Result<DynamicImage, Failure> {
+///
+/// Colour is averaged weighted by alpha (premultiplied), or transparent pixels would bleed
+/// their hidden colour into the edges. The resizer would premultiply into a full-size copy
+/// of its own; the decoded image is ours to change, so it is premultiplied in place and
+/// only the small result is divided back.
+fn resize(mut image: DynamicImage, max_side: u32) -> Result<DynamicImage, Failure> {
     let (width, height) = scaled_size(image.width(), image.height(), max_side);
     if (width, height) == (image.width(), image.height()) {
         return Ok(image);
+    }
+    let failed = |e: &dyn std::fmt::Display| Failure::permanent(format!("resize failed: {e}"));
+    let alpha = image.color().has_alpha();
+    let mul_div = MulDiv::default();
+    if alpha {
+        mul_div
+            .multiply_alpha_inplace(&mut image)
+            .map_err(|e| failed(&e))?;
     }
     let mut target = DynamicImage::new(width, height, image.color());
     Resizer::new()
         .resize(
             &image,
             &mut target,
-            &ResizeOptions::new().resize_alg(ResizeAlg::Convolution(
-                fast_image_resize::FilterType::Lanczos3,
-            )),
+            &ResizeOptions::new()
+                .resize_alg(ResizeAlg::Convolution(
+                    fast_image_resize::FilterType::Lanczos3,
+                ))
+                .use_alpha(false),
         )
-        .map_err(|e| Failure::permanent(format!("resize failed: {e}")))?;
+        .map_err(|e| failed(&e))?;
+    drop(image);
+    if alpha {
+        mul_div
+            .divide_alpha_inplace(&mut target)
+            .map_err(|e| failed(&e))?;
+    }
     Ok(target)
 }
 
