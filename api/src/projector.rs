@@ -11,7 +11,7 @@
 use std::{sync::Arc, time::Duration};
 
 use deadpool_postgres::Pool;
-use events::{Envelope, EventType, ImageOutcome, ImagesCompressed};
+use events::{Envelope, EventType, ImagesCompressed};
 use rdkafka::{
     Message,
     consumer::{Consumer, StreamConsumer},
@@ -23,7 +23,10 @@ use uuid::Uuid;
 use crate::{
     cache::ProductCache,
     metrics::OutcomeLabels,
-    routes::products::repo::{COLUMNS, ProductRow},
+    routes::products::{
+        model::StoredImages,
+        repo::{COLUMNS, ProductRow},
+    },
 };
 
 /// The projector of one api process.
@@ -237,7 +240,7 @@ pub async fn apply(
     }
     let row = tx
         .query_opt(
-            "SELECT image_revision, image_status, compressed_product_images, cardinality(product_images) \
+            "SELECT image_revision, image_status, cardinality(product_images) \
              FROM products WHERE id = $1 FOR UPDATE",
             &[&product_id],
         )
@@ -251,38 +254,11 @@ pub async fn apply(
         tx.commit().await?;
         return Ok(Applied::StaleRevision { current });
     }
-    let mut status: Vec<serde_json::Value> = serde_json::from_value(row.get(1)).unwrap_or_default();
-    let mut compressed: Vec<Option<String>> = row.get(2);
-    let count = row.get::<_, Option<i32>>(3).unwrap_or(0) as usize;
-    status.resize(count, serde_json::json!({"status": "pending"}));
-    compressed.resize(count, None);
+    let count = row.get::<_, Option<i32>>(2).unwrap_or(0) as usize;
+    let mut images = StoredImages::from_column(row.get(1), count);
     let mut changed = false;
     for image in &event.images {
-        let i = image.index as usize;
-        if i >= count {
-            continue;
-        }
-        // A failure never replaces a success of the same revision: a redriven or late job
-        // that failed again says nothing about the image already compressed.
-        if image.outcome == ImageOutcome::Failed && status[i]["status"] == "compressed" {
-            continue;
-        }
-        changed = true;
-        let outcome = match image.outcome {
-            ImageOutcome::Compressed => "compressed",
-            ImageOutcome::Failed => "failed",
-        };
-        status[i] = serde_json::json!({
-            "status": outcome,
-            "compressed_url": image.compressed_url,
-            "failure_reason": image.failure_reason,
-            "bytes_before": image.bytes_before,
-            "bytes_after": image.bytes_after,
-            "width": image.width,
-            "height": image.height,
-            "format": image.format,
-        });
-        compressed[i] = image.compressed_url.clone();
+        changed |= images.record(image);
     }
     if !changed {
         tx.commit().await?;
@@ -294,7 +270,7 @@ pub async fn apply(
                 "UPDATE products SET image_status = $2, compressed_product_images = $3, version = version + 1 \
                  WHERE id = $1 RETURNING {COLUMNS}"
             ),
-            &[&product_id, &serde_json::Value::Array(status), &compressed],
+            &[&product_id, &images.to_column(), &images.compressed_urls()],
         )
         .await?;
     let row = ProductRow::from_row(&row);

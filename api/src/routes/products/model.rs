@@ -194,7 +194,7 @@ pub enum ProcessingStatus {
 }
 
 /// The state of one image.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum, serde::Serialize, serde::Deserialize)]
 #[oai(rename_all = "snake_case")]
 #[serde(rename_all = "snake_case")]
 pub enum ImageStatus {
@@ -207,62 +207,127 @@ pub enum ImageStatus {
 }
 
 /// One image of a product and how its processing went.
-#[derive(Debug, Clone, Object, serde::Deserialize)]
+// Also its stored form, an entry of `products.image_status` (JSONB), read and written only
+// through `StoredImages` (serde); the source URL is not stored (it is `product_images[i]`).
+#[derive(Debug, Clone, PartialEq, Object, serde::Serialize, serde::Deserialize)]
 pub struct ImageState {
     /// The URL as given.
-    #[serde(default)]
+    #[serde(default, skip_serializing)]
     pub source_url: String,
     pub status: ImageStatus,
     /// Where the compressed image is served.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[oai(skip_serializing_if_is_none)]
     pub compressed_url: Option<String>,
     /// Why the image failed.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[oai(skip_serializing_if_is_none)]
     pub failure_reason: Option<String>,
     /// Size of the original, in bytes.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[oai(skip_serializing_if_is_none)]
     pub bytes_before: Option<u64>,
     /// Size of the compressed image, in bytes.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[oai(skip_serializing_if_is_none)]
     pub bytes_after: Option<u64>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[oai(skip_serializing_if_is_none)]
     pub width: Option<u32>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[oai(skip_serializing_if_is_none)]
     pub height: Option<u32>,
     /// Media type of the compressed image.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[oai(skip_serializing_if_is_none)]
     pub format: Option<String>,
 }
 
-/// The per-image states of a row, with the source URLs filled in.
-fn image_states(images: &[String], status: serde_json::Value) -> Vec<ImageState> {
-    let stored: Vec<ImageState> = serde_json::from_value(status).unwrap_or_default();
-    images
-        .iter()
-        .enumerate()
-        .map(|(i, url)| {
-            let mut state = stored.get(i).cloned().unwrap_or(ImageState {
-                source_url: String::new(),
-                status: ImageStatus::Pending,
-                compressed_url: None,
-                failure_reason: None,
-                bytes_before: None,
-                bytes_after: None,
-                width: None,
-                height: None,
-                format: None,
-            });
-            state.source_url = url.clone();
-            state
-        })
-        .collect()
+/// `products.image_status`: the state of each image of a product, in `product_images`
+/// order. The one owner of that column's JSON: the create and update write it pending, the
+/// projector records results, reads show it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredImages(Vec<ImageState>);
+
+impl ImageState {
+    fn pending() -> Self {
+        Self {
+            source_url: String::new(),
+            status: ImageStatus::Pending,
+            compressed_url: None,
+            failure_reason: None,
+            bytes_before: None,
+            bytes_after: None,
+            width: None,
+            height: None,
+            format: None,
+        }
+    }
+}
+
+impl StoredImages {
+    /// `count` images, none processed yet.
+    pub fn pending(count: usize) -> Self {
+        Self(vec![ImageState::pending(); count])
+    }
+
+    /// The column's value for a product with `count` images. Entries missing (or a value
+    /// this version cannot read) count as pending, so a read never fails on old data.
+    pub fn from_column(value: serde_json::Value, count: usize) -> Self {
+        let mut states: Vec<ImageState> = serde_json::from_value(value).unwrap_or_default();
+        states.resize(count, ImageState::pending());
+        Self(states)
+    }
+
+    /// The column's value.
+    pub fn to_column(&self) -> serde_json::Value {
+        serde_json::to_value(&self.0).expect("image states serialise")
+    }
+
+    /// `compressed_product_images`: each image's compressed URL, `None` until compressed.
+    pub fn compressed_urls(&self) -> Vec<Option<String>> {
+        self.0.iter().map(|s| s.compressed_url.clone()).collect()
+    }
+
+    /// Records a final outcome from the image-processor; false when it changes nothing: an
+    /// index out of range, or a failure for an image already compressed (a redriven or late
+    /// job that failed again says nothing about the image already compressed).
+    pub fn record(&mut self, result: &events::ImageResult) -> bool {
+        let Some(state) = self.0.get_mut(result.index as usize) else {
+            return false;
+        };
+        if result.outcome == events::ImageOutcome::Failed && state.status == ImageStatus::Compressed
+        {
+            return false;
+        }
+        *state = ImageState {
+            source_url: String::new(),
+            status: match result.outcome {
+                events::ImageOutcome::Compressed => ImageStatus::Compressed,
+                events::ImageOutcome::Failed => ImageStatus::Failed,
+            },
+            compressed_url: result.compressed_url.clone(),
+            failure_reason: result.failure_reason.clone(),
+            bytes_before: result.bytes_before,
+            bytes_after: result.bytes_after,
+            width: result.width,
+            height: result.height,
+            format: result.format.clone(),
+        };
+        true
+    }
+
+    /// The states as the API shows them, with the source URLs filled in.
+    fn shown(self, images: &[String]) -> Vec<ImageState> {
+        self.0
+            .into_iter()
+            .zip(images)
+            .map(|(mut state, url)| {
+                state.source_url = url.clone();
+                state
+            })
+            .collect()
+    }
 }
 
 fn overall(images: &[ImageState]) -> ProcessingStatus {
@@ -287,7 +352,8 @@ fn price_number(price: Decimal) -> f64 {
 
 impl From<ProductRow> for Product {
     fn from(row: ProductRow) -> Self {
-        let images = image_states(&row.images, row.image_status);
+        let images =
+            StoredImages::from_column(row.image_status, row.images.len()).shown(&row.images);
         Self {
             processing_status: overall(&images),
             image_revision: row.image_revision,
@@ -314,4 +380,80 @@ pub struct ProductCreated {
     pub message: String,
     /// The new product's id; `Location` holds its URL.
     pub product_id: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use events::{ImageOutcome, ImageResult};
+    use serde_json::json;
+
+    use super::*;
+
+    fn compressed(index: u32) -> ImageResult {
+        ImageResult {
+            index,
+            source_url: "https://img.example/a.jpg".into(),
+            outcome: ImageOutcome::Compressed,
+            compressed_url: Some("https://cdn.example/a.webp".into()),
+            bytes_before: Some(1000),
+            bytes_after: Some(300),
+            width: Some(640),
+            height: Some(480),
+            format: Some("image/webp".into()),
+            failure_reason: None,
+        }
+    }
+
+    #[test]
+    fn new_images_are_stored_pending_with_no_urls() {
+        let images = StoredImages::pending(2);
+        assert_eq!(
+            images.to_column(),
+            json!([{"status": "pending"}, {"status": "pending"}])
+        );
+        assert_eq!(images.compressed_urls(), [None, None]);
+    }
+
+    #[test]
+    fn a_result_is_recorded_and_a_later_failure_never_replaces_a_compressed_image() {
+        let mut images = StoredImages::pending(2);
+        assert!(images.record(&compressed(0)));
+        assert!(!images.record(&ImageResult::failed(0, "u", "HTTP 404")));
+        assert!(images.record(&ImageResult::failed(1, "u", "HTTP 404")));
+        assert!(!images.record(&compressed(7)), "an index out of range");
+        assert_eq!(
+            images.to_column(),
+            json!([
+                {"status": "compressed", "compressed_url": "https://cdn.example/a.webp",
+                 "bytes_before": 1000, "bytes_after": 300, "width": 640, "height": 480,
+                 "format": "image/webp"},
+                {"status": "failed", "failure_reason": "HTTP 404"},
+            ])
+        );
+        assert_eq!(
+            images.compressed_urls(),
+            [Some("https://cdn.example/a.webp".to_owned()), None]
+        );
+    }
+
+    #[test]
+    fn stored_states_read_back_whatever_version_wrote_them() {
+        // As the projector wrote them before this type owned the column: every key, nulls.
+        let written_before = json!([
+            {"status": "failed", "compressed_url": null, "failure_reason": "timeout",
+             "bytes_before": null, "bytes_after": null, "width": null, "height": null,
+             "format": null},
+        ]);
+        let mut expected = StoredImages::pending(2);
+        expected.record(&ImageResult::failed(0, "u", "timeout"));
+        assert_eq!(StoredImages::from_column(written_before, 2), expected);
+        // A value it cannot read shows every image pending rather than failing the read.
+        assert_eq!(
+            StoredImages::from_column(json!("garbage"), 1),
+            StoredImages::pending(1)
+        );
+        let shown = expected.shown(&["a".into(), "b".into()]);
+        assert_eq!(shown[1].source_url, "b");
+        assert_eq!(shown[1].status, ImageStatus::Pending);
+    }
 }

@@ -7,7 +7,7 @@ use tokio_postgres::{Row, types::ToSql};
 
 use super::{
     cursor::Cursor,
-    model::{NewProduct, ProductChanges},
+    model::{NewProduct, ProductChanges, StoredImages},
 };
 use crate::{
     db::DbError,
@@ -59,8 +59,8 @@ impl ProductRow {
 /// The status of `count` images that are still to be processed, and their (empty)
 /// compressed URLs.
 fn pending_images(count: usize) -> (serde_json::Value, Vec<Option<String>>) {
-    let status = serde_json::Value::Array(vec![serde_json::json!({"status": "pending"}); count]);
-    (status, vec![None; count])
+    let images = StoredImages::pending(count);
+    (images.to_column(), images.compressed_urls())
 }
 
 /// Inserts the product and its `ProductCreated` event in one transaction; returns the id.
