@@ -1,4 +1,4 @@
-//! Sniff, decode (with limits), orient, resize, encode.
+//! Sniff, decode (with limits), resize, convert to sRGB, orient, encode.
 //!
 //! The output is lossy WebP at quality 80 (configurable): every current browser shows it, it
 //! is typically 25–35% smaller than JPEG at the same visual quality, and unlike JPEG it keeps
@@ -65,8 +65,13 @@ const ACCEPTED: [ImageFormat; 4] = [
 /// converted to 8-bit RGB(A) and oriented, so [`Header::peak_bytes`] bounds what it holds.
 pub fn compress(bytes: &[u8], settings: &TransformSettings) -> Result<Compressed, Failure> {
     let header = inspect(bytes, settings)?;
-    let image = tracing::info_span!("decode").in_scope(|| decode(bytes, &header, settings))?;
+    let (image, profile) =
+        tracing::info_span!("decode").in_scope(|| decode(bytes, &header, settings))?;
     let image = tracing::info_span!("resize").in_scope(|| resize(image, settings.max_side))?;
+    let image = match profile {
+        Some(profile) => to_srgb(image, &profile),
+        None => image,
+    };
     let mut image = if image.color().has_alpha() {
         DynamicImage::ImageRgba8(image.into_rgba8())
     } else {
@@ -176,20 +181,94 @@ fn decoder<'a>(
         .map_err(|e| Failure::permanent(format!("cannot decode the {format:?} image: {e}")))
 }
 
-/// Decodes in the source's own pixel format; the header was checked by [`inspect`].
+/// Decodes in the source's own pixel format, with its embedded ICC profile if any; the
+/// header was checked by [`inspect`].
 fn decode(
     bytes: &[u8],
     header: &Header,
     settings: &TransformSettings,
-) -> Result<DynamicImage, Failure> {
+) -> Result<(DynamicImage, Option<Vec<u8>>), Failure> {
     let format = header.format;
     if format == ImageFormat::Jpeg && !jpeg_is_complete(bytes) {
         return Err(Failure::permanent(
             "the JPEG data ends early (truncated or corrupt download)",
         ));
     }
-    DynamicImage::from_decoder(decoder(bytes, format, settings)?)
-        .map_err(|e| Failure::permanent(format!("cannot decode the {format:?} image: {e}")))
+    let mut decoder = decoder(bytes, format, settings)?;
+    let profile = decoder.icc_profile().ok().flatten();
+    let image = DynamicImage::from_decoder(decoder)
+        .map_err(|e| Failure::permanent(format!("cannot decode the {format:?} image: {e}")))?;
+    Ok((image, profile))
+}
+
+/// Converts the colours of an RGB image from its embedded ICC profile (Adobe RGB, Display
+/// P3, ProPhoto…) to sRGB, which is what every output is shown as: outputs carry no profile,
+/// and an untagged image is sRGB to every browser. Runs on the scaled image, so it costs
+/// little, and in its depth (a 16-bit source is converted in 16 bits).
+///
+/// Left as they are, with a log line: a profile that cannot be read, and profiles of other
+/// colour spaces (grey; CMYK, whose pixels the JPEG decoder has already turned into RGB
+/// without it).
+fn to_srgb(image: DynamicImage, profile: &[u8]) -> DynamicImage {
+    let source = match moxcms::ColorProfile::new_from_slice(profile) {
+        Ok(source) if source.color_space == moxcms::DataColorSpace::Rgb => source,
+        Ok(source) => {
+            tracing::info!(color_space = ?source.color_space, "Colours left as decoded: not an RGB profile.");
+            return image;
+        }
+        Err(error) => {
+            tracing::warn!(%error, "Colours left as decoded: the ICC profile cannot be read.");
+            return image;
+        }
+    };
+    let srgb = moxcms::ColorProfile::new_srgb();
+    let options = moxcms::TransformOptions::default();
+    let (width, height) = (image.width(), image.height());
+    let converted = match &image {
+        DynamicImage::ImageRgb8(rgb) => source
+            .create_transform_8bit(moxcms::Layout::Rgb, &srgb, moxcms::Layout::Rgb, options)
+            .and_then(|t| transformed(&*t, rgb.as_raw()))
+            .map(|out| image::RgbImage::from_raw(width, height, out).map(Into::into)),
+        DynamicImage::ImageRgba8(rgba) => source
+            .create_transform_8bit(moxcms::Layout::Rgba, &srgb, moxcms::Layout::Rgba, options)
+            .and_then(|t| transformed(&*t, rgba.as_raw()))
+            .map(|out| image::RgbaImage::from_raw(width, height, out).map(Into::into)),
+        DynamicImage::ImageRgb16(rgb) => source
+            .create_transform_16bit(moxcms::Layout::Rgb, &srgb, moxcms::Layout::Rgb, options)
+            .and_then(|t| transformed(&*t, rgb.as_raw()))
+            .map(|out| {
+                image::ImageBuffer::<image::Rgb<u16>, _>::from_raw(width, height, out)
+                    .map(Into::into)
+            }),
+        DynamicImage::ImageRgba16(rgba) => source
+            .create_transform_16bit(moxcms::Layout::Rgba, &srgb, moxcms::Layout::Rgba, options)
+            .and_then(|t| transformed(&*t, rgba.as_raw()))
+            .map(|out| {
+                image::ImageBuffer::<image::Rgba<u16>, _>::from_raw(width, height, out)
+                    .map(Into::into)
+            }),
+        other => {
+            tracing::info!(color = ?other.color(), "Colours left as decoded: an RGB profile on non-RGB pixels.");
+            return image;
+        }
+    };
+    match converted {
+        Ok(Some(converted)) => converted,
+        Ok(None) => image,
+        Err(error) => {
+            tracing::warn!(%error, "Colours left as decoded: the ICC profile cannot be applied.");
+            image
+        }
+    }
+}
+
+fn transformed<T: Copy + Default>(
+    transform: &(dyn moxcms::TransformExecutor<T> + Send + Sync),
+    pixels: &[T],
+) -> Result<Vec<T>, moxcms::CmsError> {
+    let mut out = vec![T::default(); pixels.len()];
+    transform.transform(pixels, &mut out)?;
+    Ok(out)
 }
 
 /// The number of components of a progressive JPEG's frame, or `None` for a sequential one
@@ -496,6 +575,104 @@ mod tests {
         assert_eq!(
             header.peak_bytes(&small),
             pixels * 3 + 320 * 427 * 3 + 320 * 214 * OUTPUT_BYTES_PER_PIXEL
+        );
+    }
+
+    /// Display P3 (180, 120, 80) in sRGB: both spaces share the sRGB transfer curve, so
+    /// linearise, apply the P3-to-sRGB matrix of their primaries (same D65 white), encode:
+    /// (190.3, 116.6, 71.7).
+    const P3_IN_SRGB: [u8; 3] = [190, 117, 72];
+
+    fn assert_near(what: &str, got: [u8; 3], want: [u8; 3]) {
+        let off = got
+            .iter()
+            .zip(want)
+            .map(|(g, w)| g.abs_diff(w))
+            .max()
+            .unwrap();
+        assert!(off <= 4, "{what}: {got:?}, expected about {want:?}");
+    }
+
+    fn tagged(format: ImageFormat, sixteen_bits: bool, profile: Option<Vec<u8>>) -> Vec<u8> {
+        use image::ImageEncoder;
+        let mut out = Vec::new();
+        if sixteen_bits {
+            let wide: image::ImageBuffer<image::Rgb<u16>, Vec<u16>> =
+                image::ImageBuffer::from_pixel(
+                    64,
+                    64,
+                    image::Rgb([180 * 257, 120 * 257, 80 * 257]),
+                );
+            let mut encoder = image::codecs::png::PngEncoder::new(&mut out);
+            if let Some(profile) = profile {
+                encoder.set_icc_profile(profile).unwrap();
+            }
+            encoder
+                .write_image(
+                    bytemuck_free_bytes(wide.as_raw()).as_slice(),
+                    64,
+                    64,
+                    image::ExtendedColorType::Rgb16,
+                )
+                .unwrap();
+            return out;
+        }
+        assert_eq!(format, ImageFormat::Jpeg);
+        let flat = image::RgbImage::from_pixel(64, 64, image::Rgb([180, 120, 80]));
+        let mut encoder = image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 100);
+        if let Some(profile) = profile {
+            encoder.set_icc_profile(profile).unwrap();
+        }
+        encoder
+            .write_image(flat.as_raw(), 64, 64, image::ExtendedColorType::Rgb8)
+            .unwrap();
+        out
+    }
+
+    /// 16-bit samples as the encoder takes them: native-endian bytes.
+    fn bytemuck_free_bytes(samples: &[u16]) -> Vec<u8> {
+        samples.iter().flat_map(|s| s.to_ne_bytes()).collect()
+    }
+
+    #[test]
+    fn colours_tagged_with_an_icc_profile_come_out_in_srgb() {
+        let p3 = moxcms::ColorProfile::new_display_p3().encode().unwrap();
+        let settings = TransformSettings::default();
+        let centre = |bytes: &[u8]| {
+            let out = compress(bytes, &settings).unwrap();
+            webp_pixels(&out).get_pixel(32, 32).0
+        };
+        assert_near(
+            "8-bit JPEG tagged Display P3",
+            centre(&tagged(ImageFormat::Jpeg, false, Some(p3.clone()))),
+            P3_IN_SRGB,
+        );
+        assert_near(
+            "16-bit PNG tagged Display P3",
+            centre(&tagged(ImageFormat::Png, true, Some(p3))),
+            P3_IN_SRGB,
+        );
+        // Untagged (sRGB) colours pass through, and so does an sRGB profile.
+        assert_near(
+            "untagged JPEG",
+            centre(&tagged(ImageFormat::Jpeg, false, None)),
+            [180, 120, 80],
+        );
+        let srgb = moxcms::ColorProfile::new_srgb().encode().unwrap();
+        assert_near(
+            "JPEG tagged sRGB",
+            centre(&tagged(ImageFormat::Jpeg, false, Some(srgb))),
+            [180, 120, 80],
+        );
+        // A profile that cannot be read leaves the colours as decoded, and the image is made.
+        assert_near(
+            "JPEG with a broken profile",
+            centre(&tagged(
+                ImageFormat::Jpeg,
+                false,
+                Some(b"not a profile".to_vec()),
+            )),
+            [180, 120, 80],
         );
     }
 

@@ -64,6 +64,29 @@ fn rotated_jpeg() -> Vec<u8> {
     out
 }
 
+/// A 16-bit PNG with alpha and an ICC profile: scaled in 16 bits with premultiplied alpha,
+/// then converted to sRGB.
+fn tagged_rgba16_png() -> Vec<u8> {
+    let image: ImageBuffer<Rgba<u16>, Vec<u16>> = ImageBuffer::from_fn(WIDTH, HEIGHT, |x, y| {
+        let [r, g, b] = gradient(x, y);
+        Rgba([r, g, b, 65_535 - r / 2])
+    });
+    let samples: Vec<u8> = image
+        .as_raw()
+        .iter()
+        .flat_map(|s| s.to_ne_bytes())
+        .collect();
+    let mut out = Vec::new();
+    let mut encoder = image::codecs::png::PngEncoder::new(&mut out);
+    encoder
+        .set_icc_profile(moxcms::ColorProfile::new_display_p3().encode().unwrap())
+        .unwrap();
+    encoder
+        .write_image(&samples, WIDTH, HEIGHT, image::ExtendedColorType::Rgba16)
+        .unwrap();
+    out
+}
+
 fn animated_gif() -> Vec<u8> {
     let mut out = Vec::new();
     {
@@ -119,6 +142,7 @@ fn compressing_never_allocates_more_than_the_peak_the_header_implies() {
             ),
         ),
         ("JPEG with EXIF orientation 6", rotated_jpeg()),
+        ("16-bit RGBA PNG tagged Display P3", tagged_rgba16_png()),
         ("animated GIF", animated_gif()),
     ];
     for (what, bytes) in &sources {
