@@ -36,7 +36,8 @@ pub struct ProcessorMetrics {
     registry: Registry,
     /// Images by final outcome: `compressed`, `failed` (permanent), `gave_up` (retries used up).
     pub images: Family<OutcomeLabels, Counter>,
-    /// Time per stage: `download`, `compress`, `store`.
+    /// Time per stage: `download`, `decode_admission` (waiting for `IMAGE_DECODE_MEMORY_MB`),
+    /// `compress`, `store`.
     pub stage_seconds: Family<StageLabels, Histogram, fn() -> Histogram>,
     /// Jobs sent to a retry topic, by retry level.
     pub retries: Family<LevelLabels, Counter>,

@@ -422,7 +422,10 @@ impl Worker {
             }
         };
         // Memory first, then a core: a source waiting for memory holds no core.
+        let admission = std::time::Instant::now();
         let memory = self.decode_memory.admit(header.peak_bytes(&settings)).await;
+        self.metrics
+            .stage("decode_admission", admission.elapsed().as_secs_f64());
         let permit = self
             .cpu
             .clone()
