@@ -14,3 +14,9 @@ apt_install() {
   if [ ! -f "$root/.local/.apt-updated" ]; then apt-get update -qq && touch "$root/.local/.apt-updated"; fi
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
 }
+
+# require_running_api: the measuring scripts run against the services `make run` started.
+require_running_api() {
+  curl -fsS "http://${API_ADDR:-127.0.0.1:8080}/healthz" >/dev/null ||
+    { echo "Start the stack first: make run" >&2; exit 1; }
+}

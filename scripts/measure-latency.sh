@@ -7,6 +7,5 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 . scripts/env.sh
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/var/cache/catalog/target}
-addr=${API_ADDR:-127.0.0.1:8080}
-curl -fsS "http://$addr/healthz" >/dev/null || { echo "Start the stack first: make run" >&2; exit 1; }
+require_running_api
 exec cargo run --quiet -p system-tests --example pipeline_latency -- "${1:-20}" "${@:2}"

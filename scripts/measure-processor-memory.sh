@@ -9,8 +9,7 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 . scripts/env.sh
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/var/cache/catalog/target}
-addr=${API_ADDR:-127.0.0.1:8080}
-curl -fsS "http://$addr/healthz" >/dev/null || { echo "Start the stack first: make run" >&2; exit 1; }
+require_running_api
 pid=$(pgrep -f "$CARGO_TARGET_DIR/[a-z]*/image-processor\$" | head -1) ||
   { echo "No image-processor of make run is running" >&2; exit 1; }
 kb() { awk -v k="$1:" '$1 == k {print $2}' "/proc/$pid/status"; }

@@ -64,9 +64,18 @@ const ACCEPTED: [ImageFormat; 4] = [
 /// source's own pixel format (8 or 16 bits, grey or colour), and only the scaled image is
 /// converted to 8-bit RGB(A) and oriented, so [`Header::peak_bytes`] bounds what it holds.
 pub fn compress(bytes: &[u8], settings: &TransformSettings) -> Result<Compressed, Failure> {
-    let header = inspect(bytes, settings)?;
+    compress_inspected(bytes, &inspect(bytes, settings)?, settings)
+}
+
+/// [`compress`] for a source whose header [`inspect`] has already read (the processor reads
+/// it first, to admit the source against its memory budget).
+pub fn compress_inspected(
+    bytes: &[u8],
+    header: &Header,
+    settings: &TransformSettings,
+) -> Result<Compressed, Failure> {
     let (image, profile) =
-        tracing::info_span!("decode").in_scope(|| decode(bytes, &header, settings))?;
+        tracing::info_span!("decode").in_scope(|| decode(bytes, header, settings))?;
     let image = tracing::info_span!("resize").in_scope(|| resize(image, settings.max_side))?;
     let image = match profile {
         Some(profile) => to_srgb(image, &profile),

@@ -59,6 +59,7 @@ async fn a_burst_is_processed_within_a_minute_of_a_20_second_broker_pause() {
     broker.pause();
     // … and the api goes on taking products meanwhile (the outbox holds their events).
     ids.extend(create_burst(&pipeline, 12, "during").await);
+    // The fault's own duration: nothing is awaited here, the broker stays frozen this long.
     tokio::time::sleep(BROKER_PAUSE).await;
     broker.unpause();
     let back = Instant::now();

@@ -229,29 +229,28 @@ async fn a_kill_9_of_the_api_between_commit_and_publish_loses_no_state_record() 
     let (mut api, base) = api_binary(&database_url, &unreachable);
     let http = reader.http.clone();
     wait_until_ready(&http, &base).await;
-    let user: Value = http
-        .post(format!("{base}/users"))
-        .json(&json!({"username": "killed", "email": "killed@example.com"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let post = |path: &str, body: Value| {
+        let request = http.post(format!("{base}{path}")).json(&body);
+        async move {
+            let response = request.send().await.unwrap();
+            response.json::<Value>().await.unwrap()
+        }
+    };
+    let user = post(
+        "/users",
+        json!({"username": "killed", "email": "killed@example.com"}),
+    )
+    .await;
     let mut ids = Vec::new();
     for i in 0..5 {
-        let created: Value = http
-            .post(format!("{base}/products"))
-            .json(&json!({
+        let created = post(
+            "/products",
+            json!({
                 "user_id": user["user_id"], "product_name": format!("p{i}"), "product_price": 3,
                 "product_images": [format!("https://images.example.com/{i}.jpg")],
-            }))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+            }),
+        )
+        .await;
         ids.push(created["product_id"].as_str().unwrap().to_owned());
     }
     let patched = http

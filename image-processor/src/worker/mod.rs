@@ -81,11 +81,16 @@ pub struct DecodeBudget {
     mebibytes: u32,
 }
 
+/// Whole MiB (rounded up, at least one), as permits count them.
+fn permits_for(bytes: u64) -> u32 {
+    u32::try_from(bytes.div_ceil(1 << 20))
+        .unwrap_or(u32::MAX)
+        .max(1)
+}
+
 impl DecodeBudget {
     pub fn new(bytes: u64) -> Self {
-        let mebibytes = u32::try_from(bytes.div_ceil(1 << 20))
-            .unwrap_or(u32::MAX)
-            .max(1);
+        let mebibytes = permits_for(bytes);
         Self {
             permits: Arc::new(Semaphore::new(mebibytes as usize)),
             mebibytes,
@@ -95,9 +100,7 @@ impl DecodeBudget {
     /// Waits until `bytes` (at most the whole budget) are free and holds them until the
     /// permit is dropped.
     pub async fn admit(&self, bytes: u64) -> tokio::sync::OwnedSemaphorePermit {
-        let wanted = u32::try_from(bytes.div_ceil(1 << 20))
-            .unwrap_or(u32::MAX)
-            .clamp(1, self.mebibytes);
+        let wanted = permits_for(bytes).min(self.mebibytes);
         self.permits
             .clone()
             .acquire_many_owned(wanted)
@@ -106,7 +109,8 @@ impl DecodeBudget {
     }
 
     /// MiB not held by any source now.
-    pub fn available_mebibytes(&self) -> usize {
+    #[cfg(test)]
+    fn available_mebibytes(&self) -> usize {
         self.permits.available_permits()
     }
 }
@@ -437,7 +441,7 @@ impl Worker {
         let compressed = tokio::task::spawn_blocking(move || {
             let _permits = (memory, permit);
             let _span = compress_span.enter();
-            transform::compress(&fetched.bytes, &settings)
+            transform::compress_inspected(&fetched.bytes, &header, &settings)
         })
         .await
         .map_err(|e| Failure::transient(format!("the compression task failed: {e}")))?;

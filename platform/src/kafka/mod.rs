@@ -199,6 +199,7 @@ impl KafkaSettings {
             .client_config()
             .create()
             .context("Failed to create a Kafka admin client")?;
+        let catalog = self.topics();
         let topics: Vec<NewTopic> = names
             .iter()
             .map(|name| {
@@ -207,7 +208,7 @@ impl KafkaSettings {
                     self.partitions,
                     TopicReplication::Fixed(self.replication_factor),
                 );
-                if self.topics().is_compacted(name) {
+                if catalog.is_compacted(name) {
                     topic.set("cleanup.policy", "compact")
                 } else {
                     topic
