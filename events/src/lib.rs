@@ -19,7 +19,8 @@ pub mod topics;
 
 pub use envelope::{Envelope, EventType};
 pub use payloads::{
-    ImageOutcome, ImageResult, ImageState, ImageStatus, ImagesCompressed, ProcessingStatus,
-    ProductCreated, ProductDeleted, ProductImagesChanged, ProductState, SourceImage,
+    ImageOutcome, ImageResult, ImageState, ImageStatus, ImageVariant, ImagesCompressed,
+    ProcessingStatus, ProductCreated, ProductDeleted, ProductImagesChanged, ProductState,
+    SourceImage, srcset,
 };
 pub use topics::Topics;

@@ -4,6 +4,8 @@
 //! where images are concerned, the product's `image_revision`: it grows each time the image
 //! list changes, so a consumer can ignore results that belong to an older list.
 
+use std::collections::BTreeMap;
+
 use chrono::{DateTime, Utc};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -99,6 +101,27 @@ pub struct ImageResult {
     /// Media type of the compressed image, e.g. `image/webp`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub format: Option<String>,
+    /// The source's width in pixels, after EXIF orientation (when compressed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_width: Option<u32>,
+    /// The source's height in pixels, after EXIF orientation (when compressed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_height: Option<u32>,
+    /// Every compressed rendition, ordered by format, then width (when compressed). The
+    /// largest `image/webp` one is `compressed_url`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub variants: Vec<ImageVariant>,
+    /// Per media type, the `srcset` of its variants (`<url> 320w, <url> 640w, …`), ready for
+    /// `<picture><source type="image/avif" srcset="…">` (when compressed).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub srcset: BTreeMap<String, String>,
+    /// The image's ThumbHash, base64 with the standard alphabet: a blurred placeholder of
+    /// about 25 bytes that also gives the aspect ratio (when compressed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thumbhash: Option<String>,
+    /// The image's most common colour, `#rrggbb` (when compressed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dominant_color: Option<String>,
     /// Why the image failed (when failed), e.g. `HTTP 404 from the image server`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failure_reason: Option<String>,
@@ -117,9 +140,55 @@ impl ImageResult {
             width: None,
             height: None,
             format: None,
+            source_width: None,
+            source_height: None,
+            variants: Vec::new(),
+            srcset: BTreeMap::new(),
+            thumbhash: None,
+            dominant_color: None,
             failure_reason: Some(reason.into()),
         }
     }
+}
+
+/// One compressed rendition of an image: a width of the ladder in one format.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct ImageVariant {
+    /// Where it is served; the object never changes (cache it for good).
+    pub url: String,
+    /// Its media type: `image/avif` or `image/webp`.
+    pub format: String,
+    /// In pixels.
+    pub width: u32,
+    /// In pixels; the source's aspect ratio, rounded.
+    pub height: u32,
+    /// Its size in bytes.
+    pub bytes: u64,
+}
+
+/// The `srcset` attribute of each media type among `variants` (given as format, URL and
+/// width), listing that type's variants by width: `{"image/webp": "<url> 320w, <url> 640w"}`.
+pub fn srcset<'a>(
+    variants: impl IntoIterator<Item = (&'a str, &'a str, u32)>,
+) -> BTreeMap<String, String> {
+    let mut by_format: BTreeMap<String, Vec<(u32, &str)>> = BTreeMap::new();
+    for (format, url, width) in variants {
+        by_format
+            .entry(format.to_owned())
+            .or_default()
+            .push((width, url));
+    }
+    by_format
+        .into_iter()
+        .map(|(format, mut entries)| {
+            entries.sort_by_key(|(width, _)| *width);
+            let list: Vec<String> = entries
+                .iter()
+                .map(|(width, url)| format!("{url} {width}w"))
+                .collect();
+            (format, list.join(", "))
+        })
+        .collect()
 }
 
 /// A product as `GET /products/{id}` shows it: the value of a record on the compacted
@@ -203,4 +272,45 @@ pub struct ImageState {
     /// Media type of the compressed image.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub format: Option<String>,
+    /// The source's width in pixels, after EXIF orientation (when compressed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_width: Option<u32>,
+    /// The source's height in pixels, after EXIF orientation (when compressed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_height: Option<u32>,
+    /// Every compressed rendition, ordered by format, then width (when compressed). The
+    /// largest `image/webp` one is `compressed_url`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub variants: Vec<ImageVariant>,
+    /// Per media type, the `srcset` of its variants (`<url> 320w, <url> 640w, …`), ready for
+    /// `<picture><source type="image/avif" srcset="…">` (when compressed).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub srcset: BTreeMap<String, String>,
+    /// The image's ThumbHash, base64 with the standard alphabet: a blurred placeholder of
+    /// about 25 bytes that also gives the aspect ratio (when compressed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thumbhash: Option<String>,
+    /// The image's most common colour, `#rrggbb` (when compressed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dominant_color: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_srcset_lists_each_format_by_width() {
+        let sets = srcset([
+            ("image/webp", "https://cdn/b.webp", 640),
+            ("image/avif", "https://cdn/a.avif", 320),
+            ("image/webp", "https://cdn/a.webp", 320),
+        ]);
+        assert_eq!(sets["image/avif"], "https://cdn/a.avif 320w");
+        assert_eq!(
+            sets["image/webp"],
+            "https://cdn/a.webp 320w, https://cdn/b.webp 640w"
+        );
+        assert!(srcset([]).is_empty());
+    }
 }

@@ -73,6 +73,7 @@ impl Settings {
     pub fn from_env() -> anyhow::Result<Self> {
         let local = std::env::current_dir()?.join(".local/storage");
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let defaults = TransformSettings::default();
         Ok(Self {
             http_addr: env::parse(
                 "PROCESSOR_ADDR",
@@ -107,8 +108,21 @@ impl Settings {
             },
             transform: TransformSettings {
                 max_pixels: env::parse("IMAGE_MAX_PIXELS", 40_000_000)?,
-                max_side: env::parse("IMAGE_MAX_SIDE", 1600)?,
-                quality: env::parse("IMAGE_WEBP_QUALITY", 80.0)?,
+                widths: TransformSettings::parse_widths(&env::string(
+                    "IMAGE_VARIANT_WIDTHS",
+                    "320,640,960,1280,1600",
+                ))
+                .map_err(anyhow::Error::msg)
+                .context("IMAGE_VARIANT_WIDTHS")?,
+                formats: TransformSettings::parse_formats(&env::string(
+                    "IMAGE_VARIANT_FORMATS",
+                    "avif,webp",
+                ))
+                .map_err(anyhow::Error::msg)
+                .context("IMAGE_VARIANT_FORMATS")?,
+                webp_quality: env::parse("IMAGE_WEBP_QUALITY", defaults.webp_quality)?,
+                avif_quality: env::parse("IMAGE_AVIF_QUALITY", defaults.avif_quality)?,
+                avif_speed: env::parse("IMAGE_AVIF_SPEED", defaults.avif_speed)?.clamp(1, 10),
             },
             image_concurrency: env::parse("IMAGE_CONCURRENCY", 4)?,
             jobs_in_flight: env::parse("IMAGE_JOBS_IN_FLIGHT", 4)?,
@@ -130,7 +144,8 @@ impl Settings {
             allowed_networks = ?self.fetch.allowed_networks,
             max_bytes = self.fetch.max_bytes,
             max_pixels = self.transform.max_pixels,
-            max_side = self.transform.max_side,
+            variant_widths = ?self.transform.widths,
+            variant_formats = ?self.transform.formats,
             jobs_in_flight = self.jobs_in_flight,
             cpu_workers = self.cpu_workers,
             decode_memory_mb = self.decode_memory >> 20,

@@ -93,9 +93,10 @@ impl Storage {
         })
     }
 
-    /// The key of the compressed image at `index` of `product_id`'s image `revision`.
-    pub fn key(product_id: &str, revision: i32, index: u32) -> String {
-        format!("products/{product_id}/r{revision}/{index}.webp")
+    /// The key of one variant (a width in a format, `extension`) of the image at `index` of
+    /// `product_id`'s image `revision`.
+    pub fn key(product_id: &str, revision: i32, index: u32, width: u32, extension: &str) -> String {
+        format!("products/{product_id}/r{revision}/{index}/{width}.{extension}")
     }
 
     fn path(&self, key: &str) -> Path {
@@ -269,10 +270,10 @@ mod tests {
     async fn deleting_images_keeps_newer_revisions_other_products_and_foreign_keys() {
         let storage = Storage::from_url("memory://", "http://images").unwrap();
         for key in [
-            Storage::key("5", 1, 0),
-            Storage::key("5", 2, 0),
-            Storage::key("5", 3, 0),
-            Storage::key("50", 1, 0),
+            Storage::key("5", 1, 0, 640, "webp"),
+            Storage::key("5", 2, 0, 640, "webp"),
+            Storage::key("5", 3, 0, 640, "webp"),
+            Storage::key("50", 1, 0, 640, "webp"),
             "products/5/notes.txt".to_owned(),
         ] {
             storage.put(&key, vec![1], "image/webp").await.unwrap();
@@ -283,14 +284,14 @@ mod tests {
             stored(&storage).await,
             [
                 "products/5/notes.txt",
-                "products/5/r3/0.webp",
-                "products/50/r1/0.webp"
+                "products/5/r3/0/640.webp",
+                "products/50/r1/0/640.webp"
             ],
             "older revisions of product 5 went; product 50 shares a prefix but stays"
         );
 
         assert_eq!(storage.delete_images("5", None).await, Ok(2));
-        assert_eq!(stored(&storage).await, ["products/50/r1/0.webp"]);
+        assert_eq!(stored(&storage).await, ["products/50/r1/0/640.webp"]);
         assert_eq!(
             storage.delete_images("7", None).await,
             Ok(0),
@@ -307,9 +308,9 @@ mod tests {
         };
         assert_eq!(storage.stored_state("5").await, Ok(nothing));
         for key in [
-            Storage::key("5", 2, 0),
-            Storage::key("5", 10, 1),
-            Storage::key("50", 11, 0),
+            Storage::key("5", 2, 0, 640, "webp"),
+            Storage::key("5", 10, 1, 640, "webp"),
+            Storage::key("50", 11, 0, 640, "webp"),
             "products/5/r99-notes.txt".to_owned(),
         ] {
             storage.put(&key, vec![1], "image/webp").await.unwrap();

@@ -1,9 +1,19 @@
-//! Sniff, decode (with limits), resize, convert to sRGB, orient, encode.
+//! Sniff, decode (with limits), resize, convert to sRGB, orient, then encode a ladder of
+//! widths in each output format, with the placeholders a page shows before any of them
+//! arrives (a ThumbHash and a dominant colour).
 //!
-//! The output is lossy WebP at quality 80 (configurable): every current browser shows it, it
-//! is typically 25–35% smaller than JPEG at the same visual quality, and unlike JPEG it keeps
-//! transparency, so logos and photos share one format. AVIF would be smaller still, but costs
-//! about a second per megapixel here, which would make compression the pipeline's bottleneck.
+//! One decode serves every variant: the source is scaled once, in its own pixel format, to
+//! the largest variant; that is converted to 8-bit sRGB and turned upright, and each smaller
+//! width is scaled from it. Formats:
+//! - WebP (lossy, quality 80 by default): every current browser shows it, and it keeps
+//!   transparency, so logos and photos share one format. The largest WebP is the variant
+//!   the seed's `compressed_product_images` points at.
+//! - AVIF (rav1e through ravif): smaller at the same quality, for the browsers that accept
+//!   it (`<source type="image/avif">`). Its quality and speed are tuned in
+//!   docs/benchmarks.md against the WebP it sits beside.
+//!
+//! Outputs carry no metadata at all: no EXIF (GPS, camera serials), no ICC profile. Pixels
+//! are converted to sRGB first, and an untagged image is sRGB to every browser.
 //!
 //! Decoding is the dangerous step: a few kilobytes of PNG can declare a billion pixels. The
 //! declared dimensions are checked against the pixel limit before any pixel is decoded, and
@@ -18,35 +28,161 @@ use image::{
 
 use crate::failure::Failure;
 
+/// A format the variants are encoded in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum OutputFormat {
+    Avif,
+    Webp,
+}
+
+impl OutputFormat {
+    /// The media type, as `<source type=…>` and `Content-Type` take it.
+    pub fn media_type(self) -> &'static str {
+        match self {
+            Self::Avif => "image/avif",
+            Self::Webp => "image/webp",
+        }
+    }
+
+    /// The object key's extension.
+    pub fn extension(self) -> &'static str {
+        match self {
+            Self::Avif => "avif",
+            Self::Webp => "webp",
+        }
+    }
+}
+
+impl std::str::FromStr for OutputFormat {
+    type Err = String;
+
+    fn from_str(name: &str) -> Result<Self, String> {
+        match name.trim().to_ascii_lowercase().as_str() {
+            "avif" => Ok(Self::Avif),
+            "webp" => Ok(Self::Webp),
+            other => Err(format!("{other:?} is not an output format (avif, webp)")),
+        }
+    }
+}
+
 /// What the transform may accept and what it produces.
 #[derive(Debug, Clone)]
 pub struct TransformSettings {
     /// The most pixels a source may declare (`IMAGE_MAX_PIXELS`).
     pub max_pixels: u64,
-    /// The longest side of the output (`IMAGE_MAX_SIDE`); smaller images are not enlarged.
-    pub max_side: u32,
+    /// The widths of the ladder, ascending and distinct (`IMAGE_VARIANT_WIDTHS`). A width at
+    /// or above the source's is replaced by one variant at the source's own width: nothing
+    /// is enlarged.
+    pub widths: Vec<u32>,
+    /// The formats, in the order variants are listed (`IMAGE_VARIANT_FORMATS`); WebP is
+    /// always among them.
+    pub formats: Vec<OutputFormat>,
     /// WebP quality 0–100 (`IMAGE_WEBP_QUALITY`).
-    pub quality: f32,
+    pub webp_quality: f32,
+    /// AVIF quality 0–100 (`IMAGE_AVIF_QUALITY`).
+    pub avif_quality: f32,
+    /// rav1e's speed preset, 1 (slowest, smallest) to 10 (`IMAGE_AVIF_SPEED`).
+    pub avif_speed: u8,
 }
 
 impl Default for TransformSettings {
     fn default() -> Self {
         Self {
             max_pixels: 40_000_000,
-            max_side: 1600,
-            quality: 80.0,
+            widths: vec![320, 640, 960, 1280, 1600],
+            formats: vec![OutputFormat::Avif, OutputFormat::Webp],
+            webp_quality: 80.0,
+            // At 1280 w: SSIM no worse than the WebP's at 0.70x its bytes, median of the
+            // sample photos (docs/benchmarks.md, `make bench-images`).
+            avif_quality: 78.0,
+            avif_speed: 6,
         }
     }
 }
 
-/// A compressed image ready to store.
+impl TransformSettings {
+    /// Parses `320,640,960` into distinct ascending widths.
+    pub fn parse_widths(text: &str) -> Result<Vec<u32>, String> {
+        let mut widths = text
+            .split(',')
+            .map(str::trim)
+            .filter(|w| !w.is_empty())
+            .map(|w| match w.parse::<u32>() {
+                Ok(width) if (1..=16_384).contains(&width) => Ok(width),
+                _ => Err(format!("{w:?} is not a width in pixels (1 to 16384)")),
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        widths.sort_unstable();
+        widths.dedup();
+        if widths.is_empty() {
+            return Err("name at least one width, e.g. 320,640,1280".into());
+        }
+        Ok(widths)
+    }
+
+    /// Parses `avif,webp`; WebP must be among them (the seed's single URL is the largest
+    /// WebP).
+    pub fn parse_formats(text: &str) -> Result<Vec<OutputFormat>, String> {
+        let mut formats: Vec<OutputFormat> = Vec::new();
+        for format in text.split(',').filter(|f| !f.trim().is_empty()) {
+            let format = format.parse()?;
+            if !formats.contains(&format) {
+                formats.push(format);
+            }
+        }
+        if !formats.contains(&OutputFormat::Webp) {
+            return Err(
+                "webp must be one of the formats: compressed_product_images and the \
+                        image's width, height and format name the largest WebP"
+                    .into(),
+            );
+        }
+        Ok(formats)
+    }
+
+    /// The widest variant's width.
+    fn widest(&self) -> u32 {
+        self.widths.last().copied().unwrap_or(1600)
+    }
+}
+
+/// One encoded variant, ready to store.
 #[derive(Debug)]
-pub struct Compressed {
-    pub bytes: Vec<u8>,
+pub struct Variant {
+    pub format: OutputFormat,
     pub width: u32,
     pub height: u32,
-    /// The media type, `image/webp`.
-    pub content_type: &'static str,
+    pub bytes: Vec<u8>,
+}
+
+/// Everything made from one source.
+#[derive(Debug)]
+pub struct Compressed {
+    /// The source's size after EXIF orientation.
+    pub source_width: u32,
+    pub source_height: u32,
+    /// Ordered by format (as configured), then width.
+    pub variants: Vec<Variant>,
+    /// The ThumbHash of the image (at most 100 x 100 pixels' worth).
+    pub thumbhash: Vec<u8>,
+    /// The most common colour, 8-bit sRGB.
+    pub dominant_color: [u8; 3],
+}
+
+impl Compressed {
+    /// The largest variant of `format`, if that format was made.
+    pub fn largest(&self, format: OutputFormat) -> Option<&Variant> {
+        self.variants
+            .iter()
+            .filter(|v| v.format == format)
+            .max_by_key(|v| v.width)
+    }
+
+    /// `#rrggbb`.
+    pub fn dominant_color_hex(&self) -> String {
+        let [r, g, b] = self.dominant_color;
+        format!("#{r:02x}{g:02x}{b:02x}")
+    }
 }
 
 /// The formats accepted as sources.
@@ -74,22 +210,73 @@ pub fn compress_inspected(
     header: &Header,
     settings: &TransformSettings,
 ) -> Result<Compressed, Failure> {
+    let (source_width, source_height) = header.upright_size();
+    let ladder = ladder(source_width, source_height, &settings.widths);
     let (image, profile) =
         tracing::info_span!("decode").in_scope(|| decode(bytes, header, settings))?;
-    let image = tracing::info_span!("resize").in_scope(|| resize(image, settings.max_side))?;
+    let image = tracing::info_span!("resize").in_scope(|| {
+        let (width, height) = header.stored_size_of(ladder[ladder.len() - 1]);
+        shrink(image, width, height)
+    })?;
     let image = match profile {
         Some(profile) => to_srgb(image, &profile),
         None => image,
     };
-    let mut image = if image.color().has_alpha() {
+    let mut largest = if image.color().has_alpha() {
         DynamicImage::ImageRgba8(image.into_rgba8())
     } else {
         DynamicImage::ImageRgb8(image.into_rgb8())
     };
     if let Some(orientation) = header.orientation {
-        image.apply_orientation(orientation);
+        largest.apply_orientation(orientation);
     }
-    tracing::info_span!("encode").in_scope(|| encode(&image, settings.quality))
+    let mut variants = Vec::with_capacity(ladder.len() * settings.formats.len());
+    for &(width, height) in ladder.iter().rev() {
+        let scaled;
+        let image = if (width, height) == (largest.width(), largest.height()) {
+            &largest
+        } else {
+            scaled =
+                tracing::info_span!("resize", width).in_scope(|| scale(&largest, width, height))?;
+            &scaled
+        };
+        for &format in &settings.formats {
+            let bytes = tracing::info_span!("encode", format = format.extension(), width)
+                .in_scope(|| encode(image, format, settings))?;
+            variants.push(Variant {
+                format,
+                width,
+                height,
+                bytes,
+            });
+        }
+    }
+    let position = |format| settings.formats.iter().position(|f| *f == format);
+    variants.sort_by_key(|v| (position(v.format), v.width));
+    let (thumbhash, dominant_color) = placeholders(&largest)?;
+    Ok(Compressed {
+        source_width,
+        source_height,
+        variants,
+        thumbhash,
+        dominant_color,
+    })
+}
+
+/// The sizes of the variants of an upright `width` x `height` source, ascending: each
+/// configured width below the source's, and the source's own width in place of every one at
+/// or above it. Heights keep the aspect ratio.
+pub fn ladder(width: u32, height: u32, widths: &[u32]) -> Vec<(u32, u32)> {
+    let mut chosen: Vec<u32> = widths.iter().map(|w| (*w).min(width)).collect();
+    chosen.sort_unstable();
+    chosen.dedup();
+    chosen
+        .into_iter()
+        .map(|w| {
+            let h = (f64::from(height) * f64::from(w) / f64::from(width)).round() as u32;
+            (w, h.max(1))
+        })
+        .collect()
 }
 
 /// What a source's header says, read before any pixel is decoded.
@@ -108,21 +295,55 @@ pub struct Header {
     working_bytes_per_pixel: u64,
 }
 
-/// Bytes per output pixel the scaled image, its 8-bit RGBA copy and the WebP encoder's
-/// working buffers take together (measured with libwebp at method 4 by
-/// `scripts/measure-decode-memory.sh`, rounded up).
-const OUTPUT_BYTES_PER_PIXEL: u64 = 16;
+/// Bytes per pixel of the largest variant that the variants take while they are made: the
+/// scaled image and its 8-bit RGBA copy, the smaller widths scaled from it, and the
+/// encoders' working buffers (rav1e's frames and libwebp's), one encode at a time. Measured
+/// by `image-processor/tests/decode_memory.rs` and `scripts/measure-decode-memory.sh`,
+/// rounded up.
+const OUTPUT_BYTES_PER_PIXEL: u64 = 24;
 
 impl Header {
+    /// The size after EXIF orientation (a quarter turn swaps the sides).
+    pub fn upright_size(&self) -> (u32, u32) {
+        if self.turns_sideways() {
+            (self.height, self.width)
+        } else {
+            (self.width, self.height)
+        }
+    }
+
+    /// An upright size as the source stores it, before orientation.
+    fn stored_size_of(&self, (width, height): (u32, u32)) -> (u32, u32) {
+        if self.turns_sideways() {
+            (height, width)
+        } else {
+            (width, height)
+        }
+    }
+
+    fn turns_sideways(&self) -> bool {
+        matches!(
+            self.orientation,
+            Some(
+                Orientation::Rotate90
+                    | Orientation::Rotate270
+                    | Orientation::Rotate90FlipH
+                    | Orientation::Rotate270FlipH
+            )
+        )
+    }
+
     /// The most memory compressing this source holds at once: the decoder's output and
-    /// working buffers, the scaler's intermediate rows, then the scaled copy and the
-    /// encoder's buffers (an upper bound: `scripts/measure-decode-memory.sh` prints it beside
-    /// the measured peak for the worst accepted inputs). The processor admits
-    /// sources to decoding against a budget of this (`IMAGE_DECODE_MEMORY_MB`).
+    /// working buffers, the scaler's intermediate rows, then the largest variant and what
+    /// making the ladder from it takes (an upper bound: `scripts/measure-decode-memory.sh`
+    /// prints it beside the measured peak for the worst accepted inputs). The processor
+    /// admits sources to decoding against a budget of this (`IMAGE_DECODE_MEMORY_MB`).
     pub fn peak_bytes(&self, settings: &TransformSettings) -> u64 {
         let pixels = u64::from(self.width) * u64::from(self.height);
         let bytes_per_pixel = u64::from(self.color.bytes_per_pixel());
-        let (width, height) = scaled_size(self.width, self.height, settings.max_side);
+        let (upright_width, upright_height) = self.upright_size();
+        let largest = ladder(upright_width, upright_height, &[settings.widest()])[0];
+        let (width, height) = self.stored_size_of(largest);
         let decoded = pixels * (bytes_per_pixel + self.working_bytes_per_pixel);
         // Scaling convolves rows, then columns: between the passes it holds the source's
         // height at the new width, in the source's pixel format.
@@ -316,8 +537,20 @@ fn jpeg_is_complete(bytes: &[u8]) -> bool {
         .is_some_and(|scan| bytes[scan..].windows(2).any(|pair| pair == EOI))
 }
 
-/// Lossy WebP of an 8-bit RGB or RGBA image.
-fn encode(image: &DynamicImage, quality: f32) -> Result<Compressed, Failure> {
+/// Encodes an 8-bit RGB or RGBA image.
+fn encode(
+    image: &DynamicImage,
+    format: OutputFormat,
+    settings: &TransformSettings,
+) -> Result<Vec<u8>, Failure> {
+    match format {
+        OutputFormat::Webp => encode_webp(image, settings.webp_quality),
+        OutputFormat::Avif => encode_avif(image, settings),
+    }
+}
+
+/// Lossy WebP.
+fn encode_webp(image: &DynamicImage, quality: f32) -> Result<Vec<u8>, Failure> {
     let (width, height) = (image.width(), image.height());
     let encoder = match image {
         DynamicImage::ImageRgba8(rgba) => webp::Encoder::from_rgba(rgba.as_raw(), width, height),
@@ -327,66 +560,124 @@ fn encode(image: &DynamicImage, quality: f32) -> Result<Compressed, Failure> {
     let encoded = encoder
         .encode_simple(false, quality)
         .map_err(|e| Failure::permanent(format!("WebP encoding failed: {e:?}")))?;
-    Ok(Compressed {
-        bytes: encoded.to_vec(),
-        width,
-        height,
-        content_type: "image/webp",
-    })
+    Ok(encoded.to_vec())
 }
 
-/// The size `width` x `height` scales down to so its longest side is at most `max_side`
-/// (the longest side is the same before and after orientation).
-fn scaled_size(width: u32, height: u32, max_side: u32) -> (u32, u32) {
-    let longest = width.max(height);
-    if longest <= max_side {
-        return (width, height);
+/// AVIF, 8 bits per channel, on the calling thread (the processor gives each image one CPU
+/// permit). Fully transparent pixels are cleaned so their hidden colour costs no bytes.
+fn encode_avif(image: &DynamicImage, settings: &TransformSettings) -> Result<Vec<u8>, Failure> {
+    use rgb::FromSlice;
+    let (width, height) = (image.width() as usize, image.height() as usize);
+    let encoder = ravif::Encoder::new()
+        .with_quality(settings.avif_quality)
+        .with_alpha_quality(settings.avif_quality)
+        .with_speed(settings.avif_speed)
+        .with_bit_depth(ravif::BitDepth::Eight)
+        .with_num_threads(Some(1))
+        .with_alpha_color_mode(ravif::AlphaColorMode::UnassociatedClean);
+    let encoded = match image {
+        DynamicImage::ImageRgba8(rgba) => {
+            encoder.encode_rgba(ravif::Img::new(rgba.as_raw().as_rgba(), width, height))
+        }
+        DynamicImage::ImageRgb8(rgb) => {
+            encoder.encode_rgb(ravif::Img::new(rgb.as_raw().as_rgb(), width, height))
+        }
+        _ => unreachable!("converted to 8-bit RGB(A) before encoding"),
     }
-    let scale = f64::from(max_side) / f64::from(longest);
-    (
-        ((f64::from(width) * scale).round() as u32).max(1),
-        ((f64::from(height) * scale).round() as u32).max(1),
-    )
+    .map_err(|e| Failure::permanent(format!("AVIF encoding failed: {e}")))?;
+    Ok(encoded.avif_file)
 }
 
-/// Scales down so the longest side is at most `max_side`, with Lanczos3 (SIMD), in the
-/// image's own pixel format.
+/// The ThumbHash and the dominant colour, from the image scaled to fit 100 x 100 (the most
+/// ThumbHash takes).
+fn placeholders(image: &DynamicImage) -> Result<(Vec<u8>, [u8; 3]), Failure> {
+    let (width, height) = (image.width(), image.height());
+    let factor = (100.0 / f64::from(width.max(height))).min(1.0);
+    let size = |side: u32| ((f64::from(side) * factor).round() as u32).max(1);
+    let small = scale(image, size(width), size(height))?.into_rgba8();
+    let hash = thumbhash::rgba_to_thumb_hash(
+        small.width() as usize,
+        small.height() as usize,
+        small.as_raw(),
+    );
+    Ok((hash, dominant_color(&small)))
+}
+
+/// The most common colour of mostly opaque pixels: colours are counted in buckets of 16
+/// levels per channel, and the pixels of the fullest bucket are averaged (a plain average of
+/// a red shoe on white would be pink). An image with no opaque pixel averages them all.
+fn dominant_color(image: &image::RgbaImage) -> [u8; 3] {
+    let bucket = |p: &image::Rgba<u8>| {
+        (usize::from(p[0] >> 4) << 8) | (usize::from(p[1] >> 4) << 4) | usize::from(p[2] >> 4)
+    };
+    let opaque = |p: &&image::Rgba<u8>| p[3] >= 128;
+    let mut counts = vec![0u32; 4096];
+    for pixel in image.pixels().filter(opaque) {
+        counts[bucket(pixel)] += 1;
+    }
+    let fullest = (0..counts.len()).max_by_key(|&b| counts[b]).unwrap_or(0);
+    let chosen: Vec<&image::Rgba<u8>> = if counts[fullest] == 0 {
+        image.pixels().collect()
+    } else {
+        image
+            .pixels()
+            .filter(opaque)
+            .filter(|p| bucket(p) == fullest)
+            .collect()
+    };
+    let n = chosen.len().max(1) as u64;
+    let mean = |c: usize| (chosen.iter().map(|p| u64::from(p[c])).sum::<u64>() / n) as u8;
+    [mean(0), mean(1), mean(2)]
+}
+
+fn lanczos3() -> ResizeOptions {
+    ResizeOptions::new().resize_alg(ResizeAlg::Convolution(
+        fast_image_resize::FilterType::Lanczos3,
+    ))
+}
+
+fn resize_failed(e: &dyn std::fmt::Display) -> Failure {
+    Failure::permanent(format!("resize failed: {e}"))
+}
+
+/// Scales the decoded source down to `width` x `height`, with Lanczos3 (SIMD), in its own
+/// pixel format; a source already that size is returned as it is.
 ///
 /// Colour is averaged weighted by alpha (premultiplied), or transparent pixels would bleed
 /// their hidden colour into the edges. The resizer would premultiply into a full-size copy
 /// of its own; the decoded image is ours to change, so it is premultiplied in place and
 /// only the small result is divided back.
-fn resize(mut image: DynamicImage, max_side: u32) -> Result<DynamicImage, Failure> {
-    let (width, height) = scaled_size(image.width(), image.height(), max_side);
+fn shrink(mut image: DynamicImage, width: u32, height: u32) -> Result<DynamicImage, Failure> {
     if (width, height) == (image.width(), image.height()) {
         return Ok(image);
     }
-    let failed = |e: &dyn std::fmt::Display| Failure::permanent(format!("resize failed: {e}"));
     let alpha = image.color().has_alpha();
     let mul_div = MulDiv::default();
     if alpha {
         mul_div
             .multiply_alpha_inplace(&mut image)
-            .map_err(|e| failed(&e))?;
+            .map_err(|e| resize_failed(&e))?;
     }
     let mut target = DynamicImage::new(width, height, image.color());
     Resizer::new()
-        .resize(
-            &image,
-            &mut target,
-            &ResizeOptions::new()
-                .resize_alg(ResizeAlg::Convolution(
-                    fast_image_resize::FilterType::Lanczos3,
-                ))
-                .use_alpha(false),
-        )
-        .map_err(|e| failed(&e))?;
+        .resize(&image, &mut target, &lanczos3().use_alpha(false))
+        .map_err(|e| resize_failed(&e))?;
     drop(image);
     if alpha {
         mul_div
             .divide_alpha_inplace(&mut target)
-            .map_err(|e| failed(&e))?;
+            .map_err(|e| resize_failed(&e))?;
     }
+    Ok(target)
+}
+
+/// A smaller copy of an 8-bit image: a narrower variant, or the placeholders' thumbnail
+/// (the resizer premultiplies alpha in a copy of its own: the image is already small).
+fn scale(image: &DynamicImage, width: u32, height: u32) -> Result<DynamicImage, Failure> {
+    let mut target = DynamicImage::new(width, height, image.color());
+    Resizer::new()
+        .resize(image, &mut target, &lanczos3())
+        .map_err(|e| resize_failed(&e))?;
     Ok(target)
 }
 
@@ -405,21 +696,125 @@ mod tests {
         out
     }
 
+    /// WebP only, to the given widths: the tests about decoding, colour and orientation
+    /// need no AVIF (slower to make, and no AVIF decoder is built here).
+    fn webp_to(widths: &[u32]) -> TransformSettings {
+        TransformSettings {
+            widths: widths.to_vec(),
+            formats: vec![OutputFormat::Webp],
+            ..Default::default()
+        }
+    }
+
+    /// The size an AVIF file declares in its AV1 sequence header.
+    fn avif_size(bytes: &[u8]) -> (u32, u32) {
+        let avif = avif_parse::read_avif(&mut Cursor::new(bytes)).unwrap();
+        let meta = avif.primary_item_metadata().unwrap();
+        (meta.max_frame_width.get(), meta.max_frame_height.get())
+    }
+
     #[test]
-    fn a_large_image_is_scaled_down_to_the_longest_side_as_webp() {
+    fn the_ladder_has_each_width_below_the_source_and_the_source_width_for_the_rest() {
+        assert_eq!(
+            ladder(1000, 500, &[320, 640, 960, 1280, 1600]),
+            [(320, 160), (640, 320), (960, 480), (1000, 500)]
+        );
+        assert_eq!(ladder(200, 100, &[320, 640]), [(200, 100)]);
+        assert_eq!(ladder(2560, 1600, &[1600]), [(1600, 1000)]);
+        assert_eq!(
+            ladder(3, 1000, &[2]),
+            [(2, 667)],
+            "heights keep the aspect ratio"
+        );
+    }
+
+    #[test]
+    fn every_variant_is_made_in_each_format_ordered_by_format_then_width() {
         let settings = TransformSettings {
-            max_side: 100,
+            widths: vec![100, 200, 800],
             ..Default::default()
         };
         let out = compress(&png(400, 200), &settings).unwrap();
-        assert_eq!((out.width, out.height), (100, 50));
-        assert_eq!(image::guess_format(&out.bytes).unwrap(), ImageFormat::WebP);
+        assert_eq!((out.source_width, out.source_height), (400, 200));
+        let listed: Vec<_> = out
+            .variants
+            .iter()
+            .map(|v| (v.format, v.width, v.height))
+            .collect();
+        use OutputFormat::{Avif, Webp};
+        assert_eq!(
+            listed,
+            [
+                (Avif, 100, 50),
+                (Avif, 200, 100),
+                (Avif, 400, 200),
+                (Webp, 100, 50),
+                (Webp, 200, 100),
+                (Webp, 400, 200),
+            ]
+        );
+        for variant in &out.variants {
+            let size = (variant.width, variant.height);
+            match variant.format {
+                Avif => assert_eq!(avif_size(&variant.bytes), size),
+                Webp => {
+                    let decoded =
+                        image::load_from_memory_with_format(&variant.bytes, ImageFormat::WebP)
+                            .unwrap();
+                    assert_eq!((decoded.width(), decoded.height()), size);
+                }
+            }
+        }
+        assert_eq!(out.largest(Webp).unwrap().width, 400);
     }
 
     #[test]
     fn a_small_image_keeps_its_size() {
-        let out = compress(&png(40, 30), &TransformSettings::default()).unwrap();
-        assert_eq!((out.width, out.height), (40, 30));
+        let out = compress(&png(40, 30), &webp_to(&[320, 640])).unwrap();
+        assert_eq!(out.variants.len(), 1);
+        assert_eq!((out.variants[0].width, out.variants[0].height), (40, 30));
+    }
+
+    #[test]
+    fn the_placeholders_describe_the_picture() {
+        // Mostly green with a red stripe: green dominates, and the hash keeps a 2:1 shape.
+        let image = image::RgbImage::from_fn(400, 200, |x, _| {
+            if x < 60 {
+                image::Rgb([220, 20, 20])
+            } else {
+                image::Rgb([30, 160, 60])
+            }
+        });
+        let mut bytes = Vec::new();
+        image
+            .write_to(&mut Cursor::new(&mut bytes), ImageFormat::Png)
+            .unwrap();
+        let out = compress(&bytes, &webp_to(&[200])).unwrap();
+        let [r, g, b] = out.dominant_color;
+        assert!(r < 45 && (150..=170).contains(&g) && b < 75, "{r},{g},{b}");
+        assert!(out.dominant_color_hex().starts_with('#') && out.dominant_color_hex().len() == 7);
+        // ThumbHash keeps the ratio approximately (its component counts stand for it).
+        let ratio = thumbhash::thumb_hash_to_approximate_aspect_ratio(&out.thumbhash).unwrap();
+        assert!((ratio - 2.0).abs() <= 0.25, "{ratio}");
+    }
+
+    #[test]
+    fn the_formats_and_widths_settings_read_as_lists() {
+        assert_eq!(
+            TransformSettings::parse_widths("640, 320,640,1600").unwrap(),
+            [320, 640, 1600]
+        );
+        assert!(TransformSettings::parse_widths("").is_err());
+        assert!(TransformSettings::parse_widths("320,wide").is_err());
+        assert_eq!(
+            TransformSettings::parse_formats("webp,AVIF").unwrap(),
+            [OutputFormat::Webp, OutputFormat::Avif]
+        );
+        assert!(
+            TransformSettings::parse_formats("avif").is_err(),
+            "webp is required"
+        );
+        assert!(TransformSettings::parse_formats("webp,jpeg").is_err());
     }
 
     #[test]
@@ -434,7 +829,7 @@ mod tests {
     fn an_image_over_the_pixel_limit_is_refused_before_decoding() {
         let settings = TransformSettings {
             max_pixels: 10_000,
-            ..Default::default()
+            ..webp_to(&[1600])
         };
         let failure = compress(&png(200, 100), &settings).unwrap_err();
         assert!(failure.reason.contains("pixels"), "{failure}");
@@ -449,7 +844,7 @@ mod tests {
         bomb[20..24].copy_from_slice(&60_000u32.to_be_bytes());
         let crc = crc32(&bomb[12..29]);
         bomb[29..33].copy_from_slice(&crc.to_be_bytes());
-        let failure = compress(&bomb, &TransformSettings::default()).unwrap_err();
+        let failure = compress(&bomb, &webp_to(&[1600])).unwrap_err();
         assert!(failure.reason.contains("3600000000 pixels"), "{failure}");
     }
 
@@ -508,30 +903,36 @@ mod tests {
         out
     }
 
+    /// The pixels of the largest WebP.
     fn webp_pixels(compressed: &Compressed) -> image::RgbImage {
-        image::load_from_memory_with_format(&compressed.bytes, ImageFormat::WebP)
+        let largest = compressed.largest(OutputFormat::Webp).unwrap();
+        image::load_from_memory_with_format(&largest.bytes, ImageFormat::WebP)
             .unwrap()
             .into_rgb8()
     }
 
+    /// The largest WebP's size.
+    fn largest_size(compressed: &Compressed) -> (u32, u32) {
+        let largest = compressed.largest(OutputFormat::Webp).unwrap();
+        (largest.width, largest.height)
+    }
+
     #[test]
     fn an_oriented_photo_is_scaled_then_turned_upright() {
-        let settings = TransformSettings {
-            max_side: 100,
-            ..Default::default()
-        };
+        let settings = webp_to(&[50, 100]);
         // Orientation 6: the camera was turned a quarter clockwise, so the stored left half
         // is the picture's top.
         let out = compress(&oriented_jpeg(400, 200, 6), &settings).unwrap();
-        assert_eq!((out.width, out.height), (50, 100));
+        assert_eq!((out.source_width, out.source_height), (200, 400));
+        assert_eq!(largest_size(&out), (100, 200));
         let pixels = webp_pixels(&out);
-        let [r, _, b] = pixels.get_pixel(25, 20).0;
+        let [r, _, b] = pixels.get_pixel(50, 40).0;
         assert!(r > 200 && b < 60, "top should be red: {r},{b}");
-        let [r, _, b] = pixels.get_pixel(25, 80).0;
+        let [r, _, b] = pixels.get_pixel(50, 160).0;
         assert!(b > 200 && r < 60, "bottom should be blue: {r},{b}");
         // Orientation 3: upside down, so the stored right half is the picture's left.
         let out = compress(&oriented_jpeg(400, 200, 3), &settings).unwrap();
-        assert_eq!((out.width, out.height), (100, 50));
+        assert_eq!(largest_size(&out), (100, 50));
         let [r, _, b] = webp_pixels(&out).get_pixel(20, 25).0;
         assert!(b > 200 && r < 60, "left should be blue: {r},{b}");
     }
@@ -543,14 +944,11 @@ mod tests {
         let mut png = Vec::new();
         wide.write_to(&mut Cursor::new(&mut png), ImageFormat::Png)
             .unwrap();
-        let settings = TransformSettings {
-            max_side: 100,
-            ..Default::default()
-        };
+        let settings = webp_to(&[100]);
         let header = inspect(&png, &settings).unwrap();
         assert_eq!(header.color, ColorType::Rgb16);
         let out = compress(&png, &settings).unwrap();
-        assert_eq!((out.width, out.height), (100, 50));
+        assert_eq!(largest_size(&out), (100, 50));
         let [r, g, b] = webp_pixels(&out).get_pixel(50, 25).0;
         assert!(r > 245 && (120..=136).contains(&g) && b < 10, "{r},{g},{b}");
     }
@@ -577,10 +975,7 @@ mod tests {
             pixels * (3 + 6) + pixels * OUTPUT_BYTES_PER_PIXEL
         );
         // Scaled down to 320 x 214: the scaler's rows between its passes, then the output.
-        let small = TransformSettings {
-            max_side: 320,
-            ..Default::default()
-        };
+        let small = webp_to(&[160, 320]);
         assert_eq!(
             header.peak_bytes(&small),
             pixels * 3 + 320 * 427 * 3 + 320 * 214 * OUTPUT_BYTES_PER_PIXEL
@@ -646,7 +1041,7 @@ mod tests {
     #[test]
     fn colours_tagged_with_an_icc_profile_come_out_in_srgb() {
         let p3 = moxcms::ColorProfile::new_display_p3().encode().unwrap();
-        let settings = TransformSettings::default();
+        let settings = webp_to(&[1600]);
         let centre = |bytes: &[u8]| {
             let out = compress(bytes, &settings).unwrap();
             webp_pixels(&out).get_pixel(32, 32).0

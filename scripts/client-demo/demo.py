@@ -33,6 +33,7 @@ from product_catalog_client.api.users import create_user
 from product_catalog_client.models import (
     CreateProduct,
     CreateUser,
+    ImageState,
     ImageStatus,
     ProcessingStatus,
     Problem,
@@ -41,7 +42,7 @@ from product_catalog_client.models import (
     UpdateProduct,
     User,
 )
-from product_catalog_client.types import UNSET, Response
+from product_catalog_client.types import UNSET, Response, Unset
 
 T = TypeVar("T")
 
@@ -52,6 +53,51 @@ class DemoFailed(Exception):
 
 def step(text: str) -> None:
     print(f"[demo] {text}", flush=True)
+
+
+# What each format's files begin with: WebP is a RIFF container, AVIF an ISO-BMFF `ftyp` box.
+MAGIC = {
+    "image/webp": lambda body: body[:4] == b"RIFF" and body[8:12] == b"WEBP",
+    "image/avif": lambda body: body[4:12] == b"ftypavif",
+}
+
+
+def picture(image: ImageState, alt: str) -> str:
+    """The markup a storefront writes for one compressed image: AVIF where the browser takes
+    it, WebP otherwise, the browser choosing the width; the box keeps the aspect ratio and
+    shows the dominant colour until the pixels arrive."""
+    if (
+        isinstance(image.srcset, Unset)
+        or isinstance(image.variants, Unset)
+        or isinstance(image.dominant_color, Unset)
+        or isinstance(image.source_width, Unset)
+        or isinstance(image.source_height, Unset)
+        or isinstance(image.compressed_url, Unset)
+    ):
+        raise DemoFailed(f"a compressed image lacks its variants or placeholders: {image}")
+    sets = image.srcset.additional_properties
+    sources = "".join(
+        f'\n  <source type="{kind}" srcset="{sets[kind]}" sizes="(max-width: 640px) 100vw, 640px">'
+        for kind in ("image/avif", "image/webp")
+        if kind in sets
+    )
+    return (
+        f"<picture>{sources}\n"
+        f'  <img src="{image.compressed_url}" alt="{alt}" width="{image.source_width}" '
+        f'height="{image.source_height}" style="background:{image.dominant_color}">\n'
+        "</picture>"
+    )
+
+
+def check_variants(image: ImageState) -> int:
+    """Downloads every variant and checks its format and byte count; returns how many."""
+    if isinstance(image.variants, Unset) or not image.variants:
+        raise DemoFailed(f"a compressed image has no variants: {image}")
+    for variant in image.variants:
+        body = httpx.get(variant.url, timeout=10).raise_for_status().content
+        if not MAGIC[variant.format_](body) or len(body) != variant.bytes_:
+            raise DemoFailed(f"{variant.url} is not the {variant.format_} of {variant.bytes_} bytes it claims")
+    return len(image.variants)
 
 
 def expect(response: Response[Any], status: int, kind: type[T]) -> T:
@@ -143,6 +189,7 @@ def main(api: str, images: str) -> None:
         if body[:4] != b"RIFF" or body[8:12] != b"WEBP":
             raise DemoFailed(f"{url} is not a WebP image")
         step(f"compressed {image.source_url}: {image.bytes_before} → {len(body)} bytes, {url}")
+        step(f"{check_variants(image)} variants downloaded; the storefront's markup:\n{picture(image, 'Poster')}")
     step(f"processing_status {product.processing_status.value}; failure: {failed.failure_reason}")
 
     seen: list[Product] = []

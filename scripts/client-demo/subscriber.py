@@ -100,6 +100,16 @@ def main(brokers: str, prefix: str, asyncapi: str, ids_file: str) -> None:
             product_id = key if payload is None else payload["product_id"]
             if product_id != key or headers["ce_subject"] != key:
                 raise SystemExit(f"[subscriber] FAILED: {where}: key, ce_subject and product_id differ")
+            for image in (payload or {}).get("images", []):
+                if image.get("outcome", image.get("status")) != "compressed":
+                    continue
+                urls = {v["format"]: [] for v in image.get("variants", [])}
+                for variant in image.get("variants", []):
+                    urls[variant["format"]].append(f'{variant["url"]} {variant["width"]}w')
+                if not urls or image.get("thumbhash") is None or (
+                    "srcset" in image and image["srcset"] != {k: ", ".join(v) for k, v in urls.items()}
+                ):
+                    raise SystemExit(f"[subscriber] FAILED: {where}: a compressed image's variants, srcset or thumbhash: {image}")
             checked += 1
             wanted.discard((kind, key))
             if kind == STATE and payload["processing_status"] != "pending":

@@ -45,6 +45,120 @@ async fn a_new_products_images_end_up_compressed_and_downloadable() {
     }
 }
 
+/// The size an AVIF file declares in its AV1 sequence header (no AVIF decoder is built
+/// here; `make bench-images` decodes them with libvips).
+fn avif_size(bytes: &[u8]) -> (u32, u32) {
+    let avif = avif_parse::read_avif(&mut std::io::Cursor::new(bytes)).expect("an AVIF file");
+    let meta = avif
+        .primary_item_metadata()
+        .expect("an AV1 sequence header");
+    (meta.max_frame_width.get(), meta.max_frame_height.get())
+}
+
+#[tokio::test]
+async fn a_photo_gets_the_whole_ladder_in_both_formats_with_srcsets_and_placeholders() {
+    let pipeline = spawn_pipeline().await;
+    let id = pipeline
+        .create_product(&[pipeline.images.url("/img/coffee-2560x1600.jpg")])
+        .await;
+    let product = pipeline.wait_until_processed(&id).await;
+    let image = &product["images"][0];
+    assert_eq!(image["status"], "compressed", "{product:#}");
+    assert_eq!(
+        (
+            image["source_width"].as_u64(),
+            image["source_height"].as_u64()
+        ),
+        (Some(2560), Some(1600))
+    );
+
+    let variants = image["variants"].as_array().expect("variants");
+    let listed: Vec<(&str, u64, u64)> = variants
+        .iter()
+        .map(|v| {
+            (
+                v["format"].as_str().unwrap(),
+                v["width"].as_u64().unwrap(),
+                v["height"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    let ladder = [
+        (320, 200),
+        (640, 400),
+        (960, 600),
+        (1280, 800),
+        (1600, 1000),
+    ];
+    let expected: Vec<(&str, u64, u64)> = ["image/avif", "image/webp"]
+        .into_iter()
+        .flat_map(|format| ladder.map(|(w, h)| (format, w, h)))
+        .collect();
+    assert_eq!(listed, expected, "ordered by format, then width");
+
+    for variant in variants {
+        let url = variant["url"].as_str().unwrap();
+        let response = pipeline.app.http.get(url).send().await.unwrap();
+        assert_eq!(response.status(), 200, "{url}");
+        let bytes = response.bytes().await.unwrap();
+        assert_eq!(variant["bytes"], bytes.len(), "{url}");
+        let declared = (
+            variant["width"].as_u64().unwrap() as u32,
+            variant["height"].as_u64().unwrap() as u32,
+        );
+        match variant["format"].as_str().unwrap() {
+            "image/webp" => {
+                let decoded = image::load_from_memory_with_format(&bytes, image::ImageFormat::WebP)
+                    .unwrap_or_else(|e| panic!("{url}: {e}"));
+                assert_eq!((decoded.width(), decoded.height()), declared, "{url}");
+            }
+            "image/avif" => assert_eq!(avif_size(&bytes), declared, "{url}"),
+            other => panic!("unexpected format {other}"),
+        }
+    }
+
+    // The seed's single URL and the image's size fields describe the largest WebP.
+    let largest_webp = &variants[9];
+    assert_eq!(product["compressed_product_images"][0], largest_webp["url"]);
+    assert_eq!(image["compressed_url"], largest_webp["url"]);
+    assert_eq!(
+        (image["width"].clone(), image["height"].clone()),
+        (json!(1600), json!(1000))
+    );
+    assert_eq!(image["bytes_after"], largest_webp["bytes"]);
+
+    // Each srcset lists exactly that format's URLs, by width.
+    for format in ["image/avif", "image/webp"] {
+        let want: Vec<String> = variants
+            .iter()
+            .filter(|v| v["format"] == format)
+            .map(|v| format!("{} {}w", v["url"].as_str().unwrap(), v["width"]))
+            .collect();
+        assert_eq!(image["srcset"][format], want.join(", "), "{format}");
+    }
+
+    let hash = base64_decode(image["thumbhash"].as_str().expect("a thumbhash"));
+    let ratio = thumbhash::thumb_hash_to_approximate_aspect_ratio(&hash).expect("a ThumbHash");
+    assert!(
+        (ratio - 1.6).abs() <= 0.2,
+        "ThumbHash aspect ratio {ratio}, photo 1.6"
+    );
+    let colour = image["dominant_color"].as_str().expect("a dominant colour");
+    assert!(
+        colour.len() == 7
+            && colour.starts_with('#')
+            && colour[1..].chars().all(|c| c.is_ascii_hexdigit()),
+        "{colour}"
+    );
+}
+
+fn base64_decode(text: &str) -> Vec<u8> {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD
+        .decode(text)
+        .unwrap_or_else(|e| panic!("{text:?} is not standard base64: {e}"))
+}
+
 #[tokio::test]
 async fn new_images_are_processed_again_under_a_new_revision() {
     let pipeline = spawn_pipeline().await;

@@ -17,6 +17,7 @@ fn compressed(product_id: &str, revision: i32, url: &str) -> ImagesCompressed {
             height: Some(10),
             format: Some("image/webp".into()),
             failure_reason: None,
+            ..ImageResult::failed(0, "", "")
         }],
     }
 }

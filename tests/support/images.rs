@@ -59,6 +59,31 @@ impl Drop for ImageServer {
     }
 }
 
+/// A photo larger than the samples: `coffee.png` scaled to `width` x `height` (Lanczos3) as
+/// a JPEG at quality 90, served as `/img/coffee-<width>x<height>.jpg`.
+pub fn large_photo(width: u32, height: u32) -> Vec<u8> {
+    let coffee = image::load_from_memory(&sample("coffee.png")).expect("coffee.png decodes");
+    let large = coffee.resize_exact(width, height, image::imageops::FilterType::Lanczos3);
+    let mut out = Vec::new();
+    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 90)
+        .encode_image(&large.into_rgb8())
+        .expect("a JPEG encodes");
+    out
+}
+
+/// A sample by name, or a large photo named `coffee-<width>x<height>.jpg`.
+fn sample_or_large(name: &str) -> Vec<u8> {
+    let size = name
+        .strip_prefix("coffee-")
+        .and_then(|rest| rest.strip_suffix(".jpg"))
+        .and_then(|size| size.split_once('x'))
+        .and_then(|(w, h)| Some((w.parse().ok()?, h.parse().ok()?)));
+    match size {
+        Some((width, height)) => large_photo(width, height),
+        None => sample(name),
+    }
+}
+
 fn image_response(name: &str) -> Response {
     let content_type = if name.ends_with(".png") {
         "image/png"
@@ -67,7 +92,7 @@ fn image_response(name: &str) -> Response {
     };
     Response::builder()
         .content_type(content_type)
-        .body(sample(name))
+        .body(sample_or_large(name))
 }
 
 #[handler]

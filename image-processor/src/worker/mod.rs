@@ -24,8 +24,9 @@ pub use consume::run;
 
 use std::{sync::Arc, time::Duration};
 
+use base64::Engine;
 use chrono::{DateTime, SecondsFormat, Utc};
-use events::{ImageOutcome, ImageResult, SourceImage, Topics, headers};
+use events::{ImageOutcome, ImageResult, ImageVariant, SourceImage, Topics, headers};
 use futures_util::StreamExt;
 use rdkafka::{Message, producer::FutureProducer};
 use tokio::sync::Semaphore;
@@ -37,7 +38,7 @@ use crate::{
     job::{self, Decoded, Job, RawRecord},
     metrics::{LevelLabels, OutcomeLabels, ProcessorMetrics},
     storage::Storage,
-    transform::{self, TransformSettings},
+    transform::{self, OutputFormat, TransformSettings},
 };
 
 /// Source of the events the processor emits (`ce_source`).
@@ -454,41 +455,100 @@ impl Worker {
         };
         self.metrics
             .stage("compress", encode_started.elapsed().as_secs_f64());
-        let bytes_after = compressed.bytes.len() as u64;
+        let webp = compressed
+            .largest(OutputFormat::Webp)
+            .expect("WebP is always among the formats");
+        let (width, height, bytes_after) = (webp.width, webp.height, webp.bytes.len() as u64);
         tracing::info!(
             product_id = %job.product_id,
             index = image.index,
-            format = compressed.content_type,
+            variants = compressed.variants.len(),
             bytes_before,
             bytes_after,
-            width = compressed.width,
-            height = compressed.height,
+            width,
+            height,
             ms = encode_started.elapsed().as_millis() as u64,
             "Compression succeeded."
         );
-        let key = Storage::key(&job.product_id, job.revision, image.index);
-        let (width, height, content_type) =
-            (compressed.width, compressed.height, compressed.content_type);
         let store_started = std::time::Instant::now();
-        let url = tracing::Instrument::instrument(
-            self.storage.put(&key, compressed.bytes, content_type),
-            tracing::info_span!("store", key = %key),
-        )
-        .await?;
+        let (thumbhash, dominant_color) = (
+            base64::engine::general_purpose::STANDARD.encode(&compressed.thumbhash),
+            compressed.dominant_color_hex(),
+        );
+        let (source_width, source_height) = (compressed.source_width, compressed.source_height);
+        let variants = self.store_variants(job, image, compressed.variants).await?;
         self.metrics
             .stage("store", store_started.elapsed().as_secs_f64());
+        let largest_webp = variants
+            .iter()
+            .filter(|v| v.format == OutputFormat::Webp.media_type())
+            .max_by_key(|v| v.width)
+            .map(|v| v.url.clone());
         Ok(ImageResult {
             index: image.index,
             source_url: image.url.clone(),
             outcome: ImageOutcome::Compressed,
-            compressed_url: Some(url),
+            compressed_url: largest_webp,
             bytes_before: Some(bytes_before),
             bytes_after: Some(bytes_after),
             width: Some(width),
             height: Some(height),
-            format: Some(content_type.to_owned()),
+            format: Some(OutputFormat::Webp.media_type().to_owned()),
+            source_width: Some(source_width),
+            source_height: Some(source_height),
+            srcset: events::srcset(
+                variants
+                    .iter()
+                    .map(|v| (v.format.as_str(), v.url.as_str(), v.width)),
+            ),
+            variants,
+            thumbhash: Some(thumbhash),
+            dominant_color: Some(dominant_color),
             failure_reason: None,
         })
+    }
+
+    /// Stores every variant of one image, a few at once; a failure is transient.
+    async fn store_variants(
+        &self,
+        job: &Job,
+        image: &SourceImage,
+        variants: Vec<transform::Variant>,
+    ) -> Result<Vec<ImageVariant>, Failure> {
+        futures_util::stream::iter(variants.into_iter().map(|variant| {
+            let key = Storage::key(
+                &job.product_id,
+                job.revision,
+                image.index,
+                variant.width,
+                variant.format.extension(),
+            );
+            let span = tracing::info_span!("store", key = %key);
+            tracing::Instrument::instrument(
+                async move {
+                    let (format, width, height, bytes) = (
+                        variant.format.media_type(),
+                        variant.width,
+                        variant.height,
+                        variant.bytes.len() as u64,
+                    );
+                    let url = self.storage.put(&key, variant.bytes, format).await?;
+                    Ok(ImageVariant {
+                        url,
+                        format: format.to_owned(),
+                        width,
+                        height,
+                        bytes,
+                    })
+                },
+                span,
+            )
+        }))
+        .buffered(4)
+        .collect::<Vec<Result<ImageVariant, Failure>>>()
+        .await
+        .into_iter()
+        .collect()
     }
 }
 

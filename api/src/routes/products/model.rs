@@ -1,5 +1,7 @@
 //! The JSON shapes of the product endpoints, and their conversion into domain types.
 
+use std::collections::BTreeMap;
+
 use chrono::{DateTime, Utc};
 use poem_openapi::{Enum, Object, types::MaybeUndefined};
 use rust_decimal::{Decimal, prelude::ToPrimitive};
@@ -241,6 +243,61 @@ pub struct ImageState {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[oai(skip_serializing_if_is_none)]
     pub format: Option<String>,
+    /// The source's width in pixels, after EXIF orientation (once compressed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[oai(skip_serializing_if_is_none)]
+    pub source_width: Option<u32>,
+    /// The source's height in pixels, after EXIF orientation (once compressed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[oai(skip_serializing_if_is_none)]
+    pub source_height: Option<u32>,
+    /// Every compressed rendition, ordered by format, then width (once compressed). The
+    /// largest `image/webp` one is `compressed_url`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[oai(skip_serializing_if_is_none)]
+    pub variants: Option<Vec<ImageVariant>>,
+    /// Per media type, the `srcset` of its variants (`<url> 320w, <url> 640w, …`), ready
+    /// for `<picture><source type="image/avif" srcset="…">` (once compressed). Derived from
+    /// `variants` when shown, never stored.
+    #[serde(default, skip)]
+    #[oai(skip_serializing_if_is_none)]
+    pub srcset: Option<BTreeMap<String, String>>,
+    /// The image's ThumbHash, base64 (standard alphabet): a blurred placeholder that also
+    /// gives the aspect ratio (once compressed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[oai(skip_serializing_if_is_none)]
+    pub thumbhash: Option<String>,
+    /// The image's most common colour, `#rrggbb` (once compressed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[oai(skip_serializing_if_is_none)]
+    pub dominant_color: Option<String>,
+}
+
+/// One compressed rendition of an image: a width of the ladder in one format.
+#[derive(Debug, Clone, PartialEq, Eq, Object, serde::Serialize, serde::Deserialize)]
+pub struct ImageVariant {
+    /// Where it is served; the object never changes (cache it for good).
+    pub url: String,
+    /// Its media type: `image/avif` or `image/webp`.
+    pub format: String,
+    /// In pixels.
+    pub width: u32,
+    /// In pixels.
+    pub height: u32,
+    /// Its size in bytes.
+    pub bytes: u64,
+}
+
+impl From<&events::ImageVariant> for ImageVariant {
+    fn from(v: &events::ImageVariant) -> Self {
+        Self {
+            url: v.url.clone(),
+            format: v.format.clone(),
+            width: v.width,
+            height: v.height,
+            bytes: v.bytes,
+        }
+    }
 }
 
 /// `products.image_status`: the state of each image of a product, in `product_images`
@@ -261,6 +318,12 @@ impl ImageState {
             width: None,
             height: None,
             format: None,
+            source_width: None,
+            source_height: None,
+            variants: None,
+            srcset: None,
+            thumbhash: None,
+            dominant_color: None,
         }
     }
 }
@@ -313,6 +376,13 @@ impl StoredImages {
             width: result.width,
             height: result.height,
             format: result.format.clone(),
+            source_width: result.source_width,
+            source_height: result.source_height,
+            variants: (!result.variants.is_empty())
+                .then(|| result.variants.iter().map(Into::into).collect()),
+            srcset: None,
+            thumbhash: result.thumbhash.clone(),
+            dominant_color: result.dominant_color.clone(),
         };
         true
     }
@@ -324,6 +394,13 @@ impl StoredImages {
             .zip(images)
             .map(|(mut state, url)| {
                 state.source_url = url.clone();
+                state.srcset = state.variants.as_ref().map(|variants| {
+                    events::srcset(
+                        variants
+                            .iter()
+                            .map(|v| (v.format.as_str(), v.url.as_str(), v.width)),
+                    )
+                });
                 state
             })
             .collect()
@@ -400,6 +477,27 @@ mod tests {
             width: Some(640),
             height: Some(480),
             format: Some("image/webp".into()),
+            source_width: Some(1280),
+            source_height: Some(960),
+            variants: vec![
+                events::ImageVariant {
+                    url: "https://cdn.example/320.webp".into(),
+                    format: "image/webp".into(),
+                    width: 320,
+                    height: 240,
+                    bytes: 40,
+                },
+                events::ImageVariant {
+                    url: "https://cdn.example/a.webp".into(),
+                    format: "image/webp".into(),
+                    width: 640,
+                    height: 480,
+                    bytes: 300,
+                },
+            ],
+            srcset: Default::default(),
+            thumbhash: Some("1QcSHQRnh493V4dIh4eXh1h4kJUI".into()),
+            dominant_color: Some("#336699".into()),
             failure_reason: None,
         }
     }
@@ -426,7 +524,14 @@ mod tests {
             json!([
                 {"status": "compressed", "compressed_url": "https://cdn.example/a.webp",
                  "bytes_before": 1000, "bytes_after": 300, "width": 640, "height": 480,
-                 "format": "image/webp"},
+                 "format": "image/webp", "source_width": 1280, "source_height": 960,
+                 "variants": [
+                    {"url": "https://cdn.example/320.webp", "format": "image/webp",
+                     "width": 320, "height": 240, "bytes": 40},
+                    {"url": "https://cdn.example/a.webp", "format": "image/webp",
+                     "width": 640, "height": 480, "bytes": 300},
+                 ],
+                 "thumbhash": "1QcSHQRnh493V4dIh4eXh1h4kJUI", "dominant_color": "#336699"},
                 {"status": "failed", "failure_reason": "HTTP 404"},
             ])
         );
@@ -434,6 +539,13 @@ mod tests {
             images.compressed_urls(),
             [Some("https://cdn.example/a.webp".to_owned()), None]
         );
+        // The srcset is not stored: it is derived from the variants when shown.
+        let shown = images.shown(&["a".into(), "b".into()]);
+        assert_eq!(
+            shown[0].srcset.as_ref().unwrap()["image/webp"],
+            "https://cdn.example/320.webp 320w, https://cdn.example/a.webp 640w"
+        );
+        assert_eq!(shown[1].srcset, None);
     }
 
     #[test]
