@@ -61,6 +61,10 @@ feed-latency: ## Commit-to-record latency of the products topic (needs `make run
 bench: stack ## Criterion benchmarks of GET /products/{id}: cache hit, miss, baseline (docs/benchmarks.md)
 	cargo bench -p benches --bench get_product
 
+.PHONY: bench-images
+bench-images: build-deps ## The processor's ladder beside libvips's on the sample photos: CPU time, bytes, SSIM (docs/benchmarks.md)
+	@scripts/bench-images.sh
+
 .PHONY: contracts
 contracts: ## Validate api/openapi.json, events/asyncapi.json, deploy/ offline (part of `make test`)
 	@scripts/check-contracts.sh
