@@ -289,10 +289,26 @@ pub struct Header {
     /// The decoder's output pixels.
     pub color: ColorType,
     orientation: Option<Orientation>,
-    /// Bytes per pixel the decoder holds besides its output: a progressive JPEG keeps every
-    /// coefficient of every component (2 bytes each) until its last scan; a GIF frame is
-    /// decoded into a buffer of its own and composed onto the output.
+    /// Bytes per pixel the decoder holds besides its output: a GIF frame is decoded into a
+    /// buffer of its own and composed onto the output; WebP keeps its YUV planes.
     working_bytes_per_pixel: u64,
+    /// A JPEG's frame, which the JPEG path decodes with shrink-on-load.
+    jpeg: Option<JpegFrame>,
+}
+
+/// What a JPEG's markers before its first scan say.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct JpegFrame {
+    /// Progressive: every coefficient of every component (2 bytes each, at full size) is
+    /// kept until the last scan.
+    progressive: bool,
+    /// 1 (grey), 3 (YCbCr or RGB) or 4 (CMYK or YCCK).
+    components: u8,
+    /// 8 bits per sample, baseline, extended or progressive Huffman: what the shrinking
+    /// decoder takes. Others (12-bit, lossless, arithmetic) go to the general decoder.
+    shrinkable: bool,
+    /// An Adobe APP14 marker: Photoshop's CMYK is stored inverted.
+    adobe: bool,
 }
 
 /// Bytes per pixel of the largest variant that the variants take while they are made: the
@@ -340,19 +356,56 @@ impl Header {
     /// admits sources to decoding against a budget of this (`IMAGE_DECODE_MEMORY_MB`).
     pub fn peak_bytes(&self, settings: &TransformSettings) -> u64 {
         let pixels = u64::from(self.width) * u64::from(self.height);
-        let bytes_per_pixel = u64::from(self.color.bytes_per_pixel());
-        let (upright_width, upright_height) = self.upright_size();
-        let largest = ladder(upright_width, upright_height, &[settings.widest()])[0];
-        let (width, height) = self.stored_size_of(largest);
-        let decoded = pixels * (bytes_per_pixel + self.working_bytes_per_pixel);
-        // Scaling convolves rows, then columns: between the passes it holds the source's
-        // height at the new width, in the source's pixel format.
-        let between_passes = if (width, height) == (self.width, self.height) {
+        let (width, height) = self.largest_stored(settings);
+        let (decoded, decoded_size, bytes_per_pixel) = match self.jpeg {
+            Some(frame) if frame.shrinkable => {
+                let shrink = self.jpeg_shrink(settings);
+                let (w, h) = (self.width.div_ceil(shrink), self.height.div_ceil(shrink));
+                let components = u64::from(frame.components);
+                // The components' planes and the interleaved output at the shrunk size (a
+                // CMYK one also converted to RGB), and a progressive frame's coefficients.
+                let planes = u64::from(w) * u64::from(h) * (2 * components + 3);
+                let coefficients = if frame.progressive {
+                    pixels * 2 * components
+                } else {
+                    0
+                };
+                (planes + coefficients, (w, h), 3)
+            }
+            _ => {
+                let bytes_per_pixel = u64::from(self.color.bytes_per_pixel());
+                (
+                    pixels * (bytes_per_pixel + self.working_bytes_per_pixel),
+                    (self.width, self.height),
+                    bytes_per_pixel,
+                )
+            }
+        };
+        // Scaling convolves rows, then columns: between the passes it holds the decoded
+        // height at the new width, in the decoded pixel format.
+        let between_passes = if decoded_size == (width, height) {
             0
         } else {
-            u64::from(width) * u64::from(self.height) * bytes_per_pixel
+            u64::from(width) * u64::from(decoded_size.1) * bytes_per_pixel
         };
         decoded + between_passes + u64::from(width) * u64::from(height) * OUTPUT_BYTES_PER_PIXEL
+    }
+
+    /// The largest variant's size as the source stores it (before orientation).
+    fn largest_stored(&self, settings: &TransformSettings) -> (u32, u32) {
+        let (upright_width, upright_height) = self.upright_size();
+        self.stored_size_of(ladder(upright_width, upright_height, &[settings.widest()])[0])
+    }
+
+    /// Shrink-on-load: the largest of 1, 2, 4 and 8 that a JPEG can be decoded smaller by
+    /// (its DCT scaled) and still be at least the largest variant's size on both sides, as
+    /// libvips's thumbnail does. The resizer takes it the rest of the way.
+    fn jpeg_shrink(&self, settings: &TransformSettings) -> u32 {
+        let (width, height) = self.largest_stored(settings);
+        [8, 4, 2]
+            .into_iter()
+            .find(|f| self.width.div_ceil(*f) >= width && self.height.div_ceil(*f) >= height)
+            .unwrap_or(1)
     }
 }
 
@@ -373,10 +426,15 @@ pub fn inspect(bytes: &[u8], settings: &TransformSettings) -> Result<Header, Fai
             settings.max_pixels
         )));
     }
-    let working_bytes_per_pixel = match format {
-        ImageFormat::Jpeg => jpeg_progressive_components(bytes).map_or(0, |n| 2 * u64::from(n)),
-        ImageFormat::Gif => 4,
-        ImageFormat::WebP => 2,
+    let jpeg = (format == ImageFormat::Jpeg)
+        .then(|| jpeg_frame(bytes))
+        .flatten();
+    let working_bytes_per_pixel = match (format, jpeg) {
+        // A JPEG the general decoder takes (12-bit, lossless, arithmetic): a progressive
+        // one's coefficients.
+        (ImageFormat::Jpeg, Some(frame)) if frame.progressive => 2 * u64::from(frame.components),
+        (ImageFormat::Gif, _) => 4,
+        (ImageFormat::WebP, _) => 2,
         _ => 0,
     };
     Ok(Header {
@@ -386,6 +444,7 @@ pub fn inspect(bytes: &[u8], settings: &TransformSettings) -> Result<Header, Fai
         color: decoder.color_type(),
         orientation: decoder.orientation().ok(),
         working_bytes_per_pixel,
+        jpeg,
     })
 }
 
@@ -424,11 +483,117 @@ fn decode(
             "the JPEG data ends early (truncated or corrupt download)",
         ));
     }
+    if let Some(frame) = header.jpeg.filter(|frame| frame.shrinkable) {
+        return decode_jpeg(bytes, header, frame, settings);
+    }
     let mut decoder = decoder(bytes, format, settings)?;
     let profile = decoder.icc_profile().ok().flatten();
     let image = DynamicImage::from_decoder(decoder)
         .map_err(|e| Failure::permanent(format!("cannot decode the {format:?} image: {e}")))?;
     Ok((image, profile))
+}
+
+/// Decodes an 8-bit JPEG with shrink-on-load ([`Header::jpeg_shrink`]): its DCT scaled to
+/// 1/2, 1/4 or 1/8 where the largest variant allows, which saves most of the decoding's time
+/// and memory for a large photo. CMYK and YCCK come out as CMYK and are converted to sRGB
+/// here, with their profile when they carry one (it is used up: the caller gets none back).
+fn decode_jpeg(
+    bytes: &[u8],
+    header: &Header,
+    frame: JpegFrame,
+    settings: &TransformSettings,
+) -> Result<(DynamicImage, Option<Vec<u8>>), Failure> {
+    let failed =
+        |e: jpeg_decoder::Error| Failure::permanent(format!("cannot decode the JPEG image: {e}"));
+    let mut decoder = jpeg_decoder::Decoder::new(bytes);
+    decoder.set_max_decoding_buffer_size(
+        usize::try_from(
+            settings
+                .max_pixels
+                .saturating_mul(8)
+                .saturating_add(64 << 20),
+        )
+        .unwrap_or(usize::MAX),
+    );
+    let shrink = header.jpeg_shrink(settings);
+    let requested = |side: u32| u16::try_from(side.div_ceil(shrink)).unwrap_or(u16::MAX);
+    let (width, height) = decoder
+        .scale(requested(header.width), requested(header.height))
+        .map_err(failed)?;
+    let pixels = decoder.decode().map_err(failed)?;
+    let profile = decoder.icc_profile();
+    let format = decoder.info().map(|info| info.pixel_format);
+    let (width, height) = (u32::from(width), u32::from(height));
+    let wrong_size = || Failure::permanent("the JPEG decoder returned fewer pixels than its size");
+    let image = match format {
+        Some(jpeg_decoder::PixelFormat::L8) => image::GrayImage::from_raw(width, height, pixels)
+            .map(DynamicImage::ImageLuma8)
+            .ok_or_else(wrong_size)?,
+        Some(jpeg_decoder::PixelFormat::RGB24) => image::RgbImage::from_raw(width, height, pixels)
+            .map(DynamicImage::ImageRgb8)
+            .ok_or_else(wrong_size)?,
+        Some(jpeg_decoder::PixelFormat::CMYK32) => {
+            let rgb = cmyk_to_srgb(pixels, frame.adobe, profile.as_deref());
+            let image = image::RgbImage::from_raw(width, height, rgb).ok_or_else(wrong_size)?;
+            return Ok((DynamicImage::ImageRgb8(image), None));
+        }
+        other => {
+            return Err(Failure::permanent(format!(
+                "the JPEG's pixel format {other:?} is not supported"
+            )));
+        }
+    };
+    Ok((image, profile))
+}
+
+/// CMYK pixels as the JPEG decoder gives them, to 8-bit sRGB.
+///
+/// The decoder inverts what the file stores. Photoshop, which writes nearly every CMYK
+/// JPEG and marks it with an Adobe APP14 marker, stores ink inverted, so with that marker
+/// the decoder's values are ink amounts (0 none, 255 full); without it they are inverted
+/// once more. With an embedded CMYK profile the ink is converted through it (colour
+/// managed); without one, by the naive formula (each ink and black subtract light), which
+/// is what browsers show for such files.
+fn cmyk_to_srgb(mut cmyk: Vec<u8>, adobe: bool, profile: Option<&[u8]>) -> Vec<u8> {
+    if !adobe {
+        cmyk.iter_mut().for_each(|v| *v = 255 - *v);
+    }
+    if let Some(profile) = profile {
+        match moxcms::ColorProfile::new_from_slice(profile) {
+            Ok(source) if source.color_space == moxcms::DataColorSpace::Cmyk => {
+                let converted = source
+                    .create_transform_8bit(
+                        moxcms::Layout::Rgba,
+                        &moxcms::ColorProfile::new_srgb(),
+                        moxcms::Layout::Rgb,
+                        moxcms::TransformOptions::default(),
+                    )
+                    .and_then(|t| {
+                        let mut out = vec![0u8; cmyk.len() / 4 * 3];
+                        t.transform(&cmyk, &mut out).map(|()| out)
+                    });
+                match converted {
+                    Ok(rgb) => return rgb,
+                    Err(error) => {
+                        tracing::warn!(%error, "CMYK converted without its profile: it cannot be applied.")
+                    }
+                }
+            }
+            Ok(source) => {
+                tracing::info!(color_space = ?source.color_space, "CMYK converted without its profile: not a CMYK profile.")
+            }
+            Err(error) => {
+                tracing::warn!(%error, "CMYK converted without its profile: it cannot be read.")
+            }
+        }
+    }
+    cmyk.chunks_exact(4)
+        .flat_map(|ink| {
+            let light = |v: u8| 255 - u32::from(v);
+            let k = light(ink[3]);
+            [0, 1, 2].map(|c| ((light(ink[c]) * k + 127) / 255) as u8)
+        })
+        .collect()
 }
 
 /// Converts the colours of an RGB image from its embedded ICC profile (Adobe RGB, Display
@@ -501,24 +666,35 @@ fn transformed<T: Copy + Default>(
     Ok(out)
 }
 
-/// The number of components of a progressive JPEG's frame, or `None` for a sequential one
-/// (or a header this walk cannot follow, which the decoder will refuse anyway).
-fn jpeg_progressive_components(bytes: &[u8]) -> Option<u8> {
-    const SOF2: u8 = 0xC2;
+/// Reads a JPEG's markers up to its frame header (or `None` for a header this walk cannot
+/// follow, which the decoder will refuse anyway).
+fn jpeg_frame(bytes: &[u8]) -> Option<JpegFrame> {
+    const APP14: u8 = 0xEE;
     const SOS: u8 = 0xDA;
+    let mut adobe = false;
     let mut at = 2; // past SOI
     while let [0xFF, marker, high, low, ..] = *bytes.get(at..)? {
         if marker == 0xFF {
             at += 1; // fill byte
             continue;
         }
-        if marker == SOS {
-            return None;
+        let length = usize::from(u16::from_be_bytes([high, low]));
+        match marker {
+            SOS => return None,
+            APP14 => adobe |= bytes.get(at + 4..at + 9) == Some(b"Adobe"),
+            // Start of frame: every SOFn but DHT (C4), JPG (C8) and DAC (CC).
+            0xC0..=0xCF if !matches!(marker, 0xC4 | 0xC8 | 0xCC) => {
+                let precision = *bytes.get(at + 4)?;
+                return Some(JpegFrame {
+                    progressive: matches!(marker, 0xC2 | 0xC6 | 0xCA | 0xCE),
+                    components: *bytes.get(at + 9)?,
+                    shrinkable: precision == 8 && matches!(marker, 0xC0..=0xC2),
+                    adobe,
+                });
+            }
+            _ => {}
         }
-        if marker == SOF2 {
-            return bytes.get(at + 9).copied();
-        }
-        at += 2 + usize::from(u16::from_be_bytes([high, low]));
+        at += 2 + length;
     }
     None
 }
@@ -958,28 +1134,51 @@ mod tests {
         let settings = TransformSettings::default();
         let header = inspect(PHOTO, &settings).unwrap();
         let pixels = 640 * 427;
-        assert_eq!(jpeg_progressive_components(PHOTO), None);
+        let frame = jpeg_frame(PHOTO).unwrap();
+        assert!(!frame.progressive && frame.shrinkable && frame.components == 3);
+        // Three planes and the RGB output (and room for a CMYK one's conversion), then the
+        // variants; no scaling, as the largest variant is the source's size.
         assert_eq!(
             header.peak_bytes(&settings),
-            pixels * 3 + pixels * OUTPUT_BYTES_PER_PIXEL
+            pixels * (2 * 3 + 3) + pixels * OUTPUT_BYTES_PER_PIXEL
         );
         // The same frame header marked progressive (SOF2): three components' coefficients.
         let sof0 = PHOTO.windows(2).position(|w| w == [0xFF, 0xC0]).unwrap();
         let mut progressive = PHOTO.to_vec();
         progressive[sof0 + 1] = 0xC2;
-        assert_eq!(jpeg_progressive_components(&progressive), Some(3));
+        assert!(jpeg_frame(&progressive).unwrap().progressive);
         assert_eq!(
             inspect(&progressive, &settings)
                 .unwrap()
                 .peak_bytes(&settings),
-            pixels * (3 + 6) + pixels * OUTPUT_BYTES_PER_PIXEL
+            pixels * (2 * 3 + 3) + pixels * 2 * 3 + pixels * OUTPUT_BYTES_PER_PIXEL
         );
-        // Scaled down to 320 x 214: the scaler's rows between its passes, then the output.
+        // A ladder up to 320 w: the JPEG is decoded at half size, 320 x 214, which is the
+        // largest variant's size, so the resizer holds nothing more.
         let small = webp_to(&[160, 320]);
+        assert_eq!(header.jpeg_shrink(&small), 2);
         assert_eq!(
             header.peak_bytes(&small),
-            pixels * 3 + 320 * 427 * 3 + 320 * 214 * OUTPUT_BYTES_PER_PIXEL
+            320 * 214 * (2 * 3 + 3) + 320 * 214 * OUTPUT_BYTES_PER_PIXEL
         );
+        // Up to 300 w: still half size (a quarter would be narrower than 300), then scaled.
+        let smaller = webp_to(&[300]);
+        assert_eq!(header.jpeg_shrink(&smaller), 2);
+        assert_eq!(
+            header.peak_bytes(&smaller),
+            320 * 214 * (2 * 3 + 3) + 300 * 214 * 3 + 300 * 200 * OUTPUT_BYTES_PER_PIXEL
+        );
+    }
+
+    #[test]
+    fn a_jpeg_shrunk_on_load_comes_out_at_each_variants_size() {
+        for widths in [[80, 160], [100, 300], [320, 640]] {
+            let out = compress(PHOTO, &webp_to(&widths)).unwrap();
+            let sizes: Vec<_> = out.variants.iter().map(|v| (v.width, v.height)).collect();
+            assert_eq!(sizes, ladder(640, 427, &widths), "{widths:?}");
+            let decoded = webp_pixels(&out);
+            assert_eq!(decoded.dimensions(), *sizes.last().unwrap());
+        }
     }
 
     /// Display P3 (180, 120, 80) in sRGB: both spaces share the sRGB transfer curve, so
