@@ -596,17 +596,37 @@ fn cmyk_to_srgb(mut cmyk: Vec<u8>, adobe: bool, profile: Option<&[u8]>) -> Vec<u
         .collect()
 }
 
-/// Converts the colours of an RGB image from its embedded ICC profile (Adobe RGB, Display
-/// P3, ProPhoto…) to sRGB, which is what every output is shown as: outputs carry no profile,
-/// and an untagged image is sRGB to every browser. Runs on the scaled image, so it costs
-/// little, and in its depth (a 16-bit source is converted in 16 bits).
+/// Converts the colours of an image from its embedded ICC profile (Adobe RGB, Display P3,
+/// ProPhoto…; a grey profile's tone curve) to sRGB, which is what every output is shown as:
+/// outputs carry no profile, and an untagged image is sRGB to every browser. Runs on the
+/// scaled image, so it costs little, and in its depth (a 16-bit source is converted in 16
+/// bits). CMYK JPEGs are converted when decoded ([`cmyk_to_srgb`]).
 ///
 /// Left as they are, with a log line: a profile that cannot be read, and profiles of other
-/// colour spaces (grey; CMYK, whose pixels the JPEG decoder has already turned into RGB
-/// without it).
-fn to_srgb(image: DynamicImage, profile: &[u8]) -> DynamicImage {
+/// colour spaces (Lab, a CMYK profile on RGB pixels).
+fn to_srgb(mut image: DynamicImage, profile: &[u8]) -> DynamicImage {
     let source = match moxcms::ColorProfile::new_from_slice(profile) {
         Ok(source) if source.color_space == moxcms::DataColorSpace::Rgb => source,
+        Ok(source)
+            if source.color_space == moxcms::DataColorSpace::Gray && source.gray_trc.is_some() =>
+        {
+            // A grey profile is a tone curve. As an RGB profile with that curve on each
+            // channel (and any primaries: greys stay neutral), it converts an RGB copy.
+            let mut grey = moxcms::ColorProfile::new_srgb();
+            // Its CICP tag would name sRGB's curve, which a transform prefers to the TRCs.
+            grey.cicp = None;
+            grey.red_trc = source.gray_trc.clone();
+            grey.green_trc = source.gray_trc.clone();
+            grey.blue_trc = source.gray_trc.clone();
+            image = match image {
+                DynamicImage::ImageLuma8(_) => DynamicImage::ImageRgb8(image.into_rgb8()),
+                DynamicImage::ImageLumaA8(_) => DynamicImage::ImageRgba8(image.into_rgba8()),
+                DynamicImage::ImageLuma16(_) => DynamicImage::ImageRgb16(image.into_rgb16()),
+                DynamicImage::ImageLumaA16(_) => DynamicImage::ImageRgba16(image.into_rgba16()),
+                other => other,
+            };
+            grey
+        }
         Ok(source) => {
             tracing::info!(color_space = ?source.color_space, "Colours left as decoded: not an RGB profile.");
             return image;

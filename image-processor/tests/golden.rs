@@ -1,0 +1,402 @@
+//! Golden fixtures: one photo stored every way sources arrive (EXIF orientations 1–8, colour
+//! profiles, CMYK, 16 bits, alpha, animation, progressive, cut short), each compressed by
+//! the processor's transform and held to the sRGB truth it should show.
+//!
+//! The fixtures are made here, in code, from `tests/fixtures/images/coffee.png` (600x400),
+//! so each states exactly how it was stored. Each is checked for:
+//! - orientation and size: the largest WebP is the photo's upright size;
+//! - colour: the mean CIEDE2000 between the WebP and the truth, both scaled to 48 px wide
+//!   (so compression noise averages out), is at most 2 (1 is about the smallest difference
+//!   an observer notices side by side). An image shown with wrong colours, turned, or
+//!   mirrored scores far above it (the last test shows by how much).
+
+use image::{
+    DynamicImage, ImageBuffer, ImageEncoder, ImageFormat, Rgb, RgbImage, Rgba, RgbaImage,
+    codecs::{jpeg::JpegEncoder, png::PngEncoder},
+    imageops::FilterType,
+    metadata::Orientation,
+};
+use image_processor::transform::{self, OutputFormat, TransformSettings};
+use palette::{IntoColor, Lab, Srgb, color_difference::Ciede2000};
+
+const COFFEE: &[u8] = include_bytes!("../../tests/fixtures/images/coffee.png");
+
+/// The sRGB truth: the photo as it should be shown.
+fn truth() -> RgbImage {
+    image::load_from_memory(COFFEE).unwrap().into_rgb8()
+}
+
+fn settings() -> TransformSettings {
+    TransformSettings {
+        widths: vec![320, 640],
+        formats: vec![OutputFormat::Webp],
+        ..Default::default()
+    }
+}
+
+/// The largest WebP the transform makes of `bytes`, decoded.
+fn compressed(bytes: &[u8]) -> DynamicImage {
+    let out = transform::compress(bytes, &settings()).unwrap_or_else(|f| panic!("{f}"));
+    let webp = out.largest(OutputFormat::Webp).unwrap();
+    image::load_from_memory_with_format(&webp.bytes, ImageFormat::WebP).unwrap()
+}
+
+/// Mean CIEDE2000 between two images of one aspect ratio, both scaled to 48 px wide, each
+/// composed onto white first.
+fn mean_delta_e(a: &DynamicImage, b: &DynamicImage) -> f32 {
+    let small = |image: &DynamicImage| {
+        let height = (48.0 * image.height() as f32 / image.width() as f32).round() as u32;
+        let rgba = image
+            .resize_exact(48, height, FilterType::Triangle)
+            .into_rgba8();
+        let on_white = |p: &Rgba<u8>| {
+            let alpha = f32::from(p[3]) / 255.0;
+            [0, 1, 2].map(|c| (f32::from(p[c]) * alpha + 255.0 * (1.0 - alpha)) / 255.0)
+        };
+        rgba.pixels()
+            .map(|p| {
+                let [r, g, b] = on_white(p);
+                let lab: Lab = Srgb::new(r, g, b).into_linear::<f32>().into_color();
+                lab
+            })
+            .collect::<Vec<_>>()
+    };
+    let (a, b) = (small(a), small(b));
+    assert_eq!(a.len(), b.len(), "the images' aspect ratios differ");
+    a.iter().zip(&b).map(|(x, y)| x.difference(*y)).sum::<f32>() / a.len() as f32
+}
+
+/// Checks the size and colour of what the transform makes of `bytes` against `want`.
+fn assert_shows(what: &str, bytes: &[u8], want: &DynamicImage) {
+    let got = compressed(bytes);
+    assert_eq!(
+        (got.width(), got.height()),
+        (want.width(), want.height()),
+        "{what}: size"
+    );
+    let delta_e = mean_delta_e(&got, want);
+    assert!(
+        delta_e <= 2.0,
+        "{what}: mean CIEDE2000 {delta_e:.2} against the truth"
+    );
+    eprintln!("{what}: mean CIEDE2000 {delta_e:.2}");
+}
+
+fn jpeg(image: &RgbImage, exif: Option<Vec<u8>>, profile: Option<Vec<u8>>) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut encoder = JpegEncoder::new_with_quality(&mut out, 95);
+    if let Some(exif) = exif {
+        encoder.set_exif_metadata(exif).unwrap();
+    }
+    if let Some(profile) = profile {
+        encoder.set_icc_profile(profile).unwrap();
+    }
+    encoder
+        .write_image(
+            image.as_raw(),
+            image.width(),
+            image.height(),
+            image::ExtendedColorType::Rgb8,
+        )
+        .unwrap();
+    out
+}
+
+fn png(image: &DynamicImage, profile: Option<Vec<u8>>) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut encoder = PngEncoder::new(&mut out);
+    if let Some(profile) = profile {
+        encoder.set_icc_profile(profile).unwrap();
+    }
+    let bytes: Vec<u8> = match image {
+        DynamicImage::ImageRgb16(i) => i.as_raw().iter().flat_map(|s| s.to_ne_bytes()).collect(),
+        DynamicImage::ImageRgba16(i) => i.as_raw().iter().flat_map(|s| s.to_ne_bytes()).collect(),
+        other => other.as_bytes().to_vec(),
+    };
+    encoder
+        .write_image(&bytes, image.width(), image.height(), image.color().into())
+        .unwrap();
+    out
+}
+
+/// An EXIF block holding only an orientation tag.
+fn exif_orientation(value: u16) -> Vec<u8> {
+    let mut exif = b"MM\0\x2a\0\0\0\x08\0\x01\x01\x12\0\x03\0\0\0\x01".to_vec();
+    exif.extend_from_slice(&value.to_be_bytes());
+    exif.extend_from_slice(&[0; 6]);
+    exif
+}
+
+#[test]
+fn every_exif_orientation_comes_out_upright() {
+    let truth = truth();
+    for value in 1..=8u16 {
+        let orientation = Orientation::from_exif(value as u8).unwrap();
+        // Stored the way a camera held that way stores it: what turns upright when the
+        // orientation is applied.
+        let inverse = match orientation {
+            Orientation::Rotate90 => Orientation::Rotate270,
+            Orientation::Rotate270 => Orientation::Rotate90,
+            other => other,
+        };
+        let mut stored = DynamicImage::ImageRgb8(truth.clone());
+        stored.apply_orientation(inverse);
+        let bytes = jpeg(&stored.into_rgb8(), Some(exif_orientation(value)), None);
+        assert_shows(
+            &format!("EXIF orientation {value}"),
+            &bytes,
+            &DynamicImage::ImageRgb8(truth.clone()),
+        );
+    }
+}
+
+/// The truth's pixels in another RGB colour space, 16 bits per channel.
+fn in_profile(profile: &moxcms::ColorProfile) -> ImageBuffer<Rgb<u16>, Vec<u16>> {
+    let truth = truth();
+    let wide: Vec<u16> = truth.as_raw().iter().map(|v| u16::from(*v) * 257).collect();
+    let mut out = vec![0u16; wide.len()];
+    moxcms::ColorProfile::new_srgb()
+        .create_transform_16bit(
+            moxcms::Layout::Rgb,
+            profile,
+            moxcms::Layout::Rgb,
+            moxcms::TransformOptions::default(),
+        )
+        .unwrap()
+        .transform(&wide, &mut out)
+        .unwrap();
+    ImageBuffer::from_raw(truth.width(), truth.height(), out).unwrap()
+}
+
+fn to_8_bits(image: &ImageBuffer<Rgb<u16>, Vec<u16>>) -> RgbImage {
+    DynamicImage::ImageRgb16(image.clone()).into_rgb8()
+}
+
+#[test]
+fn wide_gamut_sources_come_out_in_srgb() {
+    let truth = DynamicImage::ImageRgb8(truth());
+    for (name, profile) in [
+        ("Adobe RGB", moxcms::ColorProfile::new_adobe_rgb()),
+        ("Display P3", moxcms::ColorProfile::new_display_p3()),
+        ("ProPhoto", moxcms::ColorProfile::new_pro_photo_rgb()),
+    ] {
+        let pixels = in_profile(&profile);
+        let tag = profile.encode().unwrap();
+        assert_shows(
+            &format!("{name} JPEG"),
+            &jpeg(&to_8_bits(&pixels), None, Some(tag.clone())),
+            &truth,
+        );
+        assert_shows(
+            &format!("{name} 16-bit PNG"),
+            &png(&DynamicImage::ImageRgb16(pixels), Some(tag)),
+            &truth,
+        );
+    }
+}
+
+#[test]
+fn a_wide_gamut_source_shown_untagged_is_what_the_check_catches() {
+    // The same pixels without their profile: what ignoring profiles shows.
+    for (name, profile) in [
+        ("Display P3", moxcms::ColorProfile::new_display_p3()),
+        ("ProPhoto", moxcms::ColorProfile::new_pro_photo_rgb()),
+    ] {
+        let pixels = to_8_bits(&in_profile(&profile));
+        let got = compressed(&jpeg(&pixels, None, None));
+        let delta_e = mean_delta_e(&got, &DynamicImage::ImageRgb8(truth()));
+        assert!(
+            delta_e > 2.0,
+            "{name}: mean CIEDE2000 {delta_e:.2} should exceed the bound"
+        );
+        eprintln!("{name} shown untagged: mean CIEDE2000 {delta_e:.2}");
+    }
+}
+
+#[test]
+fn sixteen_bit_grey_and_alpha_pngs_keep_their_colours() {
+    let truth = truth();
+    let sixteen = DynamicImage::ImageRgb8(truth.clone()).into_rgb16();
+    assert_shows(
+        "16-bit PNG",
+        &png(&DynamicImage::ImageRgb16(sixteen), None),
+        &DynamicImage::ImageRgb8(truth.clone()),
+    );
+    let grey = DynamicImage::ImageRgb8(truth.clone()).into_luma8();
+    assert_shows(
+        "grey PNG",
+        &png(&DynamicImage::ImageLuma8(grey.clone()), None),
+        &DynamicImage::ImageLuma8(grey),
+    );
+    // Alpha falling from opaque on the left to clear on the right.
+    let width = truth.width();
+    let rgba: RgbaImage = ImageBuffer::from_fn(width, truth.height(), |x, y| {
+        let [r, g, b] = truth.get_pixel(x, y).0;
+        Rgba([r, g, b, (255 - x * 255 / width) as u8])
+    });
+    let rgba = DynamicImage::ImageRgba8(rgba);
+    assert_shows("PNG with alpha", &png(&rgba, None), &rgba);
+}
+
+#[test]
+fn a_grey_source_with_a_grey_profile_comes_out_with_its_tone_curve() {
+    // Linear light (gamma 1.0) in 16 bits, tagged so: shown untagged it would be far too dark.
+    let grey = DynamicImage::ImageRgb8(truth()).into_luma8();
+    let linear: ImageBuffer<image::Luma<u16>, Vec<u16>> =
+        ImageBuffer::from_fn(grey.width(), grey.height(), |x, y| {
+            let v = f64::from(grey.get_pixel(x, y)[0]) / 255.0;
+            let light = if v <= 0.04045 {
+                v / 12.92
+            } else {
+                ((v + 0.055) / 1.055).powf(2.4)
+            };
+            image::Luma([(light * 65_535.0).round() as u16])
+        });
+    let mut bytes = Vec::new();
+    let mut encoder = PngEncoder::new(&mut bytes);
+    encoder
+        .set_icc_profile(
+            moxcms::ColorProfile::new_gray_with_gamma(1.0)
+                .encode()
+                .unwrap(),
+        )
+        .unwrap();
+    let samples: Vec<u8> = linear
+        .as_raw()
+        .iter()
+        .flat_map(|s| s.to_ne_bytes())
+        .collect();
+    encoder
+        .write_image(
+            &samples,
+            grey.width(),
+            grey.height(),
+            image::ExtendedColorType::L16,
+        )
+        .unwrap();
+    assert_shows(
+        "16-bit grey PNG in linear light",
+        &bytes,
+        &DynamicImage::ImageLuma8(grey),
+    );
+}
+
+#[test]
+fn an_animated_gif_shows_its_first_frame() {
+    use image::{Delay, Frame, codecs::gif::GifEncoder};
+    let truth = truth();
+    let first = DynamicImage::ImageRgb8(truth.clone()).into_rgba8();
+    let second = DynamicImage::ImageRgb8(truth.clone()).fliph().into_rgba8();
+    let mut gif = Vec::new();
+    {
+        let mut encoder = GifEncoder::new_with_speed(&mut gif, 30);
+        for frame in [first, second] {
+            encoder
+                .encode_frame(Frame::from_parts(
+                    frame,
+                    0,
+                    0,
+                    Delay::from_numer_denom_ms(100, 1),
+                ))
+                .unwrap();
+        }
+    }
+    // The first frame as the GIF holds it (256 colours): the truth of this fixture.
+    let first_frame = image::load_from_memory_with_format(&gif, ImageFormat::Gif).unwrap();
+    assert_shows("animated GIF", &gif, &first_frame);
+}
+
+fn cmyk_jpeg(color: jpeg_encoder::ColorType, progressive: bool, ink: &[u8]) -> Vec<u8> {
+    let truth = truth();
+    let mut out = Vec::new();
+    let mut encoder = jpeg_encoder::Encoder::new(&mut out, 95);
+    encoder.set_progressive(progressive);
+    encoder
+        .encode(ink, truth.width() as u16, truth.height() as u16, color)
+        .unwrap();
+    out
+}
+
+/// The truth as CMYK ink (0 none, 255 full) by the naive separation: black takes what the
+/// three inks share; what is left of each is its ink.
+fn ink() -> Vec<u8> {
+    truth()
+        .pixels()
+        .flat_map(|p| {
+            let k = 255 - p.0.into_iter().max().unwrap();
+            let rest = 255 - u32::from(k);
+            p.0.map(|v| ((rest - u32::from(v)) * 255).checked_div(rest).unwrap_or(0) as u8)
+                .into_iter()
+                .chain([k])
+        })
+        .collect()
+}
+
+#[test]
+fn cmyk_and_ycck_jpegs_without_a_profile_come_out_in_srgb() {
+    let truth = DynamicImage::ImageRgb8(truth());
+    let ink = ink();
+    // Photoshop's way: inverted ink under an Adobe marker, as CMYK and as YCCK.
+    assert_shows(
+        "Adobe CMYK JPEG",
+        &cmyk_jpeg(jpeg_encoder::ColorType::Cmyk, false, &ink),
+        &truth,
+    );
+    assert_shows(
+        "Adobe YCCK JPEG",
+        &cmyk_jpeg(jpeg_encoder::ColorType::CmykAsYcck, false, &ink),
+        &truth,
+    );
+}
+
+#[test]
+fn a_progressive_jpeg_is_decoded_whole() {
+    let truth = truth();
+    let mut out = Vec::new();
+    let mut encoder = jpeg_encoder::Encoder::new(&mut out, 95);
+    encoder.set_progressive(true);
+    encoder
+        .encode(
+            truth.as_raw(),
+            truth.width() as u16,
+            truth.height() as u16,
+            jpeg_encoder::ColorType::Rgb,
+        )
+        .unwrap();
+    assert_shows("progressive JPEG", &out, &DynamicImage::ImageRgb8(truth));
+}
+
+#[test]
+fn truncated_jpegs_and_pngs_fail_for_good_with_a_reason() {
+    let truth = truth();
+    let sources = [
+        ("JPEG", jpeg(&truth, None, None)),
+        (
+            "progressive JPEG",
+            cmyk_jpeg(jpeg_encoder::ColorType::Cmyk, true, &ink()),
+        ),
+        ("PNG", png(&DynamicImage::ImageRgb8(truth.clone()), None)),
+    ];
+    for (what, bytes) in sources {
+        for cut in [bytes.len() / 3, bytes.len() * 9 / 10] {
+            let failure = transform::compress(&bytes[..cut], &settings())
+                .expect_err(&format!("{what} cut at {cut} of {} bytes", bytes.len()));
+            assert!(!failure.is_transient(), "{what}: {failure}");
+            assert!(!failure.reason.is_empty());
+            eprintln!("{what} cut at {cut}: {failure}");
+        }
+    }
+}
+
+#[test]
+fn a_turned_or_mirrored_picture_scores_far_above_the_bound() {
+    let truth = DynamicImage::ImageRgb8(truth());
+    for (what, wrong) in [
+        ("mirrored", truth.fliph()),
+        ("upside down", truth.rotate180()),
+    ] {
+        let delta_e = mean_delta_e(&wrong, &truth);
+        assert!(delta_e > 2.0, "{what}: {delta_e:.2}");
+        eprintln!("{what}: mean CIEDE2000 {delta_e:.2}");
+    }
+}
