@@ -221,8 +221,20 @@ pub fn routes(state: AppState, images_dir: Option<std::path::PathBuf>) -> Route 
         .at("/metrics", poem::get(render_metrics).data(metrics));
     if let Some(dir) = images_dir {
         // Compressed images stored in a local directory (IMAGE_STORAGE_URL=file://…), so
-        // their public URLs work without a separate file server.
-        route = route.nest("/images", StaticFilesEndpoint::new(dir));
+        // their public URLs work without a separate file server. A stored object never
+        // changes (a new image gets a new key), so browsers and CDNs may keep it for good,
+        // as object storage is told for S3; a 404 is not cached.
+        let images = StaticFilesEndpoint::new(dir).after(|response| async move {
+            let mut response = response?;
+            if response.status().is_success() {
+                response.headers_mut().insert(
+                    poem::http::header::CACHE_CONTROL,
+                    poem::http::HeaderValue::from_static("public, max-age=31536000, immutable"),
+                );
+            }
+            Ok(response)
+        });
+        route = route.nest("/images", images);
     }
     let allowed = AllowedMethods::from_openapi(&api.spec());
     route.nest(

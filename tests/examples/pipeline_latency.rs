@@ -8,6 +8,9 @@
 //! With `--burst DELAY_MS` (`scripts/measure-throughput.sh`) it creates all the products at
 //! once instead, its image server answering each image DELAY_MS late like a slow remote
 //! host, and reports how long the whole burst took to be processed.
+//!
+//! `IMAGES_PER_PRODUCT` (default 1) gives each product that many images, each under a URL
+//! of its own (`scripts/measure-processor-throughput.sh`).
 
 use std::time::{Duration, Instant};
 
@@ -64,6 +67,12 @@ async fn main() -> anyhow::Result<()> {
         "http://{}",
         std::env::var("API_ADDR").unwrap_or_else(|_| "127.0.0.1:8080".into())
     );
+    let per_product: usize = std::env::var("IMAGES_PER_PRODUCT")
+        .ok()
+        .map(|m| m.parse())
+        .transpose()?
+        .unwrap_or(1)
+        .max(1);
     let megapixels: f64 = std::env::var("MEGAPIXELS")
         .ok()
         .map(|m| m.parse())
@@ -96,7 +105,7 @@ async fn main() -> anyhow::Result<()> {
         .await?;
     let user_id = user["user_id"].as_str().unwrap_or_default().to_owned();
     eprintln!(
-        "{count} products, one {} KiB {megapixels} MP JPEG each, against {api}",
+        "{count} products, {per_product} x {} KiB {megapixels} MP JPEG each, against {api}",
         jpeg.len() / 1024
     );
 
@@ -107,7 +116,9 @@ async fn main() -> anyhow::Result<()> {
                 .post(format!("{api}/products"))
                 .json(&json!({
                     "user_id": user_id, "product_name": format!("latency {n}"),
-                    "product_images": [format!("http://{addr}/photo/{n}-{}", std::process::id())],
+                    "product_images": (0..per_product)
+                        .map(|i| format!("http://{addr}/photo/{n}-{i}-{}", std::process::id()))
+                        .collect::<Vec<_>>(),
                     "product_price": 1
                 }))
                 .send()
@@ -129,17 +140,20 @@ async fn main() -> anyhow::Result<()> {
         for n in 0..count {
             ids.push(create(n).await?);
         }
+        // A burst is processed in turn: allow each image ten seconds.
+        let limit = Duration::from_secs(60.max(10 * (count * per_product) as u64));
         for id in &ids {
-            wait_until_done(&http, &api, id, started).await?;
+            wait_until_done(&http, &api, id, started, limit).await?;
         }
         let took = started.elapsed().as_secs_f64();
         println!(
-            "{count} products created at once, each image answered {} ms late",
+            "{count} products of {per_product} images created at once, each image answered {} ms late",
             delay.as_millis()
         );
         println!(
-            "  all processed after {took:.2} s: {:.1} products/s",
-            count as f64 / took
+            "  all processed after {took:.2} s: {:.1} products/s, {:.2} images/s",
+            count as f64 / took,
+            (count * per_product) as f64 / took
         );
         return Ok(());
     }
@@ -148,7 +162,7 @@ async fn main() -> anyhow::Result<()> {
     for n in 0..count {
         let started = Instant::now();
         let id = create(n).await?;
-        wait_until_done(&http, &api, &id, started).await?;
+        wait_until_done(&http, &api, &id, started, Duration::from_secs(60)).await?;
         samples.push(started.elapsed());
     }
     samples.sort();
@@ -162,12 +176,13 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Polls product `id` every 10 ms until it is processed, failing 60 s after `started`.
+/// Polls product `id` every 10 ms until it is processed, failing `limit` after `started`.
 async fn wait_until_done(
     http: &reqwest::Client,
     api: &str,
     id: &str,
     started: Instant,
+    limit: Duration,
 ) -> anyhow::Result<()> {
     loop {
         let product: Value = http
@@ -182,8 +197,9 @@ async fn wait_until_done(
             other => anyhow::bail!("product {id} ended {other:?}: {product}"),
         }
         anyhow::ensure!(
-            started.elapsed() < Duration::from_secs(60),
-            "product {id} not processed in 60 s"
+            started.elapsed() < limit,
+            "product {id} not processed in {} s",
+            limit.as_secs()
         );
         tokio::time::sleep(Duration::from_millis(10)).await; // poll interval, deadline above
     }

@@ -100,6 +100,15 @@ async fn a_photo_gets_the_whole_ladder_in_both_formats_with_srcsets_and_placehol
         let url = variant["url"].as_str().unwrap();
         let response = pipeline.app.http.get(url).send().await.unwrap();
         assert_eq!(response.status(), 200, "{url}");
+        assert_eq!(
+            response.headers()["cache-control"],
+            "public, max-age=31536000, immutable",
+            "{url}: an object never changes"
+        );
+        assert_eq!(
+            response.headers()["content-type"],
+            variant["format"].as_str().unwrap()
+        );
         let bytes = response.bytes().await.unwrap();
         assert_eq!(variant["bytes"], bytes.len(), "{url}");
         let declared = (
