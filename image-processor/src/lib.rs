@@ -4,12 +4,14 @@
 //! - [`fetch`] downloads an image, refusing non-public addresses (checked on the address
 //!   actually connected to, and on every redirect) and enforcing size and time limits.
 //! - [`transform`] sniffs, decodes with pixel limits, orients, resizes and encodes to WebP.
-//! - [`storage`] writes under deterministic keys, so re-processing overwrites, never piles up.
+//! - [`content`] stores each source's variants once, under the digest of its bytes and the
+//!   settings, and deletes what no product refers to; [`storage`] is the object store.
 //! - [`failure`] decides, in one place, whether a failure is retried or final.
 //! - [`worker`] runs the consumers of the main and retry topics, produces results, retries and
 //!   dead letters, and stores an offset only once the outcome is durable.
 //! - [`dlq`] lists and redrives dead letters.
 
+pub mod content;
 pub mod dlq;
 pub mod failure;
 pub mod fetch;

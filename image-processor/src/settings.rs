@@ -38,6 +38,11 @@ pub struct Settings {
     /// peak ([`crate::transform::Header::peak_bytes`]), read from its header; one larger than
     /// the whole budget waits until it can have all of it.
     pub decode_memory: u64,
+    /// The period content is stamped with (`IMAGE_GC_EPOCH`, default `1d`): content no
+    /// product refers to is deleted once three periods old ([`crate::content`]).
+    pub gc_epoch: Duration,
+    /// How often unreferenced content is looked for (`IMAGE_GC_INTERVAL`, default `1h`).
+    pub gc_interval: Duration,
     /// A consumer with records waiting that takes none in and finishes none for this long
     /// is reported, fails readiness and is recreated (`CONSUMER_STALL_SECS`; retry levels
     /// add their delay).
@@ -129,6 +134,10 @@ impl Settings {
             stall_after: Duration::from_secs(env::parse("CONSUMER_STALL_SECS", 120)?),
             cpu_workers: env::parse("IMAGE_CPU_WORKERS", cores)?,
             decode_memory: env::parse("IMAGE_DECODE_MEMORY_MB", 512_u64)?.max(1) << 20,
+            gc_epoch: humantime::parse_duration(&env::string("IMAGE_GC_EPOCH", "1d"))
+                .context("IMAGE_GC_EPOCH is not a duration like 1d or 12h")?,
+            gc_interval: humantime::parse_duration(&env::string("IMAGE_GC_INTERVAL", "1h"))
+                .context("IMAGE_GC_INTERVAL is not a duration like 1h or 10m")?,
         })
     }
 
@@ -149,6 +158,8 @@ impl Settings {
             jobs_in_flight = self.jobs_in_flight,
             cpu_workers = self.cpu_workers,
             decode_memory_mb = self.decode_memory >> 20,
+            gc_epoch = ?self.gc_epoch,
+            gc_interval = ?self.gc_interval,
             "Settings loaded."
         );
     }

@@ -5,10 +5,11 @@
 //! - `file:///path`: a local directory, which the api serves under `/images/`.
 //! - `memory://`: in-process, for tests.
 //!
-//! Keys are deterministic (product, image revision, position), so processing the same image
-//! twice overwrites one object instead of leaving two. A deleted product's images are
-//! deleted (and an empty `deleted-products/<id>` marker is left), and so are a product's
-//! older revisions once a newer one is stored.
+//! The variants are content-addressed ([`crate::content`]); under `products/<id>/` each
+//! product image has a reference naming the content it shows. A deleted product's
+//! references are deleted (and an empty `deleted-products/<id>` marker is left), and so are
+//! a product's older revisions' once a newer one is stored; content no reference names is
+//! deleted later by the content store's cleanup.
 
 use std::sync::Arc;
 
@@ -93,18 +94,33 @@ impl Storage {
         })
     }
 
-    /// The key of one variant (a width in a format, `extension`) of the image at `index` of
-    /// `product_id`'s image `revision`.
-    pub fn key(product_id: &str, revision: i32, index: u32, width: u32, extension: &str) -> String {
-        format!("products/{product_id}/r{revision}/{index}/{width}.{extension}")
-    }
-
-    fn path(&self, key: &str) -> Path {
+    /// The store's path of `key` (under the prefix).
+    pub(crate) fn path(&self, key: &str) -> Path {
         if self.prefix.as_ref().is_empty() {
             Path::from(key)
         } else {
             Path::from(format!("{}/{key}", self.prefix.as_ref()))
         }
+    }
+
+    /// The object store itself.
+    pub(crate) fn store(&self) -> &dyn ObjectStore {
+        self.store.as_ref()
+    }
+
+    /// Copies `from` to `to` inside the store (S3 copies server-side, keeping the content
+    /// type and cache headers).
+    pub async fn copy(&self, from: &str, to: &str) -> Result<(), object_store::Error> {
+        self.store.copy(&self.path(from), &self.path(to)).await
+    }
+
+    /// Stores an empty object (a reference, a marker); a failure is transient.
+    pub async fn put_empty(&self, key: &str) -> Result<(), Failure> {
+        self.store
+            .put(&self.path(key), PutPayload::new())
+            .await
+            .map(|_| ())
+            .map_err(|e| Failure::transient(format!("writing to the store failed: {e}")))
     }
 
     /// The public URL of `key`.
@@ -149,11 +165,7 @@ impl Storage {
     /// deleted product; an S3 lifecycle rule on `deleted-products/` may expire them once no
     /// retry or dead letter can be that old.
     pub async fn mark_deleted(&self, product_id: &str) -> Result<(), Failure> {
-        self.store
-            .put(&self.path(&Self::tombstone(product_id)), PutPayload::new())
-            .await
-            .map(|_| ())
-            .map_err(|e| Failure::transient(format!("marking the product deleted failed: {e}")))
+        self.put_empty(&Self::tombstone(product_id)).await
     }
 
     /// What the store says about `product_id`: whether it was deleted, and the newest
@@ -266,14 +278,19 @@ mod tests {
         keys
     }
 
+    /// The key of a reference of image `index` of a product's `revision`.
+    fn reference(product_id: &str, revision: i32, index: u32) -> String {
+        format!("products/{product_id}/r{revision}/{index}/ab12-7")
+    }
+
     #[tokio::test]
     async fn deleting_images_keeps_newer_revisions_other_products_and_foreign_keys() {
         let storage = Storage::from_url("memory://", "http://images").unwrap();
         for key in [
-            Storage::key("5", 1, 0, 640, "webp"),
-            Storage::key("5", 2, 0, 640, "webp"),
-            Storage::key("5", 3, 0, 640, "webp"),
-            Storage::key("50", 1, 0, 640, "webp"),
+            reference("5", 1, 0),
+            reference("5", 2, 0),
+            reference("5", 3, 0),
+            reference("50", 1, 0),
             "products/5/notes.txt".to_owned(),
         ] {
             storage.put(&key, vec![1], "image/webp").await.unwrap();
@@ -284,14 +301,14 @@ mod tests {
             stored(&storage).await,
             [
                 "products/5/notes.txt",
-                "products/5/r3/0/640.webp",
-                "products/50/r1/0/640.webp"
+                "products/5/r3/0/ab12-7",
+                "products/50/r1/0/ab12-7"
             ],
             "older revisions of product 5 went; product 50 shares a prefix but stays"
         );
 
         assert_eq!(storage.delete_images("5", None).await, Ok(2));
-        assert_eq!(stored(&storage).await, ["products/50/r1/0/640.webp"]);
+        assert_eq!(stored(&storage).await, ["products/50/r1/0/ab12-7"]);
         assert_eq!(
             storage.delete_images("7", None).await,
             Ok(0),
@@ -308,9 +325,9 @@ mod tests {
         };
         assert_eq!(storage.stored_state("5").await, Ok(nothing));
         for key in [
-            Storage::key("5", 2, 0, 640, "webp"),
-            Storage::key("5", 10, 1, 640, "webp"),
-            Storage::key("50", 11, 0, 640, "webp"),
+            reference("5", 2, 0),
+            reference("5", 10, 1),
+            reference("50", 11, 0),
             "products/5/r99-notes.txt".to_owned(),
         ] {
             storage.put(&key, vec![1], "image/webp").await.unwrap();

@@ -1,6 +1,7 @@
-//! Stored images nobody refers to are deleted: all of a deleted product's, and a product's
-//! earlier revisions once the new revision is processed. Storage is a directory here, so
-//! the test looks at the files themselves.
+//! Stored images nobody refers to are deleted: a deleted product's references, a product's
+//! earlier revisions' once the new revision is processed, and then the content no reference
+//! names. Identical bytes are stored once. Storage is a directory here, so the tests look at
+//! the files themselves.
 
 use std::{path::Path, time::Duration};
 
@@ -10,8 +11,8 @@ use system_tests::{
     poll::poll_until,
 };
 
-/// The stored images under `products/<id>/`, as `r<revision>/<index>` (each a directory of
-/// variants, none of them empty), sorted.
+/// The stored references under `products/<id>/`, as `r<revision>/<index>` (each a
+/// directory holding the name of the content that image shows), sorted.
 fn stored(pipeline: &Pipeline, id: &str) -> Vec<String> {
     let dir = pipeline.storage_dir.join("products").join(id);
     let mut files = Vec::new();
@@ -203,4 +204,95 @@ async fn a_retry_that_was_running_when_its_product_was_deleted_removes_what_it_s
         !pipeline.storage_dir.join("products").join(&id).exists(),
         "what the retry stored is gone"
     );
+}
+
+/// The content folder (`images/<digest>/<epoch>`) a variant URL points into.
+fn content_dir(pipeline: &Pipeline, url: &str) -> std::path::PathBuf {
+    let (_, key) = url.split_once("/images/").expect("a stored image's URL");
+    let (dir, _file) = key.rsplit_once('/').expect("a file in a content folder");
+    pipeline.storage_dir.join(dir)
+}
+
+#[tokio::test]
+async fn identical_bytes_are_processed_once_for_every_product_that_uses_them() {
+    let pipeline = spawn_pipeline().await;
+    // The same bytes under two URLs.
+    let first = pipeline
+        .create_product(&[pipeline.images.url("/photo/1/rocket.jpg")])
+        .await;
+    let first = pipeline.wait_until_processed(&first).await;
+    let second = pipeline
+        .create_product(&[pipeline.images.url("/photo/2/rocket.jpg")])
+        .await;
+    let second = pipeline.wait_until_processed(&second).await;
+    assert_eq!(second["processing_status"], "done", "{second:#}");
+    assert_eq!(
+        first["images"][0]["variants"], second["images"][0]["variants"],
+        "both show the same stored objects"
+    );
+    assert_eq!(
+        first["images"][0]["thumbhash"],
+        second["images"][0]["thumbhash"]
+    );
+    // Fetched twice (the bytes must be read to be recognised), compressed once.
+    assert_eq!(pipeline.images.hits("/photo/2/rocket.jpg"), 1);
+    let metrics = pipeline.processor_metrics().await;
+    assert!(
+        metrics.contains("images_total{outcome=\"compressed\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("images_total{outcome=\"reused\"} 1"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn content_no_product_refers_to_is_deleted_and_shared_content_stays() {
+    // Epochs of one second: content nobody refers to goes three seconds after it was made.
+    let pipeline = spawn_pipeline_tuned(|settings| {
+        settings.gc_epoch = Duration::from_secs(1);
+        settings.gc_interval = Duration::from_millis(200);
+    })
+    .await;
+    let shared = pipeline.images.url("/img/rocket.jpg");
+    let own = pipeline.images.url("/img/chelsea.png");
+    let deleted = pipeline.create_product(&[shared.clone(), own]).await;
+    let deleted = pipeline.wait_until_processed(&deleted).await;
+    let kept = pipeline.create_product(&[shared]).await;
+    let kept = pipeline.wait_until_processed(&kept).await;
+    let shared_url = kept["compressed_product_images"][0]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let own_dir = content_dir(
+        &pipeline,
+        deleted["compressed_product_images"][1].as_str().unwrap(),
+    );
+    assert!(own_dir.exists());
+
+    let id = deleted["product_id"].as_str().unwrap();
+    pipeline.app.delete(&format!("/products/{id}")).await;
+    poll_until(
+        "the deleted product's own content to be cleaned up",
+        Duration::from_secs(30),
+        || async {
+            if own_dir.exists() {
+                Err(own_dir.display().to_string())
+            } else {
+                Ok(())
+            }
+        },
+    )
+    .await;
+    // The kept product's image, which the deleted one shared, is still served.
+    let response = pipeline.app.http.get(&shared_url).send().await.unwrap();
+    assert_eq!(response.status(), 200, "{shared_url}");
+    assert!(content_dir(&pipeline, &shared_url).exists());
+    pipeline
+        .wait_for_processor_metric(
+            "the cleanup to be counted",
+            "stored_images_deleted_total{outcome=\"unreferenced\"}",
+        )
+        .await;
 }

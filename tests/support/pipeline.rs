@@ -302,12 +302,11 @@ impl Pipeline {
                 |p| p["image_revision"] == revision && p["processing_status"] == "done",
             )
             .await;
-        let part = format!("/r{revision}/0/");
         assert!(
             product["compressed_product_images"][0]
                 .as_str()
-                .is_some_and(|url| url.contains(&part) && url.ends_with(".webp")),
-            "the first image is revision {revision}'s: {product:#}"
+                .is_some_and(|url| url.ends_with(".webp")),
+            "the first image is compressed: {product:#}"
         );
         product
     }

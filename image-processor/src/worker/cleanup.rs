@@ -1,6 +1,7 @@
-//! Deleting stored images nobody refers to any more: all images of a deleted product
-//! (`ProductDeleted`), and a product's images of earlier revisions once a newer revision's
-//! results are out. A late job (a retry or a redrive) of a product deleted or given new
+//! Deleting stored images nobody refers to any more: the references of a deleted product
+//! (`ProductDeleted`), a product's references of earlier revisions once a newer revision's
+//! results are out, and every so often the content no reference names
+//! ([`crate::content`]). A late job (a retry or a redrive) of a product deleted or given new
 //! images since is skipped before it stores anything (`superseded`).
 //!
 //! A deletion is retried in place a few times (storage hiccups are short); when the store
@@ -8,7 +9,7 @@
 //! again. Removing an older revision is housekeeping: a failure is logged and left to the
 //! product's next revision or deletion, which sweep every older revision again.
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use tokio_util::sync::CancellationToken;
 
@@ -179,6 +180,28 @@ impl Worker {
             "Dropped a late job: its product changed since."
         );
         true
+    }
+
+    /// Deletes the content no product refers to, every `gc_interval` until `shutdown`.
+    pub(super) async fn collect_garbage_every(self: Arc<Self>, shutdown: CancellationToken) {
+        let mut tick = tokio::time::interval(self.gc_interval.max(Duration::from_millis(100)));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            match self.content.collect_garbage(self.content.epoch_now()).await {
+                Ok(0) => tracing::debug!("No unreferenced stored images."),
+                Ok(deleted) => {
+                    self.count_deleted("unreferenced", deleted);
+                    tracing::info!(deleted, "Deleted stored images no product refers to.");
+                }
+                Err(failure) => {
+                    tracing::warn!(reason = %failure, "Looking for unreferenced stored images failed; trying again next time.");
+                }
+            }
+        }
     }
 
     fn count_deleted(&self, outcome: &'static str, deleted: usize) {

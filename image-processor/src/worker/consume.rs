@@ -224,6 +224,7 @@ pub async fn run(
             move || consumer.clone().run(stop.clone()),
         ));
     }
+    tasks.spawn(worker.clone().collect_garbage_every(shutdown.clone()));
     while tasks.join_next().await.is_some() {}
     Ok(())
 }

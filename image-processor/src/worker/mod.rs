@@ -33,6 +33,7 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
+    content::{ContentStore, Found, Manifest, StoredVariant},
     failure::Failure,
     fetch::Fetcher,
     job::{self, Decoded, Job, RawRecord},
@@ -48,6 +49,10 @@ pub const SOURCE: &str = "/catalog/image-processor";
 pub struct Worker {
     pub fetcher: Fetcher,
     pub storage: Storage,
+    /// The content-addressed variants, in `storage`.
+    pub content: ContentStore,
+    /// How often content no product refers to is looked for and deleted.
+    pub gc_interval: Duration,
     pub transform: TransformSettings,
     pub producer: FutureProducer,
     pub topics: Topics,
@@ -144,9 +149,12 @@ impl StalledConsumers {
 impl Worker {
     /// Builds the worker from settings.
     pub fn build(settings: &crate::settings::Settings) -> anyhow::Result<Arc<Self>> {
+        let storage = Storage::from_url(&settings.storage_url, &settings.public_base_url)?;
         Ok(Arc::new(Self {
             fetcher: Fetcher::new(settings.fetch.clone())?,
-            storage: Storage::from_url(&settings.storage_url, &settings.public_base_url)?,
+            storage: storage.clone(),
+            content: ContentStore::new(storage, settings.gc_epoch, &settings.transform),
+            gc_interval: settings.gc_interval,
             transform: settings.transform.clone(),
             producer: settings.kafka.producer(platform::kafka::DELIVERY_TIMEOUT)?,
             topics: settings.kafka.topics(),
@@ -349,7 +357,7 @@ impl Worker {
 
     /// Processes the job's images; returns final results and transient failures.
     async fn process(&self, job: &Job) -> (Vec<ImageResult>, Vec<(SourceImage, Failure)>) {
-        let outcomes: Vec<(SourceImage, Result<ImageResult, Failure>)> =
+        let outcomes: Vec<(SourceImage, Result<Processed, Failure>)> =
             futures_util::stream::iter(job.images.clone())
                 .map(|image| async move {
                     let outcome = self.process_image(job, &image).await;
@@ -362,8 +370,9 @@ impl Worker {
         let mut transient = Vec::new();
         for (image, outcome) in outcomes {
             match outcome {
-                Ok(result) => {
-                    self.metrics.image("compressed");
+                Ok(Processed { result, reused }) => {
+                    self.metrics
+                        .image(if reused { "reused" } else { "compressed" });
                     finished.push(result);
                 }
                 Err(failure) if failure.is_transient() => transient.push((image, failure)),
@@ -382,7 +391,8 @@ impl Worker {
         (finished, transient)
     }
 
-    async fn process_image(&self, job: &Job, image: &SourceImage) -> Result<ImageResult, Failure> {
+    /// Processes one image.
+    async fn process_image(&self, job: &Job, image: &SourceImage) -> Result<Processed, Failure> {
         // Bounds the downloaded bytes held by the whole process, whichever consumers are busy.
         let _slot = self
             .images_at_once
@@ -418,6 +428,45 @@ impl Worker {
             ms = started.elapsed().as_millis() as u64,
             "Download succeeded."
         );
+        let digest = self.content.digest(&fetched.bytes);
+        let (content, manifest, reused) = match self.content.find(&digest).await? {
+            Some((content, manifest, found)) => {
+                tracing::info!(
+                    product_id = %job.product_id,
+                    index = image.index,
+                    content = %content,
+                    copied = found == Found::Copied,
+                    "Reused the stored images of identical bytes."
+                );
+                (content, manifest, true)
+            }
+            None => {
+                let content = ContentStore::content_id(&digest, self.content.epoch_now());
+                let manifest = self
+                    .compress_and_store(job, image, fetched, &content)
+                    .await?;
+                (content, manifest, false)
+            }
+        };
+        // The reference before the result: once a product shows content, cleanup keeps it.
+        self.content
+            .refer(&job.product_id, job.revision, image.index, &content)
+            .await?;
+        Ok(Processed {
+            result: self.image_result(image, bytes_before, &content, manifest),
+            reused,
+        })
+    }
+
+    /// Decodes, makes the ladder and stores it as `content` (the manifest last).
+    async fn compress_and_store(
+        &self,
+        job: &Job,
+        image: &SourceImage,
+        fetched: crate::fetch::Fetched,
+        content: &str,
+    ) -> Result<Manifest, Failure> {
+        let bytes_before = fetched.bytes.len() as u64;
         let settings = self.transform.clone();
         let header = match transform::inspect(&fetched.bytes, &settings) {
             Ok(header) => header,
@@ -458,98 +507,114 @@ impl Worker {
         let webp = compressed
             .largest(OutputFormat::Webp)
             .expect("WebP is always among the formats");
-        let (width, height, bytes_after) = (webp.width, webp.height, webp.bytes.len() as u64);
         tracing::info!(
             product_id = %job.product_id,
             index = image.index,
             variants = compressed.variants.len(),
             bytes_before,
-            bytes_after,
-            width,
-            height,
+            bytes_after = webp.bytes.len(),
+            width = webp.width,
+            height = webp.height,
             ms = encode_started.elapsed().as_millis() as u64,
             "Compression succeeded."
         );
         let store_started = std::time::Instant::now();
-        let (thumbhash, dominant_color) = (
-            base64::engine::general_purpose::STANDARD.encode(&compressed.thumbhash),
-            compressed.dominant_color_hex(),
-        );
-        let (source_width, source_height) = (compressed.source_width, compressed.source_height);
-        let variants = self.store_variants(job, image, compressed.variants).await?;
+        let manifest = Manifest {
+            source_width: compressed.source_width,
+            source_height: compressed.source_height,
+            thumbhash: base64::engine::general_purpose::STANDARD.encode(&compressed.thumbhash),
+            dominant_color: compressed.dominant_color_hex(),
+            variants: compressed
+                .variants
+                .iter()
+                .map(|v| StoredVariant {
+                    format: v.format.media_type().to_owned(),
+                    width: v.width,
+                    height: v.height,
+                    bytes: v.bytes.len() as u64,
+                    file: ContentStore::file_name(v.format, v.width),
+                })
+                .collect(),
+        };
+        futures_util::stream::iter(compressed.variants.into_iter().map(|variant| {
+            let file = ContentStore::file_name(variant.format, variant.width);
+            let span = tracing::info_span!("store", content = %content, file = %file);
+            tracing::Instrument::instrument(
+                async move {
+                    self.content
+                        .put_variant(content, &file, variant.bytes, variant.format.media_type())
+                        .await
+                },
+                span,
+            )
+        }))
+        .buffer_unordered(4)
+        .collect::<Vec<Result<String, Failure>>>()
+        .await
+        .into_iter()
+        .collect::<Result<Vec<_>, _>>()?;
+        self.content.put_manifest(content, &manifest).await?;
         self.metrics
             .stage("store", store_started.elapsed().as_secs_f64());
+        Ok(manifest)
+    }
+
+    /// The result of an image shown by `content`.
+    fn image_result(
+        &self,
+        image: &SourceImage,
+        bytes_before: u64,
+        content: &str,
+        manifest: Manifest,
+    ) -> ImageResult {
+        let variants: Vec<ImageVariant> = manifest
+            .variants
+            .iter()
+            .map(|v| ImageVariant {
+                url: self.content.url(content, &v.file),
+                format: v.format.clone(),
+                width: v.width,
+                height: v.height,
+                bytes: v.bytes,
+            })
+            .collect();
+        let webp = OutputFormat::Webp.media_type();
         let largest_webp = variants
             .iter()
-            .filter(|v| v.format == OutputFormat::Webp.media_type())
+            .filter(|v| v.format == webp)
             .max_by_key(|v| v.width)
-            .map(|v| v.url.clone());
-        Ok(ImageResult {
+            .cloned();
+        ImageResult {
             index: image.index,
             source_url: image.url.clone(),
             outcome: ImageOutcome::Compressed,
-            compressed_url: largest_webp,
+            compressed_url: largest_webp.as_ref().map(|v| v.url.clone()),
             bytes_before: Some(bytes_before),
-            bytes_after: Some(bytes_after),
-            width: Some(width),
-            height: Some(height),
-            format: Some(OutputFormat::Webp.media_type().to_owned()),
-            source_width: Some(source_width),
-            source_height: Some(source_height),
+            bytes_after: largest_webp.as_ref().map(|v| v.bytes),
+            width: largest_webp.as_ref().map(|v| v.width),
+            height: largest_webp.as_ref().map(|v| v.height),
+            format: Some(webp.to_owned()),
+            source_width: Some(manifest.source_width),
+            source_height: Some(manifest.source_height),
             srcset: events::srcset(
                 variants
                     .iter()
                     .map(|v| (v.format.as_str(), v.url.as_str(), v.width)),
             ),
             variants,
-            thumbhash: Some(thumbhash),
-            dominant_color: Some(dominant_color),
+            thumbhash: Some(manifest.thumbhash),
+            dominant_color: Some(manifest.dominant_color),
             failure_reason: None,
-        })
+        }
     }
+}
 
-    /// Stores every variant of one image, a few at once; a failure is transient.
-    async fn store_variants(
-        &self,
-        job: &Job,
-        image: &SourceImage,
-        variants: Vec<transform::Variant>,
-    ) -> Result<Vec<ImageVariant>, Failure> {
-        futures_util::stream::iter(variants.into_iter().map(|variant| {
-            let key = Storage::key(
-                &job.product_id,
-                job.revision,
-                image.index,
-                variant.width,
-                variant.format.extension(),
-            );
-            let span = tracing::info_span!("store", key = %key);
-            tracing::Instrument::instrument(
-                async move {
-                    let (format, width, height, bytes) = (
-                        variant.format.media_type(),
-                        variant.width,
-                        variant.height,
-                        variant.bytes.len() as u64,
-                    );
-                    let url = self.storage.put(&key, variant.bytes, format).await?;
-                    Ok(ImageVariant {
-                        url,
-                        format: format.to_owned(),
-                        width,
-                        height,
-                        bytes,
-                    })
-                },
-                span,
-            )
-        }))
-        .buffered(4)
-        .collect::<Vec<Result<ImageVariant, Failure>>>()
-        .await
-        .into_iter()
-        .collect()
-    }
+/// A finished image.
+struct Processed {
+    result: ImageResult,
+    /// Its content was already stored: made from the same bytes under the same settings,
+    /// for this product or another.
+    reused: bool,
 }
 
 /// Equal jitter: between half the delay and the whole, so delays still grow level by level
