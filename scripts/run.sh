@@ -30,7 +30,7 @@ trap stop INT TERM EXIT
 # Both services agree on where images are stored and served; local runs may fetch images
 # from this machine (127.0.0.1), which production refuses by default.
 export IMAGE_STORAGE_URL=${IMAGE_STORAGE_URL:-file://$state/storage}
-export IMAGE_PUBLIC_BASE_URL=${IMAGE_PUBLIC_BASE_URL:-http://$addr/images}
+export IMAGE_PUBLIC_BASE_URL=${IMAGE_PUBLIC_BASE_URL:-http://$addr}
 export IMAGE_FETCH_ALLOWED_NETWORKS=${IMAGE_FETCH_ALLOWED_NETWORKS:-127.0.0.1/32}
 "$bin/api" migrate
 "$bin/api" serve &
@@ -48,7 +48,7 @@ cat >&2 <<MSG
   Docs:     http://$addr/docs
   OpenAPI:  http://$addr/openapi.json
   Metrics:  http://$addr/metrics   processor: http://${PROCESSOR_ADDR:-127.0.0.1:8081}/metrics (/healthz, /readyz)
-  Images:   stored in ${IMAGE_STORAGE_URL}, served at ${IMAGE_PUBLIC_BASE_URL}
+  Images:   stored in ${IMAGE_STORAGE_URL}, served at ${IMAGE_PUBLIC_BASE_URL}/images/
   Fetching from 127.0.0.1 is allowed for local demos (IMAGE_FETCH_ALLOWED_NETWORKS=${IMAGE_FETCH_ALLOWED_NETWORKS}).
 
   Ctrl-C stops everything started here (or run 'make stop' in another shell).

@@ -34,8 +34,8 @@ pub struct Settings {
     pub prune: PruneSettings,
     /// The Redis cache of `GET /products/{id}`; `None` when `CACHE_ENABLED=false`.
     pub cache: Option<CacheSettings>,
-    /// A local directory of compressed images to serve under `/images/` (from
-    /// `IMAGE_STORAGE_URL` when it is `file://…`).
+    /// A local store whose `images/` (the variants, not the references beside them) is
+    /// served under `/images/` (from `IMAGE_STORAGE_URL` when it is `file://…`).
     pub serve_images_from: Option<std::path::PathBuf>,
 }
 

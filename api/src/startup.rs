@@ -224,7 +224,7 @@ pub fn routes(state: AppState, images_dir: Option<std::path::PathBuf>) -> Route 
         // their public URLs work without a separate file server. A stored object never
         // changes (a new image gets a new key), so browsers and CDNs may keep it for good,
         // as object storage is told for S3; a 404 is not cached.
-        let images = StaticFilesEndpoint::new(dir).after(|response| async move {
+        let images = StaticFilesEndpoint::new(dir.join("images")).after(|response| async move {
             let mut response = response?;
             if response.status().is_success() {
                 response.headers_mut().insert(

@@ -89,10 +89,7 @@ impl Settings {
             storage_url: env::string("IMAGE_STORAGE_URL", &format!("file://{}", local.display())),
             public_base_url: env::string(
                 "IMAGE_PUBLIC_BASE_URL",
-                &format!(
-                    "http://{}/images",
-                    env::string("API_ADDR", "127.0.0.1:8080")
-                ),
+                &format!("http://{}", env::string("API_ADDR", "127.0.0.1:8080")),
             ),
             retry_delays: parse_delays(&env::string("IMAGE_RETRY_DELAYS", "5s,30s,120s"))
                 .context("IMAGE_RETRY_DELAYS")?,

@@ -206,11 +206,11 @@ async fn a_retry_that_was_running_when_its_product_was_deleted_removes_what_it_s
     );
 }
 
-/// The content folder (`images/<digest>/<epoch>`) a variant URL points into.
+/// The content folder (`images/<digest>/<epoch>` in the store) a variant URL points into.
 fn content_dir(pipeline: &Pipeline, url: &str) -> std::path::PathBuf {
     let (_, key) = url.split_once("/images/").expect("a stored image's URL");
     let (dir, _file) = key.rsplit_once('/').expect("a file in a content folder");
-    pipeline.storage_dir.join(dir)
+    pipeline.storage_dir.join("images").join(dir)
 }
 
 #[tokio::test]

@@ -130,7 +130,7 @@ async fn prepare(kafka: KafkaSettings) -> Pipeline {
     processor_settings.kafka = kafka.clone();
     processor_settings.group = format!("processor-{}", uuid::Uuid::new_v4().simple());
     processor_settings.storage_url = format!("file://{}", storage_dir.display());
-    processor_settings.public_base_url = format!("{}/images", app.base);
+    processor_settings.public_base_url = app.base.clone();
     processor_settings.retry_delays = vec![Duration::from_millis(300), Duration::from_millis(600)];
     processor_settings.fetch.allowed_networks = vec!["127.0.0.1/32".parse().unwrap()];
     processor_settings.fetch.connect_timeout = Duration::from_secs(2);
