@@ -32,6 +32,8 @@ trap stop INT TERM EXIT
 export IMAGE_STORAGE_URL=${IMAGE_STORAGE_URL:-file://$state/storage}
 export IMAGE_PUBLIC_BASE_URL=${IMAGE_PUBLIC_BASE_URL:-http://$addr}
 export IMAGE_FETCH_ALLOWED_NETWORKS=${IMAGE_FETCH_ALLOWED_NETWORKS:-127.0.0.1/32}
+# As the container image runs: two malloc arenas, not one per thread (deploy/Dockerfile).
+export MALLOC_ARENA_MAX=${MALLOC_ARENA_MAX:-2}
 "$bin/api" migrate
 "$bin/api" serve &
 echo $! > "$state/api.pid"

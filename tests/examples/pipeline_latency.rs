@@ -18,17 +18,20 @@ use image::{ImageFormat, imageops::FilterType};
 use poem::{
     EndpointExt, Response, Route, Server, get, handler,
     listener::{Acceptor, Listener, TcpListener},
-    web::Data,
+    web::{Data, Path},
 };
 use serde_json::{Value, json};
 
+/// The photo, with its path appended after the JPEG's end: the same picture, but different
+/// bytes under each URL, so the processor (which stores identical bytes once) processes
+/// every image.
 #[handler]
-async fn photo(bytes: Data<&bytes_holder::Bytes>) -> Response {
+async fn photo(Path(name): Path<String>, bytes: Data<&bytes_holder::Bytes>) -> Response {
     // A slow remote image server, when asked for one.
     tokio::time::sleep(bytes.0.1).await;
-    Response::builder()
-        .content_type("image/jpeg")
-        .body(bytes.0.0.clone())
+    let mut body = bytes.0.0.clone();
+    body.extend_from_slice(name.as_bytes());
+    Response::builder().content_type("image/jpeg").body(body)
 }
 
 mod bytes_holder {
