@@ -7,6 +7,7 @@ use serde_json::Value;
 use system_tests::{
     broker::OwnBroker,
     pipeline::{Pipeline, spawn_pipeline_with, test_kafka},
+    poll::hold_for,
 };
 
 /// How long the broker stays frozen: the fault itself, not a wait for something.
@@ -58,9 +59,24 @@ async fn a_burst_is_processed_within_a_minute_of_a_20_second_broker_pause() {
     let mut ids = create_burst(&pipeline, 12, "before").await;
     broker.pause();
     // … and the api goes on taking products meanwhile (the outbox holds their events).
-    ids.extend(create_burst(&pipeline, 12, "during").await);
-    // The fault's own duration: nothing is awaited here, the broker stays frozen this long.
-    tokio::time::sleep(BROKER_PAUSE).await;
+    let during = create_burst(&pipeline, 12, "during").await;
+    // The fault lasts BROKER_PAUSE; all along, none of the products written meanwhile can
+    // have been processed, or the broker was not really frozen.
+    hold_for(
+        "the frozen broker keeping the products written meanwhile pending",
+        BROKER_PAUSE,
+        || async {
+            for id in &during {
+                let product = pipeline.app.product(id).await;
+                if product["processing_status"] != "pending" {
+                    return Err(product);
+                }
+            }
+            Ok(())
+        },
+    )
+    .await;
+    ids.extend(during);
     broker.unpause();
     let back = Instant::now();
 

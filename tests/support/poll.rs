@@ -1,5 +1,7 @@
 //! Waiting for something asynchronous: poll it with a deadline, and say what was awaited and
-//! what was last seen when the deadline passes. No test sleeps a fixed time and hopes.
+//! what was last seen when the deadline passes. No test sleeps a fixed time and hopes: a
+//! fault that must last a given time is held with [`hold_for`], which keeps checking that
+//! the fault really bites.
 
 use std::{
     fmt::Debug,
@@ -27,5 +29,22 @@ where
             }
             Err(_) => tokio::time::sleep(POLL_INTERVAL).await, // the poll interval
         }
+    }
+}
+
+/// Keeps a fault in place for `duration`, checking all along that `check` holds (`what`
+/// names it): fails at once, with the state seen, when it stops holding.
+pub async fn hold_for<S, F, Fut>(what: &str, duration: Duration, mut check: F)
+where
+    S: Debug,
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<(), S>>,
+{
+    let until = Instant::now() + duration;
+    while Instant::now() < until {
+        if let Err(seen) = check().await {
+            panic!("{what} stopped holding: {seen:#?}");
+        }
+        tokio::time::sleep(POLL_INTERVAL).await; // the look interval
     }
 }
