@@ -20,3 +20,12 @@ require_running_api() {
   curl -fsS "http://${API_ADDR:-127.0.0.1:8080}/healthz" >/dev/null ||
     { echo "Start the stack first: make run" >&2; exit 1; }
 }
+
+# processor_pid: the pid of the image-processor `make run` started (needs CARGO_TARGET_DIR).
+processor_pid() {
+  pgrep -f "$CARGO_TARGET_DIR/[a-z]*/image-processor\$" | head -1 | grep . ||
+    { echo "No image-processor of make run is running" >&2; exit 1; }
+}
+
+# status_kb PID FIELD: a field of /proc/PID/status in kB (VmHWM, VmRSS).
+status_kb() { awk -v k="$2:" '$1 == k {print $2}' "/proc/$1/status"; }

@@ -10,10 +10,8 @@ cd "$root"
 . scripts/env.sh
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/var/cache/catalog/target}
 require_running_api
-pid=$(pgrep -f "$CARGO_TARGET_DIR/[a-z]*/image-processor\$" | head -1) ||
-  { echo "No image-processor of make run is running" >&2; exit 1; }
-kb() { awk -v k="$1:" '$1 == k {print $2}' "/proc/$pid/status"; }
-before=$(kb VmHWM)
+pid=$(processor_pid)
+before=$(status_kb "$pid" VmHWM)
 cargo build -p system-tests --example pipeline_latency
 MEGAPIXELS=${2:-14.7} "$CARGO_TARGET_DIR/debug/examples/pipeline_latency" "${1:-16}" --burst 0
-echo "image-processor (pid $pid): peak RSS $(( $(kb VmHWM) / 1024 )) MB (it was $((before / 1024)) MB before the burst), now $(( $(kb VmRSS) / 1024 )) MB"
+echo "image-processor (pid $pid): peak RSS $(( $(status_kb "$pid" VmHWM) / 1024 )) MB (it was $((before / 1024)) MB before the burst), now $(( $(status_kb "$pid" VmRSS) / 1024 )) MB"

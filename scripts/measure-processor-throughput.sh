@@ -11,10 +11,8 @@ cd "$root"
 . scripts/env.sh
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/var/cache/catalog/target}
 require_running_api
-pid=$(pgrep -f "$CARGO_TARGET_DIR/[a-z]*/image-processor\$" | head -1) ||
-  { echo "No image-processor of make run is running" >&2; exit 1; }
+pid=$(processor_pid)
 products=${1:-50} photos=${2:-3}
-kb() { awk -v k="$1:" '$1 == k {print $2}' "/proc/$pid/status"; }
 # utime + stime of the processor, in clock ticks.
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$pid/stat"; }
 cargo build --quiet -p system-tests --example pipeline_latency
@@ -25,7 +23,7 @@ IMAGES_PER_PRODUCT=$photos MEGAPIXELS=${3:-4} \
 awk -v pid="$pid" -v cores="$(nproc)" -v images=$((products * photos)) \
   -v took="$(awk -v a="$started" -v b="$(date +%s.%N)" 'BEGIN {print b - a}')" \
   -v cpu="$(awk -v a="$before_cpu" -v b="$(cpu_ticks)" -v hz="$(getconf CLK_TCK)" 'BEGIN {print (b - a) / hz}')" \
-  -v rss="$(( $(kb VmHWM) / 1024 ))" 'BEGIN {
+  -v rss="$(( $(status_kb "$pid" VmHWM) / 1024 ))" 'BEGIN {
     printf "image-processor (pid %s, %d cores): %d images in %.1f s wall, %.1f s CPU\n", pid, cores, images, took, cpu
     printf "  %.2f images/s; %.2f images per CPU-second (per core); peak RSS %d MB\n", images / took, images / cpu, rss
   }'

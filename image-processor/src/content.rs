@@ -196,29 +196,25 @@ impl ContentStore {
     }
 
     async fn manifest(&self, content: &str) -> Result<Option<Manifest>, Failure> {
-        match self.storage.get(&Self::key(content, "manifest.json")).await {
-            Ok(bytes) => Ok(serde_json::from_slice(&bytes).ok()),
-            Err(e)
-                if e.downcast_ref::<object_store::Error>()
-                    .is_some_and(|e| matches!(e, object_store::Error::NotFound { .. })) =>
-            {
-                Ok(None)
-            }
-            Err(e) => Err(Failure::transient(format!("reading the store failed: {e}"))),
-        }
+        let bytes = self
+            .storage
+            .read(&Self::key(content, "manifest.json"))
+            .await?;
+        Ok(bytes.and_then(|bytes| serde_json::from_slice(&bytes).ok()))
     }
 
-    /// Stores one variant of `content`; returns its public URL.
+    /// Stores one variant of `content` (its URL is [`ContentStore::url`]).
     pub async fn put_variant(
         &self,
         content: &str,
         file: &str,
         bytes: Vec<u8>,
         media_type: &'static str,
-    ) -> Result<String, Failure> {
+    ) -> Result<(), Failure> {
         self.storage
             .put(&Self::key(content, file), bytes, media_type)
             .await
+            .map(|_| ())
     }
 
     /// Marks `content` complete: written after every variant.
@@ -366,9 +362,10 @@ mod tests {
     async fn exists(store: &ContentStore, content: &str) -> bool {
         store
             .storage
-            .get(&ContentStore::key(content, "640.webp"))
+            .read(&ContentStore::key(content, "640.webp"))
             .await
-            .is_ok()
+            .unwrap()
+            .is_some()
     }
 
     #[test]

@@ -256,9 +256,15 @@ impl Storage {
         Ok(())
     }
 
-    /// Reads an object back (tests).
-    pub async fn get(&self, key: &str) -> anyhow::Result<bytes::Bytes> {
-        Ok(self.store.get(&self.path(key)).await?.bytes().await?)
+    /// The object under `key`, `None` when there is none; a failure is transient.
+    pub async fn read(&self, key: &str) -> Result<Option<bytes::Bytes>, Failure> {
+        let failed =
+            |e: object_store::Error| Failure::transient(format!("reading the store failed: {e}"));
+        match self.store.get(&self.path(key)).await {
+            Ok(object) => object.bytes().await.map(Some).map_err(failed),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(failed(e)),
+        }
     }
 }
 

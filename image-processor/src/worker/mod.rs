@@ -549,10 +549,10 @@ impl Worker {
             )
         }))
         .buffer_unordered(4)
-        .collect::<Vec<Result<String, Failure>>>()
+        .collect::<Vec<Result<(), Failure>>>()
         .await
         .into_iter()
-        .collect::<Result<Vec<_>, _>>()?;
+        .collect::<Result<(), _>>()?;
         self.content.put_manifest(content, &manifest).await?;
         self.metrics
             .stage("store", store_started.elapsed().as_secs_f64());
