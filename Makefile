@@ -29,7 +29,7 @@ test: stack ## Set up the stack and run every test
 	@scripts/test.sh
 
 .PHONY: build-deps
-build-deps: ## Install the C libraries the build needs when missing (OpenSSL headers)
+build-deps: ## Install the C libraries the build needs when missing (OpenSSL, libaom, libclang)
 	@scripts/build-deps.sh
 
 .PHONY: lint

@@ -10,7 +10,10 @@ with libvips, saved as JPEG Q 90):
   own (aom does) is charged for all of them: the cost per image on a busy server;
 - quality: every output is decoded with libvips and compared with the source scaled to the
   same size (Lanczos3 from the full image, no shrink-on-load): SSIM on luma (Gaussian
-  window 11, sigma 1.5).
+  window 11, sigma 1.5);
+- AVIF at equal SSIM: libvips also saves the 1280-w thumbnail as AVIF at Q 40 to 80 (steps
+  of 5, not timed); the bytes it needs for our 1280-w AVIF's SSIM are interpolated between
+  the two settings that bracket it, and set against our bytes.
 
 Prints one table per photo and a summary in Markdown, for docs/benchmarks.md.
 Usage: python bench-images.py COMPRESS_BINARY SAMPLES_DIR WORK_DIR
@@ -84,6 +87,23 @@ def reference(source: pyvips.Image, width: int, height: int) -> np.ndarray:
     return luma(source.resize(width / source.width, vscale=height / source.height, kernel="lanczos3"))
 
 
+def vips_avif_bytes_at(photo: Path, source: pyvips.Image, target_ssim: float, out: Path) -> float:
+    """The bytes libvips's AVIF needs at 1280 w to reach `target_ssim`, interpolated between
+    the qualities that bracket it (NaN if none does)."""
+    thumb = pyvips.Image.thumbnail(str(photo), 1280).copy_memory()
+    ref = reference(source, thumb.width, thumb.height)
+    points = []
+    for q in range(40, 81, 5):
+        path = out / f"{photo.stem}-sweep.avif"
+        thumb.write_to_file(f"{path}[Q={q},strip]")
+        points.append((ssim(luma(pyvips.Image.new_from_file(str(path))), ref), path.stat().st_size))
+    points.sort()
+    for (s0, b0), (s1, b1) in zip(points, points[1:]):
+        if s0 <= target_ssim <= s1:
+            return b0 + (b1 - b0) * (target_ssim - s0) / (s1 - s0) if s1 > s0 else b0
+    return float("nan")
+
+
 def children_cpu_ms() -> float:
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     return (usage.ru_utime + usage.ru_stime) * 1000
@@ -149,6 +169,9 @@ def main(binary: str, samples: str, work: str) -> None:
                 ba, bb = our_files[(ext, w)].stat().st_size, vips_files[(ext, w)].stat().st_size
                 print(f"| {ext} {w} | {ba} | {bb} | {ba / bb:.2f} | {sa:.4f} | {sb:.4f} |")
                 summary.append((photo.name, ext, w, ba, bb, sa, sb))
+                if ext == "avif" and w == 1280:
+                    equal = vips_avif_bytes_at(photo, source, sa, work_dir / "vips")
+                    summary.append((photo.name, "avif-equal-ssim", w, ba, equal, sa, sa))
         print()
         summary.append((photo.name, "time", 0, our_ms, vips_ms, 0, 0))
     times = [(a, b) for (_, ext, _, a, b, _, _) in summary if ext == "time"]
@@ -159,6 +182,11 @@ def main(binary: str, samples: str, work: str) -> None:
         if rows:
             print(f"- {ext} at 1280 w, median: bytes ours / libvips {statistics.median(r[3] / r[4] for r in rows):.2f}, "
                   f"SSIM ours {statistics.median(r[5] for r in rows):.4f} vs libvips {statistics.median(r[6] for r in rows):.4f}")
+    equal = [r for r in summary if r[1] == "avif-equal-ssim"]
+    if equal:
+        ratios = ", ".join(f"{r[3] / r[4]:.2f}" for r in equal)
+        print(f"- avif at 1280 w, ours / libvips at our SSIM (libvips's bytes interpolated over its Q 40-80): "
+              f"median {statistics.median(r[3] / r[4] for r in equal):.2f} (per photo: {ratios})")
     avif = {r[0]: r for r in summary if r[1] == "avif" and r[2] == 1280}
     webp = {r[0]: r for r in summary if r[1] == "webp" and r[2] == 1280}
     both = [p for p in avif if p in webp]

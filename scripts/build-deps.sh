@@ -3,8 +3,8 @@
 # missing; quiet when they are there:
 # - OpenSSL's headers and pkg-config, for librdkafka's TLS and SASL (the `ssl` feature of
 #   rdkafka; see docs/deploy.md);
-# - nasm, for the assembly of rav1e, the AV1 encoder behind the AVIF variants (without it
-#   AVIF encoding is several times slower).
+# - libaom's headers and library, the AV1 encoder behind the AVIF variants (crate `avif`),
+#   and libclang, with which the aom-sys crate generates its bindings from those headers.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 . "$root/scripts/env.sh"
@@ -12,7 +12,8 @@ missing=()
 if ! { command -v pkg-config >/dev/null && pkg-config --exists openssl; }; then
   missing+=(pkg-config libssl-dev)
 fi
-command -v nasm >/dev/null || missing+=(nasm)
+pkg-config --exists aom 2>/dev/null || missing+=(libaom-dev)
+compgen -G '/usr/lib/llvm-*/lib/libclang.so' >/dev/null || missing+=(libclang-dev)
 if [ ${#missing[@]} -gt 0 ]; then
   apt_install "${missing[@]}"
 fi

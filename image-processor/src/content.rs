@@ -35,8 +35,8 @@ use crate::{
 };
 
 /// Bumped whenever the transform's output for the same bytes and settings changes, so
-/// content made by an older version is not reused.
-const TRANSFORM_VERSION: u32 = 1;
+/// content made by an older version is not reused. 2: AVIF by libaom instead of rav1e.
+const TRANSFORM_VERSION: u32 = 2;
 
 /// Content written this many epochs before the current one, or earlier, and named by no
 /// reference, is deleted.

@@ -8,9 +8,9 @@
 //! - WebP (lossy, quality 80 by default): every current browser shows it, and it keeps
 //!   transparency, so logos and photos share one format. The largest WebP is the variant
 //!   the seed's `compressed_product_images` points at.
-//! - AVIF (rav1e through ravif): smaller at the same quality, for the browsers that accept
-//!   it (`<source type="image/avif">`). Its quality and speed are tuned in
-//!   docs/benchmarks.md against the WebP it sits beside.
+//! - AVIF (libaom, through the workspace's `avif` crate): smaller at the same quality, for
+//!   the browsers that accept it (`<source type="image/avif">`). Its quality and speed are
+//!   tuned in docs/benchmarks.md against the WebP it sits beside and against libvips.
 //!
 //! Outputs carry no metadata at all: no EXIF (GPS, camera serials), no ICC profile. Pixels
 //! are converted to sRGB first, and an untagged image is sRGB to every browser.
@@ -79,9 +79,10 @@ pub struct TransformSettings {
     pub formats: Vec<OutputFormat>,
     /// WebP quality 0–100 (`IMAGE_WEBP_QUALITY`).
     pub webp_quality: f32,
-    /// AVIF quality 0–100 (`IMAGE_AVIF_QUALITY`).
-    pub avif_quality: f32,
-    /// rav1e's speed preset, 1 (slowest, smallest) to 10 (`IMAGE_AVIF_SPEED`).
+    /// AVIF quality 0–100 (`IMAGE_AVIF_QUALITY`), on libvips's scale: libaom's quantizer is
+    /// derived from it as libheif derives it.
+    pub avif_quality: u8,
+    /// libaom's `cpu-used`, 0 (slowest, smallest) to 6 (`IMAGE_AVIF_SPEED`).
     pub avif_speed: u8,
 }
 
@@ -92,9 +93,10 @@ impl Default for TransformSettings {
             widths: vec![320, 640, 960, 1280, 1600],
             formats: vec![OutputFormat::Avif, OutputFormat::Webp],
             webp_quality: 80.0,
-            // At 1280 w: SSIM no worse than the WebP's at 0.70x its bytes, median of the
-            // sample photos (docs/benchmarks.md, `make bench-images`).
-            avif_quality: 78.0,
+            // At 1280 w: SSIM above the WebP's on every sample photo, at 0.60x its bytes
+            // (median); as small as libvips's AVIF at equal SSIM (docs/benchmarks.md,
+            // `make bench-images`).
+            avif_quality: 62,
             avif_speed: 6,
         }
     }
@@ -313,10 +315,15 @@ struct JpegFrame {
 
 /// Bytes per pixel of the largest variant that the variants take while they are made: the
 /// scaled image and its 8-bit RGBA copy, the smaller widths scaled from it, and the
-/// encoders' working buffers (rav1e's frames and libwebp's), one encode at a time. Measured
-/// by `image-processor/tests/decode_memory.rs` and `scripts/measure-decode-memory.sh`,
-/// rounded up.
-const OUTPUT_BYTES_PER_PIXEL: u64 = 24;
+/// encoders' working buffers (libaom's frames, about 30 bytes a pixel in its good-quality
+/// mode, and libwebp's), one encode at a time. Measured by `scripts/measure-decode-memory.sh`
+/// (RSS, which sees the C libraries' allocations) and, for the Rust side,
+/// `image-processor/tests/decode_memory.rs`; rounded up.
+const OUTPUT_BYTES_PER_PIXEL: u64 = 40;
+
+/// What the encoders hold whatever the size (libaom's context and tables: a 800 x 500
+/// picture's ladder peaked 2 MB above its per-pixel share), measured the same way.
+const ENCODER_BYTES: u64 = 8 << 20;
 
 impl Header {
     /// The size after EXIF orientation (a quarter turn swaps the sides).
@@ -388,7 +395,10 @@ impl Header {
         } else {
             u64::from(width) * u64::from(decoded_size.1) * bytes_per_pixel
         };
-        decoded + between_passes + u64::from(width) * u64::from(height) * OUTPUT_BYTES_PER_PIXEL
+        decoded
+            + between_passes
+            + u64::from(width) * u64::from(height) * OUTPUT_BYTES_PER_PIXEL
+            + ENCODER_BYTES
     }
 
     /// The largest variant's size as the source stores it (before orientation).
@@ -759,29 +769,17 @@ fn encode_webp(image: &DynamicImage, quality: f32) -> Result<Vec<u8>, Failure> {
     Ok(encoded.to_vec())
 }
 
-/// AVIF, 8 bits per channel, on the calling thread (the processor gives each image one CPU
-/// permit). Fully transparent pixels are cleaned so their hidden colour costs no bytes.
+/// AVIF through libaom (crate `avif`), 8 bits per channel, on the calling thread (the
+/// processor gives each image one CPU permit).
 fn encode_avif(image: &DynamicImage, settings: &TransformSettings) -> Result<Vec<u8>, Failure> {
-    use rgb::FromSlice;
-    let (width, height) = (image.width() as usize, image.height() as usize);
-    let encoder = ravif::Encoder::new()
-        .with_quality(settings.avif_quality)
-        .with_alpha_quality(settings.avif_quality)
-        .with_speed(settings.avif_speed)
-        .with_bit_depth(ravif::BitDepth::Eight)
-        .with_num_threads(Some(1))
-        .with_alpha_color_mode(ravif::AlphaColorMode::UnassociatedClean);
-    let encoded = match image {
-        DynamicImage::ImageRgba8(rgba) => {
-            encoder.encode_rgba(ravif::Img::new(rgba.as_raw().as_rgba(), width, height))
-        }
-        DynamicImage::ImageRgb8(rgb) => {
-            encoder.encode_rgb(ravif::Img::new(rgb.as_raw().as_rgb(), width, height))
-        }
+    let pixels = match image {
+        DynamicImage::ImageRgba8(rgba) => avif::Pixels::Rgba(rgba.as_raw()),
+        DynamicImage::ImageRgb8(rgb) => avif::Pixels::Rgb(rgb.as_raw()),
         _ => unreachable!("converted to 8-bit RGB(A) before encoding"),
-    }
-    .map_err(|e| Failure::permanent(format!("AVIF encoding failed: {e}")))?;
-    Ok(encoded.avif_file)
+    };
+    let encoder = avif::Settings::from_quality(settings.avif_quality, settings.avif_speed);
+    avif::encode(pixels, image.width(), image.height(), encoder)
+        .map_err(|e| Failure::permanent(format!("AVIF encoding failed: {e}")))
 }
 
 /// The ThumbHash and the dominant colour, from the image scaled to fit 100 x 100 (the most
@@ -893,7 +891,7 @@ mod tests {
     }
 
     /// WebP only, to the given widths: the tests about decoding, colour and orientation
-    /// need no AVIF (slower to make, and no AVIF decoder is built here).
+    /// need no AVIF, which is slower to make (tests/golden.rs checks AVIF colours).
     fn webp_to(widths: &[u32]) -> TransformSettings {
         TransformSettings {
             widths: widths.to_vec(),
@@ -902,11 +900,10 @@ mod tests {
         }
     }
 
-    /// The size an AVIF file declares in its AV1 sequence header.
+    /// The size of an AVIF file's decoded picture.
     fn avif_size(bytes: &[u8]) -> (u32, u32) {
-        let avif = avif_parse::read_avif(&mut Cursor::new(bytes)).unwrap();
-        let meta = avif.primary_item_metadata().unwrap();
-        (meta.max_frame_width.get(), meta.max_frame_height.get())
+        let decoded = avif::decode(bytes).unwrap();
+        (decoded.width, decoded.height)
     }
 
     #[test]
@@ -1160,7 +1157,7 @@ mod tests {
         // variants; no scaling, as the largest variant is the source's size.
         assert_eq!(
             header.peak_bytes(&settings),
-            pixels * (2 * 3 + 3) + pixels * OUTPUT_BYTES_PER_PIXEL
+            pixels * (2 * 3 + 3) + pixels * OUTPUT_BYTES_PER_PIXEL + ENCODER_BYTES
         );
         // The same frame header marked progressive (SOF2): three components' coefficients.
         let sof0 = PHOTO.windows(2).position(|w| w == [0xFF, 0xC0]).unwrap();
@@ -1171,7 +1168,7 @@ mod tests {
             inspect(&progressive, &settings)
                 .unwrap()
                 .peak_bytes(&settings),
-            pixels * (2 * 3 + 3) + pixels * 2 * 3 + pixels * OUTPUT_BYTES_PER_PIXEL
+            pixels * (2 * 3 + 3) + pixels * 2 * 3 + pixels * OUTPUT_BYTES_PER_PIXEL + ENCODER_BYTES
         );
         // A ladder up to 320 w: the JPEG is decoded at half size, 320 x 214, which is the
         // largest variant's size, so the resizer holds nothing more.
@@ -1179,14 +1176,17 @@ mod tests {
         assert_eq!(header.jpeg_shrink(&small), 2);
         assert_eq!(
             header.peak_bytes(&small),
-            320 * 214 * (2 * 3 + 3) + 320 * 214 * OUTPUT_BYTES_PER_PIXEL
+            320 * 214 * (2 * 3 + 3) + 320 * 214 * OUTPUT_BYTES_PER_PIXEL + ENCODER_BYTES
         );
         // Up to 300 w: still half size (a quarter would be narrower than 300), then scaled.
         let smaller = webp_to(&[300]);
         assert_eq!(header.jpeg_shrink(&smaller), 2);
         assert_eq!(
             header.peak_bytes(&smaller),
-            320 * 214 * (2 * 3 + 3) + 300 * 214 * 3 + 300 * 200 * OUTPUT_BYTES_PER_PIXEL
+            320 * 214 * (2 * 3 + 3)
+                + 300 * 214 * 3
+                + 300 * 200 * OUTPUT_BYTES_PER_PIXEL
+                + ENCODER_BYTES
         );
     }
 

@@ -2,7 +2,8 @@
 //! ([`transform::Header::peak_bytes`]). If that figure fell short of what compressing really
 //! allocates, the budget (`IMAGE_DECODE_MEMORY_MB`) would not bound anything. A counting
 //! allocator measures the real peak of compressing each kind of source and checks it against
-//! the figure. This is a test binary of its own, with one test, so no other test's
+//! the figure. It sees Rust's allocations only: what the C encoders (libaom, libwebp)
+//! allocate is measured as RSS by `scripts/measure-decode-memory.sh` (docs/deploy.md). This is a test binary of its own, with one test, so no other test's
 //! allocations are counted.
 
 use std::io::Cursor;

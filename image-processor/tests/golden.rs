@@ -3,12 +3,13 @@
 //! the processor's transform and held to the sRGB truth it should show.
 //!
 //! The fixtures are made here, in code, from `tests/fixtures/images/coffee.png` (600x400),
-//! so each states exactly how it was stored. Each is checked for:
-//! - orientation and size: the largest WebP is the photo's upright size;
-//! - colour: the mean CIEDE2000 between the WebP and the truth, both scaled to 48 px wide
-//!   (so compression noise averages out), is at most 2 (1 is about the smallest difference
-//!   an observer notices side by side). An image shown with wrong colours, turned, or
-//!   mirrored scores far above it (the last test shows by how much).
+//! so each states exactly how it was stored. The largest variant of each format, WebP and
+//! AVIF, is decoded (AVIF by the `avif` crate, through libaom) and checked for:
+//! - orientation and size: the photo's upright size;
+//! - colour: the mean CIEDE2000 between the variant and the truth, both scaled to 48 px
+//!   wide (so compression noise averages out), is at most 2 (1 is about the smallest
+//!   difference an observer notices side by side). An image shown with wrong colours,
+//!   turned, or mirrored scores far above it (the last test shows by how much).
 
 use image::{
     DynamicImage, ImageBuffer, ImageEncoder, ImageFormat, Rgb, RgbImage, Rgba, RgbaImage,
@@ -29,16 +30,28 @@ fn truth() -> RgbImage {
 fn settings() -> TransformSettings {
     TransformSettings {
         widths: vec![320, 640],
-        formats: vec![OutputFormat::Webp],
+        formats: vec![OutputFormat::Avif, OutputFormat::Webp],
         ..Default::default()
     }
 }
 
-/// The largest WebP the transform makes of `bytes`, decoded.
-fn compressed(bytes: &[u8]) -> DynamicImage {
+/// The largest variant of each format the transform makes of `bytes`, decoded.
+fn compressed(bytes: &[u8]) -> [(OutputFormat, DynamicImage); 2] {
     let out = transform::compress(bytes, &settings()).unwrap_or_else(|f| panic!("{f}"));
-    let webp = out.largest(OutputFormat::Webp).unwrap();
-    image::load_from_memory_with_format(&webp.bytes, ImageFormat::WebP).unwrap()
+    [OutputFormat::Webp, OutputFormat::Avif].map(|format| {
+        let variant = out.largest(format).unwrap();
+        let image = match format {
+            OutputFormat::Webp => {
+                image::load_from_memory_with_format(&variant.bytes, ImageFormat::WebP).unwrap()
+            }
+            OutputFormat::Avif => {
+                let decoded = avif::decode(&variant.bytes).unwrap();
+                let rgba = RgbaImage::from_raw(decoded.width, decoded.height, decoded.rgba);
+                DynamicImage::ImageRgba8(rgba.unwrap())
+            }
+        };
+        (format, image)
+    })
 }
 
 /// Mean CIEDE2000 between two images of one aspect ratio, both scaled to 48 px wide, each
@@ -68,18 +81,20 @@ fn mean_delta_e(a: &DynamicImage, b: &DynamicImage) -> f32 {
 
 /// Checks the size and colour of what the transform makes of `bytes` against `want`.
 fn assert_shows(what: &str, bytes: &[u8], want: &DynamicImage) {
-    let got = compressed(bytes);
-    assert_eq!(
-        (got.width(), got.height()),
-        (want.width(), want.height()),
-        "{what}: size"
-    );
-    let delta_e = mean_delta_e(&got, want);
-    assert!(
-        delta_e <= 2.0,
-        "{what}: mean CIEDE2000 {delta_e:.2} against the truth"
-    );
-    eprintln!("{what}: mean CIEDE2000 {delta_e:.2}");
+    for (format, got) in compressed(bytes) {
+        let what = format!("{what}, {}", format.media_type());
+        assert_eq!(
+            (got.width(), got.height()),
+            (want.width(), want.height()),
+            "{what}: size"
+        );
+        let delta_e = mean_delta_e(&got, want);
+        assert!(
+            delta_e <= 2.0,
+            "{what}: mean CIEDE2000 {delta_e:.2} against the truth"
+        );
+        eprintln!("{what}: mean CIEDE2000 {delta_e:.2}");
+    }
 }
 
 fn jpeg(image: &RgbImage, exif: Option<Vec<u8>>, profile: Option<Vec<u8>>) -> Vec<u8> {
@@ -203,13 +218,15 @@ fn a_wide_gamut_source_shown_untagged_is_what_the_check_catches() {
         ("ProPhoto", moxcms::ColorProfile::new_pro_photo_rgb()),
     ] {
         let pixels = to_8_bits(&in_profile(&profile));
-        let got = compressed(&jpeg(&pixels, None, None));
-        let delta_e = mean_delta_e(&got, &DynamicImage::ImageRgb8(truth()));
-        assert!(
-            delta_e > 2.0,
-            "{name}: mean CIEDE2000 {delta_e:.2} should exceed the bound"
-        );
-        eprintln!("{name} shown untagged: mean CIEDE2000 {delta_e:.2}");
+        for (format, got) in compressed(&jpeg(&pixels, None, None)) {
+            let delta_e = mean_delta_e(&got, &DynamicImage::ImageRgb8(truth()));
+            let format = format.media_type();
+            assert!(
+                delta_e > 2.0,
+                "{name}, {format}: mean CIEDE2000 {delta_e:.2} should exceed the bound"
+            );
+            eprintln!("{name} shown untagged, {format}: mean CIEDE2000 {delta_e:.2}");
+        }
     }
 }
 
