@@ -3,7 +3,8 @@
 //! the processor's transform and held to the sRGB truth it should show.
 //!
 //! The fixtures are made here, in code, from `tests/fixtures/images/coffee.png` (600x400),
-//! so each states exactly how it was stored. The largest variant of each format, WebP and
+//! so each states exactly how it was stored; so is the CMYK printing profile, since no
+//! freely licensed one is at hand ([`cmyk_profile`]). The largest variant of each format, WebP and
 //! AVIF, is decoded (AVIF by the `avif` crate, through libaom) and checked for:
 //! - orientation and size: the photo's upright size;
 //! - colour: the mean CIEDE2000 between the variant and the truth, both scaled to 48 px
@@ -364,6 +365,156 @@ fn cmyk_and_ycck_jpegs_without_a_profile_come_out_in_srgb() {
         &cmyk_jpeg(jpeg_encoder::ColorType::CmykAsYcck, false, &ink),
         &truth,
     );
+}
+
+/// A printer's CMYK profile, made here because no freely licensed one is at hand: version
+/// 2.1, Lab connection space, one lut16 A2B table, as FOGRA and SWOP profiles are made. Its
+/// inks print darker than their amounts (dot gain): an amount `x` covers `x^DOT_GAIN` of
+/// the paper. The input curves carry that; the 11-point grid holds the naive separation's
+/// colours, in Lab (D50) with v2's 16-bit encoding.
+fn cmyk_profile() -> Vec<u8> {
+    const GRID: usize = 11;
+    const CURVE: usize = 256;
+    let coverage: Vec<u16> = (0..CURVE)
+        .map(|i| ((i as f64 / (CURVE - 1) as f64).powf(DOT_GAIN) * 65_535.0).round() as u16)
+        .collect();
+    let mut clut = Vec::with_capacity(GRID.pow(4) * 3);
+    for index in 0..GRID.pow(4) {
+        // The first ink varies slowest, as ICC lays the grid out.
+        let [c, m, y, k] = [3, 2, 1, 0].map(|d| (index / GRID.pow(d)) % GRID);
+        let light = |ink: usize| 1.0 - ink as f64 / (GRID - 1) as f64;
+        let rgb = [c, m, y].map(|ink| light(ink) * light(k));
+        let [l, a, b] = srgb_to_lab_d50(rgb);
+        clut.extend(
+            [l * 652.8, (a + 128.0) * 256.0, (b + 128.0) * 256.0].map(|v| v.round() as u16),
+        );
+    }
+    let lut = moxcms::LutWarehouse::Lut(moxcms::LutDataType {
+        num_input_channels: 4,
+        num_output_channels: 3,
+        num_clut_grid_points: GRID as u8,
+        matrix: moxcms::Matrix3d::IDENTITY,
+        num_input_table_entries: CURVE as u16,
+        num_output_table_entries: 2,
+        input_table: moxcms::LutStore::Store16(coverage.repeat(4)),
+        clut_table: moxcms::LutStore::Store16(clut),
+        output_table: moxcms::LutStore::Store16([0, 65_535].repeat(3)),
+        lut_type: moxcms::LutType::Lut16,
+    });
+    let d50 = moxcms::Xyzd::new(0.9642, 1.0, 0.8249);
+    let mut profile = moxcms::ColorProfile::default();
+    profile.color_space = moxcms::DataColorSpace::Cmyk;
+    profile.pcs = moxcms::DataColorSpace::Lab;
+    profile.profile_class = moxcms::ProfileClass::OutputDevice;
+    profile.white_point = d50;
+    profile.media_white_point = Some(d50);
+    profile.lut_a_to_b_perceptual = Some(lut.clone());
+    profile.lut_a_to_b_colorimetric = Some(lut);
+    let mut bytes = profile.encode().unwrap();
+    // moxcms writes version 4; the table is in v2's Lab encoding, so say 2.1.
+    bytes[8..12].copy_from_slice(&[2, 0x10, 0, 0]);
+    bytes
+}
+
+/// How much darker the profile's inks print than their amounts (see [`cmyk_profile`]).
+const DOT_GAIN: f64 = 0.6;
+
+/// sRGB (0–1) to CIE Lab under D50, the ICC connection space, through the D50-adapted sRGB
+/// matrix of the ICC's sRGB profile.
+fn srgb_to_lab_d50(rgb: [f64; 3]) -> [f64; 3] {
+    let [r, g, b] = rgb.map(|v| {
+        if v <= 0.04045 {
+            v / 12.92
+        } else {
+            ((v + 0.055) / 1.055).powf(2.4)
+        }
+    });
+    let xyz = [
+        0.436_074_7 * r + 0.385_064_9 * g + 0.143_080_4 * b,
+        0.222_504_5 * r + 0.716_878_6 * g + 0.060_616_9 * b,
+        0.013_932_2 * r + 0.097_104_5 * g + 0.714_173_3 * b,
+    ];
+    let [fx, fy, fz] = [xyz[0] / 0.9642, xyz[1], xyz[2] / 0.8249].map(|t| {
+        if t > (6.0f64 / 29.0).powi(3) {
+            t.cbrt()
+        } else {
+            t / (3.0 * (6.0f64 / 29.0).powi(2)) + 4.0 / 29.0
+        }
+    });
+    [116.0 * fy - 16.0, 500.0 * (fx - fy), 200.0 * (fy - fz)]
+}
+
+/// The truth separated for the profile's press: the naive separation's coverage, turned
+/// back into the (smaller) ink amounts that give it.
+fn ink_for_the_profile() -> Vec<u8> {
+    ink()
+        .into_iter()
+        .map(|coverage| ((f64::from(coverage) / 255.0).powf(1.0 / DOT_GAIN) * 255.0).round() as u8)
+        .collect()
+}
+
+fn with_icc_profile(color: jpeg_encoder::ColorType, ink: &[u8], profile: &[u8]) -> Vec<u8> {
+    let truth = truth();
+    let mut out = Vec::new();
+    let mut encoder = jpeg_encoder::Encoder::new(&mut out, 95);
+    encoder.add_icc_profile(profile).unwrap();
+    encoder
+        .encode(ink, truth.width() as u16, truth.height() as u16, color)
+        .unwrap();
+    out
+}
+
+#[test]
+fn cmyk_and_ycck_jpegs_with_a_profile_are_converted_through_it() {
+    let truth = DynamicImage::ImageRgb8(truth());
+    let (profile, ink) = (cmyk_profile(), ink_for_the_profile());
+    for (what, color) in [
+        ("CMYK JPEG with a profile", jpeg_encoder::ColorType::Cmyk),
+        (
+            "YCCK JPEG with a profile",
+            jpeg_encoder::ColorType::CmykAsYcck,
+        ),
+    ] {
+        assert_shows(what, &with_icc_profile(color, &ink, &profile), &truth);
+    }
+    // The same ink without the profile is converted naively: too light, and caught.
+    for (format, got) in compressed(&cmyk_jpeg(jpeg_encoder::ColorType::Cmyk, false, &ink)) {
+        let delta_e = mean_delta_e(&got, &truth);
+        let format = format.media_type();
+        assert!(
+            delta_e > 2.0,
+            "{format}: mean CIEDE2000 {delta_e:.2} without the profile"
+        );
+        eprintln!("the profile's ink converted without it, {format}: mean CIEDE2000 {delta_e:.2}");
+    }
+}
+
+/// The JPEG without its Adobe APP14 segment.
+fn without_adobe_marker(jpeg: &[u8]) -> Vec<u8> {
+    let mut at = 2; // after SOI
+    while jpeg[at] == 0xFF && jpeg[at + 1] != 0xDA {
+        let length = usize::from(u16::from_be_bytes([jpeg[at + 2], jpeg[at + 3]]));
+        if jpeg[at + 1] == 0xEE {
+            return [&jpeg[..at], &jpeg[at + 2 + length..]].concat();
+        }
+        at += 2 + length;
+    }
+    panic!("no Adobe marker before the scan");
+}
+
+#[test]
+fn plain_cmyk_without_the_adobe_marker_is_read_as_ink() {
+    // Without Adobe's marker, CMYK is stored as plain ink amounts. jpeg-encoder stores
+    // inverted ink under the marker, so it is given inverted ink, and the marker removed.
+    let inverted: Vec<u8> = ink().into_iter().map(|v| 255 - v).collect();
+    let adobe = cmyk_jpeg(jpeg_encoder::ColorType::Cmyk, false, &inverted);
+    let plain = without_adobe_marker(&adobe);
+    assert!(adobe.windows(5).any(|w| w == b"Adobe"));
+    assert!(
+        !plain.windows(5).any(|w| w == b"Adobe"),
+        "the marker is gone"
+    );
+    assert_shows("plain CMYK JPEG", &plain, &DynamicImage::ImageRgb8(truth()));
 }
 
 #[test]
