@@ -224,16 +224,26 @@ pub fn routes(state: AppState, images_dir: Option<std::path::PathBuf>) -> Route 
         // their public URLs work without a separate file server. A stored object never
         // changes (a new image gets a new key), so browsers and CDNs may keep it for good,
         // as object storage is told for S3; a 404 is not cached.
-        let images = StaticFilesEndpoint::new(dir.join("images")).after(|response| async move {
-            let mut response = response?;
-            if response.status().is_success() {
-                response.headers_mut().insert(
-                    poem::http::header::CACHE_CONTROL,
-                    poem::http::HeaderValue::from_static("public, max-age=31536000, immutable"),
-                );
-            }
-            Ok(response)
-        });
+        let images = StaticFilesEndpoint::new(dir.join("images"))
+            .before(|mut req| async move {
+                // HEAD is GET without the body (RFC 9110 §9.3.2), which CDNs and link
+                // checkers ask; the endpoint answers GET only. The server leaves the body
+                // out of the answer to a HEAD.
+                if req.method() == poem::http::Method::HEAD {
+                    req.set_method(poem::http::Method::GET);
+                }
+                Ok(req)
+            })
+            .after(|response| async move {
+                let mut response = response?;
+                if response.status().is_success() {
+                    response.headers_mut().insert(
+                        poem::http::header::CACHE_CONTROL,
+                        poem::http::HeaderValue::from_static("public, max-age=31536000, immutable"),
+                    );
+                }
+                Ok(response)
+            });
         route = route.nest("/images", images);
     }
     let allowed = AllowedMethods::from_openapi(&api.spec());

@@ -107,6 +107,22 @@ async fn a_photo_gets_the_whole_ladder_in_both_formats_with_srcsets_and_placehol
         );
         let bytes = response.bytes().await.unwrap();
         assert_eq!(variant["bytes"], bytes.len(), "{url}");
+        // HEAD, as CDNs and link checkers ask: the same headers, no body.
+        let head = pipeline.app.http.head(url).send().await.unwrap();
+        assert_eq!(head.status(), 200, "HEAD {url}");
+        assert_eq!(
+            head.headers()["content-type"],
+            variant["format"].as_str().unwrap()
+        );
+        assert_eq!(
+            head.headers()["content-length"].to_str().unwrap(),
+            bytes.len().to_string(),
+            "HEAD {url}"
+        );
+        assert!(
+            head.bytes().await.unwrap().is_empty(),
+            "HEAD {url}: no body"
+        );
         let declared = (
             variant["width"].as_u64().unwrap() as u32,
             variant["height"].as_u64().unwrap() as u32,
