@@ -148,7 +148,8 @@ def main(binary: str, samples: str, work: str) -> None:
     summary = []
     print(f"libvips {pyvips.version(0)}.{pyvips.version(1)}.{pyvips.version(2)}, one thread each, median of {RUNS} runs; "
           f"ours: IMAGE_AVIF_QUALITY={os.environ.get('IMAGE_AVIF_QUALITY', 'default')}, "
-          f"IMAGE_AVIF_SPEED={os.environ.get('IMAGE_AVIF_SPEED', 'default')}; libvips: WebP Q {VIPS_WEBP_Q}, AVIF Q {VIPS_AVIF_Q}\n")
+          f"IMAGE_AVIF_SPEED={os.environ.get('IMAGE_AVIF_SPEED', 'default')}, "
+          f"IMAGE_AVIF_MODE={os.environ.get('IMAGE_AVIF_MODE', 'default')}; libvips: WebP Q {VIPS_WEBP_Q}, AVIF Q {VIPS_AVIF_Q}\n")
     for name, width, height in PHOTOS:
         photo = make_photo(Path(samples), work_dir, name, width, height)
         source = pyvips.Image.new_from_file(str(photo))

@@ -4,7 +4,8 @@
 # Installs what it lacks: Debian's libvips (libvips-tools, which brings the library and its
 # AVIF support through libheif and aom) and a virtualenv with pyvips and numpy.
 #   RUNS=3                 runs per ladder (the median is reported)
-#   IMAGE_AVIF_QUALITY=…   our settings, as the processor reads them
+#   IMAGE_AVIF_QUALITY=…   our settings, as the processor reads them (also IMAGE_AVIF_SPEED,
+#                          IMAGE_AVIF_MODE)
 #   VIPS_AVIF_Q=50         libvips's AVIF quality (its default)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)

@@ -3,7 +3,8 @@
 //!
 //! libaom is the AV1 encoder libvips uses through libheif, and libavif's default. Its
 //! good-quality mode at `cpu-used` 6, tuned for SSIM, makes stills as small as libvips's at
-//! equal SSIM in less time; rav1e (through ravif), used before, needed about 1.25x the
+//! equal SSIM in less time (its all-intra mode, [`Mode::AllIntra`], takes half that time
+//! for about 7% more bytes); rav1e (through ravif), used before, needed about 1.25x the
 //! bytes (docs/benchmarks.md). The system's library is linked (Debian's libaom-dev, version
 //! 3.6 on bookworm): building libaom from source would add minutes to every clean build.
 //!
@@ -42,18 +43,69 @@ pub enum Error {
 pub struct Settings {
     /// The constant quantizer, 0 (best) to 63: libaom's `cq-level`.
     pub cq_level: u8,
-    /// libaom's `cpu-used` in good-quality mode, 0 (slowest, smallest) to 6.
+    /// libaom's `cpu-used`, 0 (slowest, smallest) to the mode's fastest.
     pub speed: u8,
+    pub mode: Mode,
+}
+
+/// libaom's usage: which of its encoders' searches run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Mode {
+    /// Good quality (`cpu-used` 0–6): as small as libvips's AVIF at equal SSIM.
+    #[default]
+    Good,
+    /// All intra, libaom's mode for stills (`cpu-used` 0–9): at the same `cpu-used`, about
+    /// half the time for about 7% more bytes at equal SSIM (docs/benchmarks.md).
+    AllIntra,
+}
+
+impl Mode {
+    /// The highest `cpu-used` libaom takes in this mode.
+    pub fn fastest(self) -> u8 {
+        match self {
+            Self::Good => 6,
+            Self::AllIntra => 9,
+        }
+    }
+
+    fn usage(self) -> u32 {
+        match self {
+            Self::Good => aom::AOM_USAGE_GOOD_QUALITY,
+            Self::AllIntra => aom::AOM_USAGE_ALL_INTRA,
+        }
+    }
+}
+
+impl std::str::FromStr for Mode {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text.trim() {
+            "good" => Ok(Self::Good),
+            "all-intra" => Ok(Self::AllIntra),
+            other => Err(format!("{other:?} is not an AVIF mode (good, all-intra)")),
+        }
+    }
+}
+
+impl std::fmt::Display for Mode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Good => "good",
+            Self::AllIntra => "all-intra",
+        })
+    }
 }
 
 impl Settings {
     /// From a quality of 0 to 100, mapped to the quantizer as libheif maps it, so a quality
-    /// here means what libvips's `Q` means.
-    pub fn from_quality(quality: u8, speed: u8) -> Self {
+    /// here means what libvips's `Q` means; the speed is capped at the mode's fastest.
+    pub fn from_quality(quality: u8, speed: u8, mode: Mode) -> Self {
         let quality = u32::from(quality.min(100));
         Self {
             cq_level: (((100 - quality) * 63 + 50) / 100) as u8,
-            speed: speed.min(6),
+            speed: speed.min(mode.fastest()),
+            mode,
         }
     }
 }
@@ -311,7 +363,7 @@ fn encode_frame(
     let mut cfg = MaybeUninit::<aom::aom_codec_enc_cfg_t>::zeroed();
     // SAFETY: cfg points to writable memory of the right type, filled by libaom.
     let result = unsafe {
-        aom::aom_codec_enc_config_default(iface, cfg.as_mut_ptr(), aom::AOM_USAGE_GOOD_QUALITY)
+        aom::aom_codec_enc_config_default(iface, cfg.as_mut_ptr(), settings.mode.usage())
     };
     if result != aom::aom_codec_err_t::AOM_CODEC_OK {
         return Err(Error::Codec {
@@ -349,7 +401,10 @@ fn encode_frame(
         }
     })?;
     use aom::aome_enc_control_id as control;
-    encoder.control(control::AOME_SET_CPUUSED, i32::from(settings.speed.min(6)))?;
+    encoder.control(
+        control::AOME_SET_CPUUSED,
+        i32::from(settings.speed.min(settings.mode.fastest())),
+    )?;
     encoder.control(
         control::AOME_SET_CQ_LEVEL,
         i32::from(settings.cq_level.min(63)),
@@ -629,7 +684,13 @@ mod tests {
     }
 
     fn encoded(pixels: Pixels<'_>, width: u32, height: u32, quality: u8) -> Vec<u8> {
-        encode(pixels, width, height, Settings::from_quality(quality, 6)).unwrap()
+        encode(
+            pixels,
+            width,
+            height,
+            Settings::from_quality(quality, 6, Mode::Good),
+        )
+        .unwrap()
     }
 
     fn mean_error(a: &[u8], b: &[u8], channels: usize) -> [f64; 4] {
@@ -644,10 +705,15 @@ mod tests {
 
     #[test]
     fn quality_maps_to_the_quantizer_as_libheif_does() {
-        assert_eq!(Settings::from_quality(100, 6).cq_level, 0);
-        assert_eq!(Settings::from_quality(0, 6).cq_level, 63);
-        assert_eq!(Settings::from_quality(50, 6).cq_level, 32);
-        assert_eq!(Settings::from_quality(62, 9).speed, 6);
+        let at = |quality, speed, mode| Settings::from_quality(quality, speed, mode);
+        assert_eq!(at(100, 6, Mode::Good).cq_level, 0);
+        assert_eq!(at(0, 6, Mode::Good).cq_level, 63);
+        assert_eq!(at(50, 6, Mode::Good).cq_level, 32);
+        assert_eq!(at(62, 9, Mode::Good).speed, 6);
+        assert_eq!(at(62, 9, Mode::AllIntra).speed, 9);
+        assert_eq!("all-intra".parse(), Ok(Mode::AllIntra));
+        assert_eq!(Mode::AllIntra.to_string().parse(), Ok(Mode::AllIntra));
+        assert!("fast".parse::<Mode>().is_err());
     }
 
     #[test]
@@ -670,6 +736,18 @@ mod tests {
         let parsed = avif_parse::read_avif(&mut std::io::Cursor::new(&file)).unwrap();
         assert!(parsed.alpha_item.is_none());
         assert!(parsed.primary_item_metadata().unwrap().still_picture);
+    }
+
+    #[test]
+    fn all_intra_mode_makes_a_file_that_decodes_too() {
+        let (width, height) = (150, 100);
+        let rgba = picture(width, height, 4);
+        for speed in [6, 9] {
+            let settings = Settings::from_quality(80, speed, Mode::AllIntra);
+            let file = encode(Pixels::Rgba(&rgba), width, height, settings).unwrap();
+            let error = mean_error(&rgba, &decode(&file).unwrap().rgba, 4);
+            assert!(error.iter().all(|&e| e < 4.0), "speed {speed}: {error:?}");
+        }
     }
 
     #[test]

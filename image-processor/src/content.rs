@@ -91,11 +91,12 @@ impl ContentStore {
     pub fn new(storage: Storage, epoch: Duration, settings: &TransformSettings) -> Self {
         let formats: Vec<&str> = settings.formats.iter().map(|f| f.extension()).collect();
         let fingerprint = format!(
-            "v{TRANSFORM_VERSION} widths={:?} formats={formats:?} webp={} avif={}@{} max_pixels={}",
+            "v{TRANSFORM_VERSION} widths={:?} formats={formats:?} webp={} avif={}@{}/{} max_pixels={}",
             settings.widths,
             settings.webp_quality,
             settings.avif_quality,
             settings.avif_speed,
+            settings.avif_mode,
             settings.max_pixels,
         );
         Self {

@@ -124,7 +124,11 @@ impl Settings {
                 .context("IMAGE_VARIANT_FORMATS")?,
                 webp_quality: env::parse("IMAGE_WEBP_QUALITY", defaults.webp_quality)?,
                 avif_quality: env::parse("IMAGE_AVIF_QUALITY", defaults.avif_quality)?,
-                avif_speed: env::parse("IMAGE_AVIF_SPEED", defaults.avif_speed)?.min(6),
+                avif_speed: env::parse("IMAGE_AVIF_SPEED", defaults.avif_speed)?,
+                avif_mode: env::string("IMAGE_AVIF_MODE", "good")
+                    .parse()
+                    .map_err(anyhow::Error::msg)
+                    .context("IMAGE_AVIF_MODE")?,
             },
             image_concurrency: env::parse("IMAGE_CONCURRENCY", 4)?,
             jobs_in_flight: env::parse("IMAGE_JOBS_IN_FLIGHT", 4)?,
