@@ -18,7 +18,9 @@
 //!   copy is used; if the old one went meanwhile, the source is processed again.
 //!
 //! So no object that a reference names, or that a job in flight is about to name, is ever
-//! deleted, without any lock between the processors and the cleanup.
+//! deleted, without any lock between the processors and the cleanup. Only the listing's cost
+//! is shared out: each round of cleanup is claimed by one processor
+//! ([`ContentStore::claim_cleanup`]), so the store is listed once a round, not once per replica.
 
 use std::collections::{BTreeMap, HashSet};
 use std::time::{Duration, SystemTime};
@@ -295,6 +297,48 @@ impl ContentStore {
         Ok(deleted)
     }
 
+    /// Claims cleanup round `round` (the time divided by `IMAGE_GC_INTERVAL`): true for the
+    /// one processor whose claim is stored first, false for every other, so the store is
+    /// listed once a round however many replicas run. The claim is an empty object
+    /// `gc/<round>` written only if absent; claims of earlier rounds are deleted. A store
+    /// that cannot write only-if-absent gets a true from every processor: each cleans up,
+    /// which is safe, only slower.
+    pub async fn claim_cleanup(&self, round: u64) -> Result<bool, Failure> {
+        let failed = |e: object_store::Error| {
+            Failure::transient(format!("claiming the cleanup round failed: {e}"))
+        };
+        let create = object_store::PutOptions {
+            mode: object_store::PutMode::Create,
+            ..Default::default()
+        };
+        let claim = self.storage.path(&format!("gc/{round}"));
+        match self
+            .storage
+            .store()
+            .put_opts(&claim, object_store::PutPayload::new(), create)
+            .await
+        {
+            Ok(_) => {}
+            Err(object_store::Error::AlreadyExists { .. }) => return Ok(false),
+            Err(object_store::Error::NotImplemented { .. }) => return Ok(true),
+            Err(e) => return Err(failed(e)),
+        }
+        for parts in self.list("gc").await.map_err(failed)? {
+            let earlier = parts
+                .get(1)
+                .and_then(|r| r.parse::<u64>().ok())
+                .is_some_and(|r| r < round);
+            if earlier {
+                let location = self.storage.path(&parts.join("/"));
+                match self.storage.store().delete(&location).await {
+                    Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                    Err(e) => return Err(failed(e)),
+                }
+            }
+        }
+        Ok(true)
+    }
+
     /// Every object under `top`, as its key's parts after the storage prefix.
     async fn list(&self, top: &str) -> Result<Vec<Vec<String>>, object_store::Error> {
         let prefix = self.storage.path("");
@@ -420,6 +464,42 @@ mod tests {
             Some((fresh.clone(), manifest(), Found::Copied))
         );
         assert!(exists(&store, &fresh).await);
+    }
+
+    #[tokio::test]
+    async fn each_cleanup_round_is_claimed_by_one_processor_and_old_claims_go() {
+        // In memory and in a local directory (`IMAGE_STORAGE_URL=file://…`).
+        let dir = std::env::temp_dir().join(format!("catalog-claims-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let local = Storage::from_url(&format!("file://{}", dir.display()), "http://images");
+        let stores = [
+            store(),
+            ContentStore::new(
+                local.unwrap(),
+                Duration::from_secs(86_400),
+                &TransformSettings::default(),
+            ),
+        ];
+        for one in stores {
+            let other = ContentStore::new(
+                one.storage.clone(),
+                Duration::from_secs(86_400),
+                &TransformSettings::default(),
+            );
+            assert!(one.claim_cleanup(7).await.unwrap());
+            assert!(!other.claim_cleanup(7).await.unwrap(), "round 7 is taken");
+            assert!(
+                !one.claim_cleanup(7).await.unwrap(),
+                "even by its own holder"
+            );
+            assert!(other.claim_cleanup(8).await.unwrap());
+            assert_eq!(
+                one.list("gc").await.unwrap(),
+                [["gc", "8"]],
+                "round 7's claim went"
+            );
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[tokio::test]

@@ -9,7 +9,10 @@
 //! again. Removing an older revision is housekeeping: a failure is logged and left to the
 //! product's next revision or deletion, which sweep every older revision again.
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::Arc,
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
 
 use tokio_util::sync::CancellationToken;
 
@@ -182,7 +185,8 @@ impl Worker {
         true
     }
 
-    /// Deletes the content no product refers to, every `gc_interval` until `shutdown`.
+    /// Deletes the content no product refers to, every `gc_interval` until `shutdown`, in the
+    /// rounds this processor claims (one processor a round).
     pub(super) async fn collect_garbage_every(self: Arc<Self>, shutdown: CancellationToken) {
         let mut tick = tokio::time::interval(self.gc_interval.max(Duration::from_millis(100)));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -190,6 +194,22 @@ impl Worker {
             tokio::select! {
                 () = shutdown.cancelled() => return,
                 _ = tick.tick() => {}
+            }
+            let round = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_millis()
+                / self.gc_interval.max(Duration::from_millis(100)).as_millis();
+            match self.content.claim_cleanup(round as u64).await {
+                Ok(true) => {}
+                Ok(false) => {
+                    tracing::debug!(round, "Another processor cleans up this round.");
+                    continue;
+                }
+                Err(failure) => {
+                    tracing::warn!(reason = %failure, "Claiming the cleanup round failed; trying again next time.");
+                    continue;
+                }
             }
             match self.content.collect_garbage(self.content.epoch_now()).await {
                 Ok(0) => tracing::debug!("No unreferenced stored images."),
