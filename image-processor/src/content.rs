@@ -302,7 +302,7 @@ impl ContentStore {
     /// listed once a round however many replicas run. The claim is an empty object
     /// `gc/<round>` written only if absent; claims of earlier rounds are deleted. A store
     /// that cannot write only-if-absent gets a true from every processor: each cleans up,
-    /// which is safe, only slower.
+    /// which is safe, only slower (the worker cleans up after an error here, too).
     pub async fn claim_cleanup(&self, round: u64) -> Result<bool, Failure> {
         let failed = |e: object_store::Error| {
             Failure::transient(format!("claiming the cleanup round failed: {e}"))

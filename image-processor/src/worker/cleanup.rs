@@ -206,9 +206,10 @@ impl Worker {
                     tracing::debug!(round, "Another processor cleans up this round.");
                     continue;
                 }
+                // A claim the store refuses must not stop cleanup for good: cleaning up
+                // without one is safe, only slower.
                 Err(failure) => {
-                    tracing::warn!(reason = %failure, "Claiming the cleanup round failed; trying again next time.");
-                    continue;
+                    tracing::warn!(reason = %failure, "Claiming the cleanup round failed; cleaning up anyway.");
                 }
             }
             match self.content.collect_garbage(self.content.epoch_now()).await {
