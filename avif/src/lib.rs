@@ -227,7 +227,6 @@ impl Planes {
         let mut y = vec![0; width * height];
         let mut cb = vec![0f32; chroma_width * chroma_height];
         let mut cr = vec![0f32; chroma_width * chroma_height];
-        let mut count = vec![0f32; chroma_width * chroma_height];
         for (row, line) in pixels.chunks_exact(width * channels).enumerate() {
             for (column, pixel) in line.chunks_exact(channels).enumerate() {
                 let (r, g, b) = (
@@ -240,13 +239,17 @@ impl Planes {
                 let c = (row / 2) * chroma_width + column / 2;
                 cb[c] += (b - luma) / (2.0 * (1.0 - kb));
                 cr[c] += (r - luma) / (2.0 * (1.0 - kr));
-                count[c] += 1.0;
             }
         }
+        // A sample covers 2 x 2 pixels, fewer in the last column or row of an odd side.
+        let covered = |c: usize| {
+            let pixels = |start: usize, side: usize| (side - start).min(2) as f32;
+            pixels(c % chroma_width * 2, width) * pixels(c / chroma_width * 2, height)
+        };
         let mean = |sums: Vec<f32>| {
             sums.iter()
-                .zip(&count)
-                .map(|(s, n)| to_u8(s / n + 128.0))
+                .enumerate()
+                .map(|(c, s)| to_u8(s / covered(c) + 128.0))
                 .collect()
         };
         Self {
@@ -512,6 +515,7 @@ struct Frame {
     cb: Vec<u8>,
     cr: Vec<u8>,
     chroma_shift: (u32, u32),
+    chroma_width: usize,
     full_range: bool,
     matrix: aom::aom_matrix_coefficients::Type,
 }
@@ -544,7 +548,6 @@ impl Frame {
         } else {
             (255.0 / 219.0, 255.0 / 224.0, 16.0)
         };
-        let chroma_width = (self.width + (1 << self.chroma_shift.0) - 1) >> self.chroma_shift.0;
         let mut rgba = Vec::with_capacity(self.width * self.height * 4);
         for row in 0..self.height {
             for column in 0..self.width {
@@ -552,7 +555,7 @@ impl Frame {
                 let (cb, cr) = if self.cb.is_empty() {
                     (0.0, 0.0)
                 } else {
-                    let c = (row >> self.chroma_shift.1) * chroma_width
+                    let c = (row >> self.chroma_shift.1) * self.chroma_width
                         + (column >> self.chroma_shift.0);
                     (
                         (f32::from(self.cb[c]) - 128.0) * chroma_scale,
@@ -656,6 +659,7 @@ fn decode_frame(av1: &[u8]) -> Result<Frame, Error> {
             plane(2, chroma.0, chroma.1)
         },
         chroma_shift: shift,
+        chroma_width: chroma.0,
         full_range: image.range == aom::aom_color_range::AOM_CR_FULL_RANGE,
         matrix: image.mc,
     })

@@ -125,10 +125,7 @@ impl Settings {
                 webp_quality: env::parse("IMAGE_WEBP_QUALITY", defaults.webp_quality)?,
                 avif_quality: env::parse("IMAGE_AVIF_QUALITY", defaults.avif_quality)?,
                 avif_speed: env::parse("IMAGE_AVIF_SPEED", defaults.avif_speed)?,
-                avif_mode: env::string("IMAGE_AVIF_MODE", "good")
-                    .parse()
-                    .map_err(anyhow::Error::msg)
-                    .context("IMAGE_AVIF_MODE")?,
+                avif_mode: env::parse("IMAGE_AVIF_MODE", defaults.avif_mode)?,
             },
             image_concurrency: env::parse("IMAGE_CONCURRENCY", 4)?,
             jobs_in_flight: env::parse("IMAGE_JOBS_IN_FLIGHT", 4)?,

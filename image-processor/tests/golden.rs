@@ -324,11 +324,21 @@ fn an_animated_gif_shows_its_first_frame() {
     assert_shows("animated GIF", &gif, &first_frame);
 }
 
-fn cmyk_jpeg(color: jpeg_encoder::ColorType, progressive: bool, ink: &[u8]) -> Vec<u8> {
+/// The ink (see [`ink`]) as a CMYK or YCCK JPEG, which jpeg-encoder writes the Adobe way;
+/// with `profile` embedded when given.
+fn cmyk_jpeg(
+    color: jpeg_encoder::ColorType,
+    progressive: bool,
+    ink: &[u8],
+    profile: Option<&[u8]>,
+) -> Vec<u8> {
     let truth = truth();
     let mut out = Vec::new();
     let mut encoder = jpeg_encoder::Encoder::new(&mut out, 95);
     encoder.set_progressive(progressive);
+    if let Some(profile) = profile {
+        encoder.add_icc_profile(profile).unwrap();
+    }
     encoder
         .encode(ink, truth.width() as u16, truth.height() as u16, color)
         .unwrap();
@@ -357,12 +367,12 @@ fn cmyk_and_ycck_jpegs_without_a_profile_come_out_in_srgb() {
     // Photoshop's way: inverted ink under an Adobe marker, as CMYK and as YCCK.
     assert_shows(
         "Adobe CMYK JPEG",
-        &cmyk_jpeg(jpeg_encoder::ColorType::Cmyk, false, &ink),
+        &cmyk_jpeg(jpeg_encoder::ColorType::Cmyk, false, &ink, None),
         &truth,
     );
     assert_shows(
         "Adobe YCCK JPEG",
-        &cmyk_jpeg(jpeg_encoder::ColorType::CmykAsYcck, false, &ink),
+        &cmyk_jpeg(jpeg_encoder::ColorType::CmykAsYcck, false, &ink, None),
         &truth,
     );
 }
@@ -453,17 +463,6 @@ fn ink_for_the_profile() -> Vec<u8> {
         .collect()
 }
 
-fn with_icc_profile(color: jpeg_encoder::ColorType, ink: &[u8], profile: &[u8]) -> Vec<u8> {
-    let truth = truth();
-    let mut out = Vec::new();
-    let mut encoder = jpeg_encoder::Encoder::new(&mut out, 95);
-    encoder.add_icc_profile(profile).unwrap();
-    encoder
-        .encode(ink, truth.width() as u16, truth.height() as u16, color)
-        .unwrap();
-    out
-}
-
 #[test]
 fn cmyk_and_ycck_jpegs_with_a_profile_are_converted_through_it() {
     let truth = DynamicImage::ImageRgb8(truth());
@@ -475,10 +474,10 @@ fn cmyk_and_ycck_jpegs_with_a_profile_are_converted_through_it() {
             jpeg_encoder::ColorType::CmykAsYcck,
         ),
     ] {
-        assert_shows(what, &with_icc_profile(color, &ink, &profile), &truth);
+        assert_shows(what, &cmyk_jpeg(color, false, &ink, Some(&profile)), &truth);
     }
     // The same ink without the profile is converted naively: too light, and caught.
-    for (format, got) in compressed(&cmyk_jpeg(jpeg_encoder::ColorType::Cmyk, false, &ink)) {
+    for (format, got) in compressed(&cmyk_jpeg(jpeg_encoder::ColorType::Cmyk, false, &ink, None)) {
         let delta_e = mean_delta_e(&got, &truth);
         let format = format.media_type();
         assert!(
@@ -507,7 +506,7 @@ fn plain_cmyk_without_the_adobe_marker_is_read_as_ink() {
     // Without Adobe's marker, CMYK is stored as plain ink amounts. jpeg-encoder stores
     // inverted ink under the marker, so it is given inverted ink, and the marker removed.
     let inverted: Vec<u8> = ink().into_iter().map(|v| 255 - v).collect();
-    let adobe = cmyk_jpeg(jpeg_encoder::ColorType::Cmyk, false, &inverted);
+    let adobe = cmyk_jpeg(jpeg_encoder::ColorType::Cmyk, false, &inverted, None);
     let plain = without_adobe_marker(&adobe);
     assert!(adobe.windows(5).any(|w| w == b"Adobe"));
     assert!(
@@ -541,7 +540,7 @@ fn truncated_jpegs_and_pngs_fail_for_good_with_a_reason() {
         ("JPEG", jpeg(&truth, None, None)),
         (
             "progressive JPEG",
-            cmyk_jpeg(jpeg_encoder::ColorType::Cmyk, true, &ink()),
+            cmyk_jpeg(jpeg_encoder::ColorType::Cmyk, true, &ink(), None),
         ),
         ("PNG", png(&DynamicImage::ImageRgb8(truth.clone()), None)),
     ];

@@ -188,7 +188,8 @@ impl Worker {
     /// Deletes the content no product refers to, every `gc_interval` until `shutdown`, in the
     /// rounds this processor claims (one processor a round).
     pub(super) async fn collect_garbage_every(self: Arc<Self>, shutdown: CancellationToken) {
-        let mut tick = tokio::time::interval(self.gc_interval.max(Duration::from_millis(100)));
+        let interval = self.gc_interval.max(Duration::from_millis(100));
+        let mut tick = tokio::time::interval(interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
@@ -199,7 +200,7 @@ impl Worker {
                 .duration_since(UNIX_EPOCH)
                 .unwrap_or_default()
                 .as_millis()
-                / self.gc_interval.max(Duration::from_millis(100)).as_millis();
+                / interval.as_millis();
             match self.content.claim_cleanup(round as u64).await {
                 Ok(true) => {}
                 Ok(false) => {
