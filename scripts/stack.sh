@@ -87,7 +87,11 @@ tansu_bin() {
 kafka_up() {
   local first=${KAFKA_BROKERS%%,*}
   local host=${first%:*} port=${first##*:}
-  answers "$host" "$port" && return 0
+  if answers "$host" "$port"; then
+    # A broker of ours started by an earlier version of this script gets its index too.
+    if [ -f "$state/tansu.pid" ] && [ -f "$state/tansu/tansu.db" ]; then tansu_index "$state/tansu/tansu.db"; fi
+    return 0
+  fi
   is_local "$host" || { say "Kafka at $first does not answer"; return 1; }
   if [ -z "$(tansu_bin)" ]; then
     say "building the tansu broker $TANSU_VERSION from crates.io (once per machine, about 10 minutes on 2 cores)"
@@ -108,6 +112,14 @@ kafka_up() {
     echo $! > "$state/tansu.pid"
   )
   wait_for "$host" "$port" tansu 60
+  tansu_index "$state/tansu/tansu.db"
+}
+
+# tansu 0.6 has no index on its header table: without one a fetch's cost grows with every
+# header ever written, until the broker stops answering (see the script).
+tansu_index() {
+  python3 "$root/scripts/tansu-index.py" "$1"
+  say "tansu's header table is indexed"
 }
 
 storage_up() {

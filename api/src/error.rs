@@ -148,6 +148,18 @@ impl ApiError {
 }
 
 impl ApiError {
+    /// 503 for a process that cannot do its work for another reason than the database
+    /// (`detail` says which; it must hold nothing a client should not see).
+    pub fn not_ready(detail: impl Into<String>) -> Self {
+        let detail = detail.into();
+        tracing::warn!(detail, "Not ready.");
+        Self::Unavailable(problem(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            detail,
+        ))
+    }
+
     /// The answer for a database error shared by several requests (a single-flight load).
     pub fn from_shared(error: &crate::db::DbError) -> Self {
         use crate::db::DbError;

@@ -66,8 +66,13 @@ pub struct ApiMetrics {
     pub outbox_publish_latency: Histogram,
     /// Events the projector handled, by outcome.
     pub projector_events: Family<OutcomeLabels, Counter>,
-    /// The projector's consumer lag per assigned partition of `images-compressed`.
+    /// The projector group's lag per partition of `images-compressed` (from the group's
+    /// committed offsets: every replica reports every partition).
     pub projector_lag: ConsumerLag,
+    /// Times the projector's group was found stuck and its consumer recreated.
+    pub projector_stalls: Family<platform::kafka::watchdog::ConsumerLabels, Counter>,
+    /// Age of the oldest unpublished outbox row, in seconds (0 when none waits).
+    pub outbox_oldest_age: Gauge<f64, std::sync::atomic::AtomicU64>,
     /// Rows the pruner deleted, by table.
     pub pruned: Family<PrunedLabels, Counter>,
     /// Panics of supervised background tasks, by task (each was restarted).
@@ -84,6 +89,8 @@ impl ApiMetrics {
             outbox_publish_latency: Histogram::new(exponential_buckets(0.001, 2.0, 16)),
             projector_events: Family::default(),
             projector_lag: Family::default(),
+            projector_stalls: Family::default(),
+            outbox_oldest_age: Gauge::default(),
             pruned: Family::default(),
             task_panics: Family::default(),
             registry: Registry::default(),
@@ -145,8 +152,18 @@ impl ApiMetrics {
         );
         registry.register(
             "projector_consumer_lag",
-            "ImagesCompressed events behind the high watermark, per partition assigned to this replica's projector",
+            "ImagesCompressed events behind the high watermark, per partition, from the projector group's committed offsets",
             metrics.projector_lag.clone(),
+        );
+        registry.register(
+            "projector_consumer_stalls",
+            "Times the projector's group made no progress with events waiting for CONSUMER_STALL_SECS, and its consumer was recreated",
+            metrics.projector_stalls.clone(),
+        );
+        registry.register(
+            "outbox_oldest_age_seconds",
+            "Age of the oldest outbox event not yet published (0 when none waits)",
+            metrics.outbox_oldest_age.clone(),
         );
         registry.register(
             "pruned_rows",

@@ -7,11 +7,20 @@
 //! database outage is retried with backoff, holding the partition, rather than skipping
 //! events. An event that cannot be read is logged and skipped: there is nothing to apply.
 //! After commit the product's cache entry is invalidated.
+//!
+//! The group is watched ([`platform::kafka::watchdog`]): when `images-compressed` has records
+//! waiting and the group's committed offsets do not move for the stall limit (say, a killed
+//! api's member still holds every partition), the consumer leaves the group and a new one
+//! joins, and readiness fails until the group moves again.
 
 use std::{sync::Arc, time::Duration};
 
 use deadpool_postgres::Pool;
 use events::{Envelope, EventType, ImagesCompressed};
+use platform::kafka::{
+    Membership,
+    watchdog::{self, ConsumerHealth, MemberProgress, WatchSpec},
+};
 use rdkafka::{
     Message,
     consumer::{Consumer, StreamConsumer},
@@ -33,9 +42,15 @@ use crate::{
 #[derive(Clone)]
 pub struct Projector {
     pub pool: Pool,
-    pub consumer: std::sync::Arc<StreamConsumer>,
     /// Where the topics are created (in the background: the api starts without Kafka).
     pub kafka: platform::kafka::KafkaSettings,
+    /// The projector's consumer group.
+    pub group: String,
+    /// Records waiting and the group's offsets still for this long: the consumer is
+    /// recreated.
+    pub stall_after: Duration,
+    /// Where readiness learns that the group is stuck.
+    pub health: ConsumerHealth,
     /// The topics the api needs, created before consuming.
     pub create_topics: Vec<String>,
     /// The topic consumed: `images-compressed`.
@@ -44,6 +59,14 @@ pub struct Projector {
     pub cache: ProductCache,
     /// Events by outcome.
     pub metrics: std::sync::Arc<crate::metrics::ApiMetrics>,
+}
+
+/// How a consumer's run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ended {
+    Shutdown,
+    /// Its group made no progress with records waiting: the consumer is to be recreated.
+    Stuck,
 }
 
 /// What applying an event did.
@@ -65,7 +88,7 @@ pub enum Applied {
 
 impl Projector {
     /// Creates the topics once the broker answers, then consumes until `shutdown`; the
-    /// message in hand is finished first.
+    /// message in hand is finished first. A consumer whose group is stuck is replaced.
     pub async fn run(self, shutdown: CancellationToken) {
         if !self
             .kafka
@@ -74,29 +97,70 @@ impl Projector {
         {
             return;
         }
-        if let Err(error) = self.consumer.subscribe(&[&self.topic]) {
-            // Only a malformed topic name fails here: a bug, reported by the supervisor.
-            panic!(
-                "Failed to subscribe the projector to {}: {error}",
-                self.topic
-            );
+        // Static at first (a restarted api takes its partitions back at once); a consumer
+        // recreated because the group was stuck joins as a new member, so the broker
+        // rebalances.
+        let mut membership = Membership::Static;
+        loop {
+            let consumer = match self.kafka.consumer_with(
+                &self.group,
+                membership,
+                rdkafka::consumer::DefaultConsumerContext,
+            ) {
+                Ok(consumer) => Arc::new(consumer),
+                // Only a bad setting fails here: a bug, reported by the supervisor.
+                Err(error) => panic!("Failed to create the projector's consumer: {error:#}"),
+            };
+            if let Err(error) = consumer.subscribe(&[&self.topic]) {
+                panic!(
+                    "Failed to subscribe the projector to {}: {error}",
+                    self.topic
+                );
+            }
+            let ended = self.consume(&consumer, &shutdown).await;
+            // Closing leaves the group, which can block while the broker does not answer:
+            // never on the runtime's threads.
+            tokio::task::spawn_blocking(move || drop(consumer));
+            if ended == Ended::Shutdown {
+                tracing::info!("Projector stopped.");
+                return;
+            }
+            membership = Membership::Dynamic;
         }
-        let lag = tokio::spawn(platform::metrics::report_consumer_lag(
-            &self.consumer,
-            self.metrics.projector_lag.clone(),
-            Arc::default(),
+    }
+
+    /// Consumes with `consumer` until shutdown, or until its group is found stuck.
+    async fn consume(&self, consumer: &Arc<StreamConsumer>, shutdown: &CancellationToken) -> Ended {
+        let member = MemberProgress::default();
+        let stuck = CancellationToken::new();
+        let watchdog = tokio::spawn(watchdog::watch(
+            consumer,
+            WatchSpec {
+                consumer: "projector".to_owned(),
+                topic: self.topic.clone(),
+                limit: self.stall_after,
+                interval: Duration::from_secs(5).min(self.stall_after / 3),
+                lag: self.metrics.projector_lag.clone(),
+                stalls: self.metrics.projector_stalls.clone(),
+                health: self.health.clone(),
+            },
+            member.clone(),
+            stuck.clone(),
             shutdown.clone(),
         ));
         let mut receive_errors = platform::kafka::ReceiveErrors::new("projector");
-        loop {
+        let ended = loop {
             let message = tokio::select! {
-                _ = shutdown.cancelled() => break,
-                message = self.consumer.recv() => message,
+                () = shutdown.cancelled() => break Ended::Shutdown,
+                () = stuck.cancelled() => break Ended::Stuck,
+                message = consumer.recv() => message,
             };
             match message {
                 Ok(message) => {
-                    if self.handle(&message, &shutdown).await {
-                        if let Err(error) = self.consumer.store_offset_from_message(&message) {
+                    member.mark();
+                    if self.handle(&message, shutdown).await {
+                        member.mark();
+                        if let Err(error) = consumer.store_offset_from_message(&message) {
                             tracing::warn!(%error, "Failed to store the projector's offset.");
                         }
                     }
@@ -105,15 +169,15 @@ impl Projector {
                     receive_errors.record(&error);
                 }
             }
+        };
+        watchdog.abort();
+        if ended == Ended::Shutdown {
+            if let Err(error) = consumer.commit_consumer_state(rdkafka::consumer::CommitMode::Sync)
+            {
+                tracing::debug!(%error, "No projector offsets to commit at shutdown.");
+            }
         }
-        if let Err(error) = self
-            .consumer
-            .commit_consumer_state(rdkafka::consumer::CommitMode::Sync)
-        {
-            tracing::debug!(%error, "No projector offsets to commit at shutdown.");
-        }
-        lag.abort();
-        tracing::info!("Projector stopped.");
+        ended
     }
 
     /// Applies one message; false when shutdown interrupted it (the offset is not stored).

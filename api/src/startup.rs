@@ -53,6 +53,7 @@ impl Application {
             outbox: OutboxSignal::default(),
             cache: cache.clone(),
             metrics: metrics.clone(),
+            consumers: Default::default(),
         };
         let pruner = Pruner {
             pool: pool.clone(),
@@ -78,8 +79,10 @@ impl Application {
             }));
             let projector = Projector {
                 pool,
-                consumer: Arc::new(kafka.consumer(&settings.projector_group)?),
                 kafka: kafka.clone(),
+                group: settings.projector_group.clone(),
+                stall_after: settings.consumer_stall_after,
+                health: state.consumers.clone(),
                 create_topics: vec![
                     topics.product_events(),
                     topics.products(),
@@ -290,6 +293,7 @@ pub fn openapi_json() -> String {
         outbox: OutboxSignal::default(),
         cache: ProductCache::disabled(),
         metrics: ApiMetrics::new(&Default::default()),
+        consumers: Default::default(),
     })
     .spec()
 }

@@ -44,6 +44,7 @@ async fn serve(database_url: &str, cache: ProductCache, constant: Vec<u8>) -> So
         outbox: Default::default(),
         cache,
         metrics: metrics.clone(),
+        consumers: Default::default(),
     };
     let route: Route =
         startup::routes(state, None).at("/baseline", get(baseline).data(Constant(constant)));

@@ -4,6 +4,7 @@
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
+use platform::kafka::watchdog::Trouble;
 use poem::{
     EndpointExt, Response, Route, Server, get, handler,
     http::StatusCode,
@@ -40,10 +41,15 @@ async fn readyz(worker: Data<&Arc<Worker>>) -> Response {
     if !matches!(storage, Ok(Ok(()))) {
         problems.push("the object store does not answer".to_owned());
     }
-    for consumer in worker.stalled.names() {
-        problems.push(format!(
-            "consumer {consumer} made no progress with records waiting (being recreated)"
-        ));
+    for (consumer, trouble) in worker.health.troubles() {
+        problems.push(match trouble {
+            Trouble::Stuck => format!(
+                "consumer {consumer} made no progress with records waiting (rejoining its group)"
+            ),
+            Trouble::Blind => format!(
+                "consumer {consumer} cannot read its group's offsets from the broker"
+            ),
+        });
     }
     if problems.is_empty() {
         Response::builder()

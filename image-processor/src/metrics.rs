@@ -13,17 +13,14 @@ use prometheus_client::{
     registry::Registry,
 };
 
-pub use platform::metrics::{ConsumerLag, OutcomeLabels, PartitionLabels};
+pub use platform::{
+    kafka::watchdog::ConsumerLabels,
+    metrics::{ConsumerLag, OutcomeLabels, PartitionLabels},
+};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct StageLabels {
     pub stage: &'static str,
-}
-
-/// A consumer of the processor's: `main` or `retry-N`.
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct ConsumerLabels {
-    pub consumer: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -43,14 +40,16 @@ pub struct ProcessorMetrics {
     pub retries: Family<LevelLabels, Counter>,
     /// Records sent to the dead-letter topic, by kind (`transient`, `permanent`).
     pub dead_letters: Family<OutcomeLabels, Counter>,
-    /// Records behind the high watermark, per assigned partition.
+    /// Records behind the high watermark, per partition of each consumer's topic: the
+    /// group's, from its committed offsets (every replica reports every partition).
     pub consumer_lag: ConsumerLag,
     /// Stored images deleted, by why: `product_deleted`, `older_revision`.
     pub images_deleted: Family<OutcomeLabels, Counter>,
     /// Late jobs (retries, redrives) dropped before storing anything, by why:
     /// `product_deleted`, `newer_revision`.
     pub jobs_superseded: Family<OutcomeLabels, Counter>,
-    /// Consumers found stalled (records waiting, no progress) and recreated, by consumer.
+    /// Consumers whose group was found stuck (records waiting, no progress) and recreated,
+    /// by consumer (`main`, `retry-N`).
     pub consumer_stalls: Family<ConsumerLabels, Counter>,
     /// Panics of supervised tasks (the consumers), by task; each was restarted.
     pub task_panics: platform::supervise::TaskPanics,

@@ -43,9 +43,11 @@ pub struct Settings {
     pub gc_epoch: Duration,
     /// How often unreferenced content is looked for (`IMAGE_GC_INTERVAL`, default `1h`).
     pub gc_interval: Duration,
-    /// A consumer with records waiting that takes none in and finishes none for this long
-    /// is reported, fails readiness and is recreated (`CONSUMER_STALL_SECS`; retry levels
-    /// add their delay).
+    /// A consumer group with records waiting whose committed offsets do not move for this
+    /// long is reported, fails readiness and its consumer is recreated
+    /// (`CONSUMER_STALL_SECS`, default 45; retry levels add their delay). Longer than a
+    /// download may take (`IMAGE_FETCH_TIMEOUT_SECS`): a job may rightly hold its partition
+    /// that long. See [`platform::kafka::watchdog`].
     pub stall_after: Duration,
 }
 
@@ -129,7 +131,7 @@ impl Settings {
             },
             image_concurrency: env::parse("IMAGE_CONCURRENCY", 4)?,
             jobs_in_flight: env::parse("IMAGE_JOBS_IN_FLIGHT", 4)?,
-            stall_after: Duration::from_secs(env::parse("CONSUMER_STALL_SECS", 120)?),
+            stall_after: Duration::from_secs(env::parse("CONSUMER_STALL_SECS", 45)?),
             cpu_workers: env::parse("IMAGE_CPU_WORKERS", cores)?,
             decode_memory: env::parse("IMAGE_DECODE_MEMORY_MB", 512_u64)?.max(1) << 20,
             gc_epoch: humantime::parse_duration(&env::string("IMAGE_GC_EPOCH", "1d"))
@@ -156,6 +158,7 @@ impl Settings {
             jobs_in_flight = self.jobs_in_flight,
             cpu_workers = self.cpu_workers,
             decode_memory_mb = self.decode_memory >> 20,
+            consumer_stall_secs = self.stall_after.as_secs(),
             gc_epoch = ?self.gc_epoch,
             gc_interval = ?self.gc_interval,
             "Settings loaded."

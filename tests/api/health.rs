@@ -27,6 +27,7 @@ async fn readiness_fails_with_503_when_the_database_is_unreachable() {
             outbox: Default::default(),
             cache: api::cache::ProductCache::disabled(),
             metrics: api::metrics::ApiMetrics::new(&Default::default()),
+            consumers: Default::default(),
         },
         settings.max_body_bytes,
         settings.http.request_timeout,

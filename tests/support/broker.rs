@@ -79,6 +79,7 @@ impl OwnBroker {
             )
             .await,
         );
+        index_headers(&self.dir).await;
     }
 
     /// Kills the broker, as a crash would.
@@ -105,6 +106,26 @@ impl OwnBroker {
             .unwrap();
         assert!(sent.success(), "kill -{name} {pid}");
     }
+}
+
+/// Gives the broker's storage the index the local stack gives it (scripts/tansu-index.py):
+/// without it a fetch's cost grows with every header ever written.
+pub async fn index_headers(dir: &std::path::Path) {
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/tansu-index.py");
+    let db = dir.join("tansu.db");
+    let status = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("python3")
+            .arg(script)
+            .arg(db)
+            .status()
+    })
+    .await
+    .unwrap()
+    .expect("python3 runs scripts/tansu-index.py");
+    assert!(
+        status.success(),
+        "scripts/tansu-index.py indexed the broker's headers"
+    );
 }
 
 impl Drop for OwnBroker {

@@ -30,6 +30,8 @@ pub fn test_kafka(brokers: &str) -> KafkaSettings {
         replication_factor: 1,
         fetch_wait_max_ms: 100,
         security: Default::default(),
+        group_instance_id: None,
+        max_poll_interval_ms: 120_000,
         debug: None,
     }
 }

@@ -92,9 +92,14 @@ impl Relay {
                     self.poll_interval
                 }
                 Err(error) => {
+                    // The api keeps taking writes while the broker is away; how far behind
+                    // the events are is what an operator needs to know.
+                    let oldest = self.record_backlog().await;
                     tracing::warn!(
                         error = format!("{error:#}"),
                         retry_in_ms = backoff.as_millis() as u64,
+                        oldest_unpublished_secs = oldest.map(|age| age.as_secs()),
+                        backlog = self.metrics.outbox_backlog.get(),
                         "Outbox relay failed; retrying."
                     );
                     let wait = backoff;
@@ -176,19 +181,25 @@ impl Relay {
         Ok(rows.len())
     }
 
-    /// Updates the backlog gauge (cheap: a partial index holds only unpublished rows).
-    async fn record_backlog(&self) {
-        if let Ok(client) = self.pool.get().await {
-            if let Ok(row) = client
-                .query_one(
-                    "SELECT count(*) FROM outbox WHERE published_at IS NULL",
-                    &[],
-                )
-                .await
-            {
-                self.metrics.outbox_backlog.set(row.get::<_, i64>(0));
-            }
-        }
+    /// Updates the backlog gauges (cheap: a partial index holds only unpublished rows);
+    /// returns the age of the oldest waiting row.
+    async fn record_backlog(&self) -> Option<Duration> {
+        let client = self.pool.get().await.ok()?;
+        let row = client
+            .query_one(
+                "SELECT count(*) AS waiting, \
+                        COALESCE(EXTRACT(EPOCH FROM now() - min(created_at)), 0)::float8 AS oldest \
+                 FROM outbox WHERE published_at IS NULL",
+                &[],
+            )
+            .await
+            .ok()?;
+        let oldest: f64 = row.get("oldest");
+        self.metrics
+            .outbox_backlog
+            .set(row.get::<_, i64>("waiting"));
+        self.metrics.outbox_oldest_age.set(oldest.max(0.0));
+        Some(Duration::from_secs_f64(oldest.max(0.0)))
     }
 
     async fn send(&self, row: &OutboxRow) -> anyhow::Result<()> {

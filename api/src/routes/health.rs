@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use platform::kafka::watchdog::Trouble;
 use poem_openapi::{ApiResponse, Object, OpenApi, payload::Json};
 
 use super::{ApiTags, AppState};
@@ -54,6 +55,23 @@ impl HealthApi {
     /// 200 when the database answers within two seconds, 503 otherwise.
     #[oai(path = "/readyz", method = "get", operation_id = "readyz")]
     async fn readyz(&self) -> Result<HealthResponse, ApiError> {
+        // A projector group that does not move leaves every product's images pending. A
+        // broker that is away is not counted: writes go on into the outbox meanwhile.
+        let stuck: Vec<String> = self
+            .state
+            .consumers
+            .troubles()
+            .into_iter()
+            .filter(|(_, trouble)| *trouble == Trouble::Stuck)
+            .map(|(consumer, _)| consumer)
+            .collect();
+        if !stuck.is_empty() {
+            return Err(ApiError::not_ready(format!(
+                "The {} consumer group made no progress with records waiting; it is being \
+                 recreated.",
+                stuck.join(", ")
+            )));
+        }
         let check = async {
             let client = self.state.pool.get().await?;
             client.query_one("SELECT 1", &[]).await?;

@@ -24,6 +24,8 @@ pub struct AppState {
     pub cache: crate::cache::ProductCache,
     /// The api's metrics.
     pub metrics: std::sync::Arc<crate::metrics::ApiMetrics>,
+    /// Whether the projector's consumer group is stuck (readiness).
+    pub consumers: platform::kafka::watchdog::ConsumerHealth,
 }
 
 #[derive(Tags)]

@@ -3,16 +3,13 @@
 //! records, abandoning the records of revoked partitions, noticing a consumer that stopped
 //! making progress (and recreating it), and draining at shutdown.
 
-use std::{
-    sync::{
-        Arc,
-        atomic::{AtomicI64, Ordering},
-    },
-    time::{Duration, Instant},
-};
+use std::{sync::Arc, time::Duration};
 
 use futures_util::{StreamExt, future::BoxFuture, stream::FuturesUnordered};
-use platform::kafka::{PartitionGuard, RebalanceContext};
+use platform::kafka::{
+    Membership, PartitionGuard, RebalanceContext,
+    watchdog::{self, MemberProgress, WatchSpec},
+};
 use rdkafka::{
     Message,
     consumer::{CommitMode, Consumer, StreamConsumer},
@@ -20,8 +17,10 @@ use rdkafka::{
 };
 use tokio_util::sync::CancellationToken;
 
-use super::{Worker, in_flight::InFlight, stall::StallWatch};
-use crate::metrics::ConsumerLabels;
+use super::{Worker, in_flight::InFlight};
+
+/// How often a consumer's watchdog reads its group's offsets.
+const WATCH_INTERVAL: Duration = Duration::from_secs(5);
 
 /// A consumer of the processor's, with the tokens of its partitions' work.
 type GuardedConsumer = StreamConsumer<RebalanceContext>;
@@ -31,7 +30,7 @@ type GuardedConsumer = StreamConsumer<RebalanceContext>;
 pub enum Ended {
     /// Shutdown: the records in hand were finished and the offsets committed.
     Shutdown,
-    /// No progress with records waiting: the consumer is to be recreated.
+    /// Its group made no progress with records waiting: the consumer is to be recreated.
     Stalled,
 }
 
@@ -49,16 +48,19 @@ impl Worker {
         self: Arc<Self>,
         consumer: Arc<GuardedConsumer>,
         partitions: Arc<PartitionGuard>,
+        topic: &str,
         level: usize,
         shutdown: CancellationToken,
     ) -> Ended {
         let name = consumer_name(level);
-        // -1 until the lag reporter has looked: unknown is neither caught up nor behind.
-        let lag_total = Arc::new(AtomicI64::new(-1));
-        let lag = tokio::spawn(platform::metrics::report_consumer_lag(
+        // The group's watchdog: cancels `stuck` when a lagging partition stops moving.
+        let member = MemberProgress::default();
+        let stuck = CancellationToken::new();
+        let watchdog = tokio::spawn(watchdog::watch(
             &consumer,
-            self.metrics.consumer_lag.clone(),
-            lag_total.clone(),
+            self.watch_spec(&name, topic, level),
+            member.clone(),
+            stuck.clone(),
             shutdown.clone(),
         ));
         let limit = self.jobs_in_flight.max(1);
@@ -66,15 +68,6 @@ impl Worker {
         let mut running: FuturesUnordered<Running> = FuturesUnordered::new();
         let mut stopping = false;
         let mut receive_errors = platform::kafka::ReceiveErrors::new(name.clone());
-        // A retry record may rightly wait its whole delay before it is due.
-        let stall_limit = self.stall_after
-            + self
-                .retry_delays
-                .get(level.wrapping_sub(1))
-                .copied()
-                .unwrap_or_default();
-        let mut watch = StallWatch::new(stall_limit, Instant::now());
-        let mut tick = tokio::time::interval(Duration::from_secs(1));
         let ended = loop {
             if stopping && running.is_empty() {
                 break Ended::Shutdown;
@@ -92,7 +85,7 @@ impl Worker {
                     in_flight.drop_waiting();
                 }
                 Some((message, durable, token)) = running.next() => {
-                    watch.progressed(Instant::now());
+                    member.mark();
                     if !durable || (token.is_cancelled() && !shutdown.is_cancelled()) {
                         // Interrupted by shutdown, or its partition was revoked: this offset
                         // and every later one of its partition stay unstored, so the records
@@ -100,7 +93,6 @@ impl Worker {
                         in_flight.abandon(&message);
                         continue;
                     }
-                    self.stalled.clear(&name);
                     let (stored, next) = in_flight.finish(&message);
                     if let Some(offset) = stored {
                         let (topic, partition) = (message.topic(), message.partition());
@@ -114,7 +106,7 @@ impl Worker {
                 }
                 message = consumer.recv(), if receive => match message {
                     Ok(message) => {
-                        watch.progressed(Instant::now());
+                        member.mark();
                         if let Some(message) = in_flight.admit(message.detach()) {
                             running.push(self.clone().start(message, level, &partitions, &shutdown));
                         }
@@ -123,31 +115,10 @@ impl Worker {
                         receive_errors.record(&error);
                     }
                 },
-                _ = tick.tick(), if !stopping => {
-                    let behind = lag_total.load(Ordering::Relaxed);
-                    let now = Instant::now();
-                    if behind == 0 {
-                        self.stalled.clear(&name);
-                    }
-                    if watch.stalled(behind, now) {
-                        tracing::error!(
-                            consumer = name,
-                            lag = behind,
-                            idle_secs = watch.idle(now).as_secs(),
-                            in_flight = in_flight.running(),
-                            "Consumer made no progress with records waiting; recreating it."
-                        );
-                        self.metrics
-                            .consumer_stalls
-                            .get_or_create(&ConsumerLabels { consumer: name.clone() })
-                            .inc();
-                        self.stalled.set(&name);
-                        break Ended::Stalled;
-                    }
-                }
+                () = stuck.cancelled(), if !stopping => break Ended::Stalled,
             }
         };
-        lag.abort();
+        watchdog.abort();
         if ended == Ended::Shutdown {
             if let Err(error) = consumer.commit_consumer_state(CommitMode::Sync) {
                 tracing::debug!(%error, consumer = name, "No offsets to commit at shutdown.");
@@ -155,6 +126,27 @@ impl Worker {
             tracing::info!(consumer = name, "Consumer stopped.");
         }
         ended
+    }
+
+    /// What the watchdog of consumer `name` of `topic` at `level` watches and reports to.
+    fn watch_spec(&self, name: &str, topic: &str, level: usize) -> WatchSpec {
+        // A retry record may rightly wait its whole delay before it is due.
+        let delay = self
+            .retry_delays
+            .get(level.wrapping_sub(1))
+            .copied()
+            .unwrap_or_default();
+        WatchSpec {
+            consumer: name.to_owned(),
+            topic: topic.to_owned(),
+            limit: self.stall_after + delay,
+            interval: WATCH_INTERVAL
+                .min(self.stall_after / 3)
+                .max(Duration::from_millis(200)),
+            lag: self.metrics.consumer_lag.clone(),
+            stalls: self.metrics.consumer_stalls.clone(),
+            health: self.health.clone(),
+        }
     }
 
     /// The handling of a started record, which yields the record, whether its outcome is
@@ -240,10 +232,14 @@ struct ConsumerSpec {
 }
 
 impl ConsumerSpec {
-    fn create(&self) -> anyhow::Result<(Arc<GuardedConsumer>, Arc<PartitionGuard>)> {
+    fn create(
+        &self,
+        membership: Membership,
+    ) -> anyhow::Result<(Arc<GuardedConsumer>, Arc<PartitionGuard>)> {
         let partitions = Arc::new(PartitionGuard::default());
         let consumer = self.kafka.consumer_with(
             &self.group,
+            membership,
             RebalanceContext {
                 consumer: consumer_name(self.level),
                 partitions: partitions.clone(),
@@ -256,8 +252,12 @@ impl ConsumerSpec {
     /// Consumes until shutdown, with a new consumer each time the last one stalled.
     async fn run(self, shutdown: CancellationToken) {
         let mut pause = Duration::from_secs(1);
+        // Static at first, so a restarted replica takes its partitions back at once; a
+        // consumer recreated because its group was stuck joins as a new member, which makes
+        // the broker rebalance.
+        let mut membership = Membership::Static;
         loop {
-            let (consumer, partitions) = match self.create() {
+            let (consumer, partitions) = match self.create(membership) {
                 Ok(created) => created,
                 Err(error) => {
                     tracing::error!(
@@ -277,7 +277,13 @@ impl ConsumerSpec {
             let ended = self
                 .worker
                 .clone()
-                .consume(consumer.clone(), partitions, self.level, shutdown.clone())
+                .consume(
+                    consumer.clone(),
+                    partitions,
+                    &self.topic,
+                    self.level,
+                    shutdown.clone(),
+                )
                 .await;
             // Closing leaves the group, which can block while the broker does not answer:
             // never on the runtime's threads.
@@ -285,6 +291,7 @@ impl ConsumerSpec {
             if ended == Ended::Shutdown {
                 return;
             }
+            membership = Membership::Dynamic;
         }
     }
 }

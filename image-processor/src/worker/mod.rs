@@ -18,7 +18,6 @@ mod cleanup;
 mod consume;
 mod in_flight;
 mod outgoing;
-mod stall;
 
 pub use consume::run;
 
@@ -71,10 +70,11 @@ pub struct Worker {
     /// `jobs_in_flight × image_concurrency`, which bounds the memory downloads hold.
     pub images_at_once: Arc<Semaphore>,
     pub metrics: Arc<ProcessorMetrics>,
-    /// A consumer with records waiting and no progress for this long is recreated.
+    /// A consumer whose group has records waiting and no progress for this long is
+    /// recreated (see [`platform::kafka::watchdog`]).
     pub stall_after: Duration,
-    /// Consumers found stalled and not seen progressing since (readiness fails meanwhile).
-    pub stalled: StalledConsumers,
+    /// Consumers whose group is stuck or cannot be seen (readiness fails meanwhile).
+    pub health: platform::kafka::watchdog::ConsumerHealth,
 }
 
 /// The memory budget of decoding and compressing, shared by all consumers: a source is
@@ -121,31 +121,6 @@ impl DecodeBudget {
     }
 }
 
-/// The consumers found stalled and not seen progressing since, by name.
-#[derive(Debug, Default)]
-pub struct StalledConsumers(std::sync::Mutex<std::collections::BTreeSet<String>>);
-
-impl StalledConsumers {
-    fn set(&self, name: &str) {
-        self.lock().insert(name.to_owned());
-    }
-
-    fn clear(&self, name: &str) {
-        if self.lock().remove(name) {
-            tracing::info!(consumer = name, "Consumer is making progress again.");
-        }
-    }
-
-    /// The names of the stalled consumers, for readiness.
-    pub fn names(&self) -> Vec<String> {
-        self.lock().iter().cloned().collect()
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::BTreeSet<String>> {
-        self.0.lock().unwrap_or_else(|e| e.into_inner())
-    }
-}
-
 impl Worker {
     /// Builds the worker from settings.
     pub fn build(settings: &crate::settings::Settings) -> anyhow::Result<Arc<Self>> {
@@ -168,7 +143,7 @@ impl Worker {
             )),
             metrics: ProcessorMetrics::new(),
             stall_after: settings.stall_after,
-            stalled: StalledConsumers::default(),
+            health: Default::default(),
         }))
     }
 

@@ -11,6 +11,7 @@
 mod rebalance;
 mod receive_errors;
 mod security;
+pub mod watchdog;
 
 pub use rebalance::{PartitionGuard, RebalanceContext};
 pub use receive_errors::ReceiveErrors;
@@ -68,9 +69,29 @@ pub struct KafkaSettings {
     pub fetch_wait_max_ms: u32,
     /// TLS and SASL (`KAFKA_SECURITY_PROTOCOL`, `KAFKA_SASL_*`, `KAFKA_SSL_*`).
     pub security: KafkaSecurity,
+    /// This replica's stable identity for static group membership (KIP-345,
+    /// `KAFKA_GROUP_INSTANCE_ID`, unset by default): a restarted replica with the same id takes
+    /// its partitions back at once instead of waiting for the dead member to expire. Only for
+    /// replicas with a stable, unique identity (a StatefulSet's pod name, `make run`); two live
+    /// replicas with one id fence each other.
+    pub group_instance_id: Option<String>,
+    /// How long a member may go without polling, which is also the rebalance timeout: how long
+    /// a rebalance waits for members to rejoin (`KAFKA_MAX_POLL_INTERVAL_MS`, default 120 s).
+    pub max_poll_interval_ms: u32,
     /// librdkafka's own debug contexts, e.g. `cgrp,consumer` (`KAFKA_DEBUG`): verbose, for
     /// investigating a client that misbehaves.
     pub debug: Option<String>,
+}
+
+/// How a consumer joins its group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Membership {
+    /// Static (`group.instance.id`) when `KAFKA_GROUP_INSTANCE_ID` is set: a restart takes
+    /// the same partitions back. A static member does not leave the group when it closes.
+    Static,
+    /// A new member each time. A consumer recreated because its group was stuck joins this
+    /// way: joining again under the same static id would only be handed the same assignment.
+    Dynamic,
 }
 
 /// How long an idempotent producer keeps trying to deliver a record before failing it (Kafka's
@@ -94,6 +115,8 @@ impl KafkaSettings {
             replication_factor: env::parse("KAFKA_REPLICATION_FACTOR", 1)?,
             fetch_wait_max_ms: env::parse("KAFKA_FETCH_WAIT_MAX_MS", 100)?,
             security: KafkaSecurity::from_env()?,
+            group_instance_id: env::optional("KAFKA_GROUP_INSTANCE_ID"),
+            max_poll_interval_ms: env::parse("KAFKA_MAX_POLL_INTERVAL_MS", 120_000)?,
             debug: env::optional("KAFKA_DEBUG"),
         })
     }
@@ -139,16 +162,37 @@ impl KafkaSettings {
     /// join again as a new member, and a broker that is slow to expire the old one (tansu
     /// never does) keeps the group rebalancing around a member that will never answer.
     pub fn consumer(&self, group: &str) -> anyhow::Result<StreamConsumer> {
-        self.consumer_with(group, rdkafka::consumer::DefaultConsumerContext)
+        self.consumer_with(
+            group,
+            Membership::Dynamic,
+            rdkafka::consumer::DefaultConsumerContext,
+        )
     }
 
-    /// Like [`Self::consumer`], with a context of the caller's (e.g. [`RebalanceContext`]).
-    pub fn consumer_with<C>(&self, group: &str, context: C) -> anyhow::Result<StreamConsumer<C>>
+    /// Like [`Self::consumer`], with a membership and a context of the caller's (e.g.
+    /// [`RebalanceContext`]).
+    ///
+    /// The rebalance timeout (`max.poll.interval.ms`) bounds how long a rebalance waits for a
+    /// member that does not rejoin, such as a killed one the broker has not expired yet.
+    pub fn consumer_with<C>(
+        &self,
+        group: &str,
+        membership: Membership,
+        context: C,
+    ) -> anyhow::Result<StreamConsumer<C>>
     where
         C: rdkafka::consumer::ConsumerContext + 'static,
     {
-        self.client_config()
+        let mut config = self.client_config();
+        if let (Membership::Static, Some(instance)) = (membership, &self.group_instance_id) {
+            config.set("group.instance.id", instance);
+        }
+        config
             .set("group.id", group)
+            .set(
+                "max.poll.interval.ms",
+                self.max_poll_interval_ms.to_string(),
+            )
             .set("enable.auto.commit", "true")
             .set("auto.commit.interval.ms", "1000")
             .set("enable.auto.offset.store", "false")

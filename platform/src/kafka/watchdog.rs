@@ -1,0 +1,552 @@
+//! A consumer group's watchdog: is the group making progress on every partition of its topic,
+//! and is this member doing its part?
+//!
+//! A member's own view is not enough. After a kill -9, a broker that keeps the dead member
+//! in the group (tansu never expires one; Kafka does after `session.timeout.ms`) can finish a
+//! rebalance with the dead member holding every partition and the live one holding nothing:
+//! the live member then sees no lag at all, because it owns nothing to lag on. So the watch
+//! compares the *group's* committed offsets with the high watermarks of *all* partitions:
+//!
+//! - a partition with records behind its committed offset whose committed offset has not
+//!   moved for the limit is stuck, when this member does not hold it (someone else, maybe a
+//!   dead member, or nobody does) or when this member itself has made no progress for the
+//!   limit (it holds it and is wedged). A partition this member holds while it progresses
+//!   elsewhere is busy, not stuck: one partition's backlog can keep the others waiting;
+//! - when the offsets cannot be read at all (metadata, committed offsets or watermarks fail
+//!   or time out) for the limit, the member is blind: "cannot find out" is not "fine".
+//!
+//! [`GroupWatch`] is the decision, pure and tested; [`watch`] probes the broker on a
+//! blocking thread, feeds the decision, reports lag, logs and marks the consumer's health,
+//! and cancels a token the consumer loop selects on to leave the group and join again.
+
+use std::{
+    collections::BTreeMap,
+    sync::{Arc, Mutex, Weak},
+    time::{Duration, Instant},
+};
+
+use anyhow::Context;
+use prometheus_client::{
+    encoding::EncodeLabelSet,
+    metrics::{counter::Counter, family::Family},
+};
+use rdkafka::{
+    TopicPartitionList,
+    consumer::{Consumer, ConsumerContext, StreamConsumer},
+};
+use tokio_util::sync::CancellationToken;
+
+use crate::metrics::{ConsumerLag, PartitionLabels};
+
+/// One partition of the group's topic: where the group is and where the log ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PartitionOffsets {
+    pub partition: i32,
+    /// The group's committed offset (the log start when the group never committed).
+    pub committed: i64,
+    /// The high watermark.
+    pub high: i64,
+}
+
+impl PartitionOffsets {
+    /// Records the group has not finished.
+    pub fn lag(&self) -> i64 {
+        (self.high - self.committed).max(0)
+    }
+}
+
+/// A partition found stuck.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StuckPartition {
+    pub partition: i32,
+    pub lag: i64,
+    /// Whether this member holds it.
+    pub held_here: bool,
+    /// Time since its committed offset last moved (or it last had no lag).
+    pub idle: Duration,
+}
+
+/// What the watch concluded from one look.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// Every lagging partition moves, or is held by this member while it progresses.
+    Fine,
+    /// Lagging partitions that made no progress for the limit.
+    Stuck(Vec<StuckPartition>),
+    /// The group's offsets could not be read for this long (at least the limit).
+    Blind(Duration),
+}
+
+/// A partition's last committed offset and since when it has not moved.
+#[derive(Debug, Clone, Copy)]
+struct Progress {
+    committed: i64,
+    since: Instant,
+}
+
+/// The progress of one consumer group on one topic, as seen by one member.
+#[derive(Debug)]
+pub struct GroupWatch {
+    limit: Duration,
+    started: Instant,
+    partitions: BTreeMap<i32, Progress>,
+    blind_since: Option<Instant>,
+}
+
+impl GroupWatch {
+    /// A watch that calls a partition stuck after `limit` without progress.
+    pub fn new(limit: Duration, now: Instant) -> Self {
+        Self {
+            limit,
+            started: now,
+            partitions: BTreeMap::new(),
+            blind_since: None,
+        }
+    }
+
+    /// Takes one look: `offsets` is `None` when they could not be read; `held` are the
+    /// partitions this member is assigned; `member_idle` is the time since this member last
+    /// took in or finished a record.
+    pub fn observe(
+        &mut self,
+        now: Instant,
+        offsets: Option<&[PartitionOffsets]>,
+        held: &[i32],
+        member_idle: Duration,
+    ) -> Verdict {
+        let Some(offsets) = offsets else {
+            let since = *self.blind_since.get_or_insert(now);
+            let blind = now.duration_since(since);
+            return if blind >= self.limit {
+                Verdict::Blind(blind)
+            } else {
+                Verdict::Fine
+            };
+        };
+        self.blind_since = None;
+        let started = self.started;
+        let mut stuck = Vec::new();
+        for offsets in offsets {
+            // A partition first seen now has had since the watch started to move.
+            let progress = self
+                .partitions
+                .entry(offsets.partition)
+                .or_insert(Progress {
+                    committed: offsets.committed,
+                    since: started,
+                });
+            if offsets.lag() == 0 || offsets.committed != progress.committed {
+                *progress = Progress {
+                    committed: offsets.committed,
+                    since: now,
+                };
+                continue;
+            }
+            let idle = now.duration_since(progress.since);
+            let held_here = held.contains(&offsets.partition);
+            if idle >= self.limit && (!held_here || member_idle >= self.limit) {
+                stuck.push(StuckPartition {
+                    partition: offsets.partition,
+                    lag: offsets.lag(),
+                    held_here,
+                    idle,
+                });
+            }
+        }
+        if stuck.is_empty() {
+            Verdict::Fine
+        } else {
+            Verdict::Stuck(stuck)
+        }
+    }
+}
+
+/// The time since a consumer last took in or finished a record, shared between the
+/// consumer loop (which marks it) and its watchdog (which reads it).
+#[derive(Debug, Clone)]
+pub struct MemberProgress(Arc<Mutex<Instant>>);
+
+impl Default for MemberProgress {
+    fn default() -> Self {
+        Self(Arc::new(Mutex::new(Instant::now())))
+    }
+}
+
+impl MemberProgress {
+    /// A record was taken in or finished.
+    pub fn mark(&self) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now();
+    }
+
+    /// Time since the last mark.
+    pub fn idle(&self) -> Duration {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).elapsed()
+    }
+}
+
+/// What is wrong with a consumer, for readiness.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trouble {
+    /// Its group has lagging partitions that do not move: it is being recreated.
+    Stuck,
+    /// Its group's offsets cannot be read: the broker does not answer.
+    Blind,
+}
+
+/// The consumers of a process that are in trouble now, by name. Readiness reads it.
+#[derive(Debug, Clone, Default)]
+pub struct ConsumerHealth(Arc<Mutex<BTreeMap<String, Trouble>>>);
+
+impl ConsumerHealth {
+    fn set(&self, consumer: &str, trouble: Trouble) {
+        self.lock().insert(consumer.to_owned(), trouble);
+    }
+
+    fn clear(&self, consumer: &str) {
+        if self.lock().remove(consumer).is_some() {
+            tracing::info!(consumer, "Consumer group is making progress again.");
+        }
+    }
+
+    /// Each consumer in trouble, with what is wrong.
+    pub fn troubles(&self) -> Vec<(String, Trouble)> {
+        self.lock().iter().map(|(k, v)| (k.clone(), *v)).collect()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Trouble>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// The label of the watchdog's counters: which consumer (`main`, `retry-1`, `projector`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ConsumerLabels {
+    pub consumer: String,
+}
+
+/// What one consumer's watchdog watches and where it reports.
+#[derive(Clone)]
+pub struct WatchSpec {
+    /// The consumer's name in logs, metrics and readiness.
+    pub consumer: String,
+    /// The one topic the consumer subscribes to.
+    pub topic: String,
+    /// No progress for this long is a stall.
+    pub limit: Duration,
+    /// How often to look.
+    pub interval: Duration,
+    /// The group's lag per partition (`…_consumer_lag`).
+    pub lag: ConsumerLag,
+    /// Stalls found, by consumer (`…_consumer_stalls_total`).
+    pub stalls: Family<ConsumerLabels, Counter>,
+    /// Where readiness looks.
+    pub health: ConsumerHealth,
+}
+
+/// How long one probe's broker requests may take.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Watches `consumer`'s group until `shutdown` or until the consumer is gone, cancelling
+/// `stuck` (once) when the group is stuck. Only a weak reference is kept: the watchdog must
+/// not keep a consumer, and with it a group membership, alive after its owner is gone.
+pub fn watch<C>(
+    consumer: &Arc<StreamConsumer<C>>,
+    spec: WatchSpec,
+    member: MemberProgress,
+    stuck: CancellationToken,
+    shutdown: CancellationToken,
+) -> impl std::future::Future<Output = ()> + Send + 'static
+where
+    C: ConsumerContext + 'static,
+{
+    let consumer: Weak<StreamConsumer<C>> = Arc::downgrade(consumer);
+    async move {
+        let mut watch = GroupWatch::new(spec.limit, Instant::now());
+        let mut tick = tokio::time::interval(spec.interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                () = stuck.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            let Some(strong) = consumer.upgrade() else {
+                return;
+            };
+            let topic = spec.topic.clone();
+            let probed = tokio::time::timeout(
+                PROBE_TIMEOUT * 4,
+                tokio::task::spawn_blocking(move || probe(&strong, &topic)),
+            )
+            .await;
+            let (offsets, held) = match probed {
+                Ok(Ok(Ok(probed))) => (Some(probed.offsets), probed.held),
+                Ok(Ok(Err(error))) => {
+                    tracing::warn!(
+                        consumer = spec.consumer,
+                        error = format!("{error:#}"),
+                        "Could not read the consumer group's offsets."
+                    );
+                    (None, Vec::new())
+                }
+                _ => {
+                    tracing::warn!(
+                        consumer = spec.consumer,
+                        "Reading the consumer group's offsets timed out."
+                    );
+                    (None, Vec::new())
+                }
+            };
+            if let Some(offsets) = &offsets {
+                for partition in offsets {
+                    let labels = PartitionLabels {
+                        topic: spec.topic.clone(),
+                        partition: partition.partition,
+                    };
+                    spec.lag.get_or_create(&labels).set(partition.lag());
+                }
+            }
+            match watch.observe(Instant::now(), offsets.as_deref(), &held, member.idle()) {
+                Verdict::Fine => spec.health.clear(&spec.consumer),
+                Verdict::Blind(blind) => {
+                    tracing::error!(
+                        consumer = spec.consumer,
+                        topic = spec.topic,
+                        blind_secs = blind.as_secs(),
+                        "The broker has not told where the consumer group stands for too long; \
+                         counting it as no progress."
+                    );
+                    spec.health.set(&spec.consumer, Trouble::Blind);
+                }
+                Verdict::Stuck(partitions) => {
+                    let detail: Vec<String> = partitions
+                        .iter()
+                        .map(|p| {
+                            format!(
+                                "{}: lag {} for {} s{}",
+                                p.partition,
+                                p.lag,
+                                p.idle.as_secs(),
+                                if p.held_here { " (held here)" } else { "" }
+                            )
+                        })
+                        .collect();
+                    tracing::error!(
+                        consumer = spec.consumer,
+                        topic = spec.topic,
+                        partitions = ?detail,
+                        held_here = ?held,
+                        "Consumer group made no progress with records waiting; leaving it and joining again."
+                    );
+                    spec.stalls
+                        .get_or_create(&ConsumerLabels {
+                            consumer: spec.consumer.clone(),
+                        })
+                        .inc();
+                    spec.health.set(&spec.consumer, Trouble::Stuck);
+                    stuck.cancel();
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// What one probe read.
+struct Probed {
+    offsets: Vec<PartitionOffsets>,
+    /// The partitions of the topic this member holds.
+    held: Vec<i32>,
+}
+
+/// Reads every partition's committed offset and watermarks (blocking: librdkafka's calls).
+fn probe<C: ConsumerContext>(consumer: &StreamConsumer<C>, topic: &str) -> anyhow::Result<Probed> {
+    let metadata = consumer
+        .fetch_metadata(Some(topic), PROBE_TIMEOUT)
+        .context("Failed to fetch the topic's metadata")?;
+    let partitions: Vec<i32> = metadata
+        .topics()
+        .iter()
+        .filter(|t| t.name() == topic)
+        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+        .collect();
+    anyhow::ensure!(
+        !partitions.is_empty(),
+        "the topic {topic} has no partitions"
+    );
+    let mut wanted = TopicPartitionList::new();
+    for partition in &partitions {
+        wanted.add_partition(topic, *partition);
+    }
+    let committed = consumer
+        .committed_offsets(wanted, PROBE_TIMEOUT)
+        .context("Failed to fetch the group's committed offsets")?;
+    let mut offsets = Vec::with_capacity(partitions.len());
+    for element in committed.elements() {
+        let (low, high) = consumer
+            .fetch_watermarks(topic, element.partition(), PROBE_TIMEOUT)
+            .with_context(|| {
+                format!(
+                    "Failed to fetch partition {}'s watermarks",
+                    element.partition()
+                )
+            })?;
+        let committed = element.offset().to_raw().filter(|o| *o >= 0).unwrap_or(low);
+        offsets.push(PartitionOffsets {
+            partition: element.partition(),
+            committed,
+            high,
+        });
+    }
+    let held = consumer
+        .assignment()
+        .map(|list| {
+            list.elements()
+                .iter()
+                .filter(|e| e.topic() == topic)
+                .map(|e| e.partition())
+                .collect()
+        })
+        .unwrap_or_default();
+    Ok(Probed { offsets, held })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LIMIT: Duration = Duration::from_secs(30);
+
+    fn at(partition: i32, committed: i64, high: i64) -> PartitionOffsets {
+        PartitionOffsets {
+            partition,
+            committed,
+            high,
+        }
+    }
+
+    fn secs(s: u64) -> Duration {
+        Duration::from_secs(s)
+    }
+
+    #[test]
+    fn a_lagging_partition_nobody_here_holds_is_stuck_after_the_limit() {
+        let start = Instant::now();
+        let mut watch = GroupWatch::new(LIMIT, start);
+        let offsets = [at(0, 10, 10), at(1, 4, 9)];
+        assert_eq!(
+            watch.observe(start + secs(29), Some(&offsets), &[], secs(0)),
+            Verdict::Fine
+        );
+        assert_eq!(
+            watch.observe(start + LIMIT, Some(&offsets), &[], secs(0)),
+            Verdict::Stuck(vec![StuckPartition {
+                partition: 1,
+                lag: 5,
+                held_here: false,
+                idle: LIMIT
+            }])
+        );
+    }
+
+    #[test]
+    fn a_member_holding_nothing_while_the_group_lags_is_stuck() {
+        let start = Instant::now();
+        let mut watch = GroupWatch::new(LIMIT, start);
+        let offsets = [at(0, 0, 3), at(1, 0, 3), at(2, 0, 3)];
+        let verdict = watch.observe(start + LIMIT, Some(&offsets), &[], secs(0));
+        assert!(matches!(verdict, Verdict::Stuck(p) if p.len() == 3));
+    }
+
+    #[test]
+    fn a_moving_committed_offset_restarts_the_partitions_clock() {
+        let start = Instant::now();
+        let mut watch = GroupWatch::new(LIMIT, start);
+        watch.observe(start, Some(&[at(0, 1, 9)]), &[], secs(0));
+        watch.observe(start + secs(20), Some(&[at(0, 2, 9)]), &[], secs(0));
+        assert_eq!(
+            watch.observe(start + secs(49), Some(&[at(0, 2, 9)]), &[], secs(0)),
+            Verdict::Fine
+        );
+        assert!(matches!(
+            watch.observe(start + secs(50), Some(&[at(0, 2, 9)]), &[], secs(0)),
+            Verdict::Stuck(_)
+        ));
+    }
+
+    #[test]
+    fn a_partition_without_lag_is_never_stuck_and_gets_the_whole_limit_when_records_come() {
+        let start = Instant::now();
+        let mut watch = GroupWatch::new(LIMIT, start);
+        assert_eq!(
+            watch.observe(start + secs(600), Some(&[at(0, 5, 5)]), &[], secs(600)),
+            Verdict::Fine
+        );
+        assert_eq!(
+            watch.observe(start + secs(610), Some(&[at(0, 5, 8)]), &[], secs(610)),
+            Verdict::Fine
+        );
+        assert_eq!(
+            watch.observe(start + secs(629), Some(&[at(0, 5, 8)]), &[], secs(629)),
+            Verdict::Fine
+        );
+        assert!(matches!(
+            watch.observe(start + secs(630), Some(&[at(0, 5, 8)]), &[], secs(630)),
+            Verdict::Stuck(_)
+        ));
+    }
+
+    #[test]
+    fn a_held_partition_waiting_while_this_member_progresses_elsewhere_is_busy_not_stuck() {
+        let start = Instant::now();
+        let mut watch = GroupWatch::new(LIMIT, start);
+        let offsets = [at(0, 0, 500), at(1, 0, 500)];
+        assert_eq!(
+            watch.observe(start + secs(300), Some(&offsets), &[0, 1], secs(1)),
+            Verdict::Fine
+        );
+        let verdict = watch.observe(start + secs(301), Some(&offsets), &[0, 1], LIMIT);
+        assert!(
+            matches!(&verdict, Verdict::Stuck(p) if p.iter().all(|p| p.held_here)),
+            "a member that itself stopped is stuck on what it holds: {verdict:?}"
+        );
+    }
+
+    #[test]
+    fn offsets_that_cannot_be_read_for_the_limit_are_blindness_not_health() {
+        let start = Instant::now();
+        let mut watch = GroupWatch::new(LIMIT, start);
+        assert_eq!(watch.observe(start, None, &[], secs(0)), Verdict::Fine);
+        assert_eq!(
+            watch.observe(start + secs(29), None, &[], secs(0)),
+            Verdict::Fine
+        );
+        assert_eq!(
+            watch.observe(start + LIMIT, None, &[], secs(0)),
+            Verdict::Blind(LIMIT)
+        );
+        // One good look ends it, and the next outage gets the whole limit again.
+        assert_eq!(
+            watch.observe(start + secs(31), Some(&[at(0, 1, 1)]), &[], secs(0)),
+            Verdict::Fine
+        );
+        assert_eq!(
+            watch.observe(start + secs(32), None, &[], secs(0)),
+            Verdict::Fine
+        );
+        assert_eq!(
+            watch.observe(start + secs(61), None, &[], secs(0)),
+            Verdict::Fine
+        );
+        assert_eq!(
+            watch.observe(start + secs(62), None, &[], secs(0)),
+            Verdict::Blind(LIMIT)
+        );
+    }
+
+    #[test]
+    fn lag_never_counts_below_zero() {
+        assert_eq!(at(0, 12, 10).lag(), 0);
+        assert_eq!(at(0, 3, 10).lag(), 7);
+    }
+}
