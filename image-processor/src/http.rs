@@ -46,9 +46,9 @@ async fn readyz(worker: Data<&Arc<Worker>>) -> Response {
             Trouble::Stuck => format!(
                 "consumer {consumer} made no progress with records waiting (rejoining its group)"
             ),
-            Trouble::Blind => format!(
-                "consumer {consumer} cannot read its group's offsets from the broker"
-            ),
+            Trouble::Blind => {
+                format!("consumer {consumer} cannot read its group's offsets from the broker")
+            }
         });
     }
     if problems.is_empty() {

@@ -2,7 +2,9 @@
 //! the api serves) and images served over HTTP by the test.
 
 mod broker_outage;
+mod broker_volume;
 mod cleanup;
+mod crashes;
 mod drills;
 mod failures;
 mod feed;

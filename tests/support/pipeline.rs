@@ -112,7 +112,25 @@ pub async fn spawn_pipeline_without_processor() -> Pipeline {
     prepare(test_kafka(&brokers())).await
 }
 
+/// Like [`spawn_pipeline_without_processor`], with these Kafka settings.
+pub async fn spawn_pipeline_without_processor_with(kafka: KafkaSettings) -> Pipeline {
+    prepare(kafka).await
+}
+
+/// Everything, but the test's api only serves HTTP: it neither relays its outbox nor
+/// projects results, so that an api binary of the drill's (on the same database, topics and
+/// `PROJECTOR_GROUP`) does both and can be killed.
+pub async fn spawn_pipeline_for_api_binaries(kafka: KafkaSettings) -> Pipeline {
+    let mut pipeline = prepare_with(kafka, false).await;
+    pipeline.start_processor().await;
+    pipeline
+}
+
 async fn prepare(kafka: KafkaSettings) -> Pipeline {
+    prepare_with(kafka, true).await
+}
+
+async fn prepare_with(kafka: KafkaSettings, app_uses_kafka: bool) -> Pipeline {
     let storage_dir =
         std::env::temp_dir().join(format!("catalog-test-{}", uuid::Uuid::new_v4().simple()));
     std::fs::create_dir_all(&storage_dir).unwrap();
@@ -121,7 +139,7 @@ async fn prepare(kafka: KafkaSettings) -> Pipeline {
         let kafka = kafka.clone();
         let dir = storage_dir.clone();
         spawn_app_with(move |s| {
-            s.kafka = Some(kafka);
+            s.kafka = app_uses_kafka.then_some(kafka);
             s.projector_group = format!("projector-{}", uuid::Uuid::new_v4().simple());
             s.outbox_poll = Duration::from_millis(200);
             s.serve_images_from = Some(dir);
@@ -161,12 +179,23 @@ impl Pipeline {
     /// Starts the real image-processor binary on this pipeline's topics, groups and storage,
     /// driven by its environment as in production (for drills that signal or kill it).
     pub fn spawn_processor_process(&self) -> std::process::Child {
+        self.spawn_processor_process_as(None)
+    }
+
+    /// Like [`Self::spawn_processor_process`], as static group member `instance` (the
+    /// stable identity of a replica, e.g. a StatefulSet's pod name) when given.
+    pub fn spawn_processor_process_as(&self, instance: Option<&str>) -> std::process::Child {
         let settings = &self.processor_settings;
-        std::process::Command::new(crate::process::workspace_binary("image-processor"))
+        let mut command =
+            std::process::Command::new(crate::process::workspace_binary("image-processor"));
+        if let Some(instance) = instance {
+            command.env("KAFKA_GROUP_INSTANCE_ID", instance);
+        }
+        command
             .current_dir(std::env::temp_dir())
             .env("KAFKA_BROKERS", &self.kafka.brokers)
             .env("KAFKA_TOPIC_PREFIX", &self.kafka.topic_prefix)
-            .env("KAFKA_TOPIC_PARTITIONS", "1")
+            .env("KAFKA_TOPIC_PARTITIONS", self.kafka.partitions.to_string())
             .env("IMAGE_PROCESSOR_GROUP", &settings.group)
             .env("IMAGE_STORAGE_URL", &settings.storage_url)
             .env("IMAGE_PUBLIC_BASE_URL", &settings.public_base_url)

@@ -67,20 +67,32 @@ pub fn kill(child: &mut Option<Child>) {
 }
 
 /// The api binary on `database_url` and `kafka`'s brokers and topics, with no cache, on a
-/// free port; returns the child and its base URL.
+/// free port and a projector group of its own; returns the child and its base URL.
 pub fn api_binary(database_url: &str, kafka: &platform::kafka::KafkaSettings) -> (Child, String) {
+    let group = format!("projector-{}", uuid::Uuid::new_v4().simple());
+    api_binary_in(database_url, kafka, &group)
+}
+
+/// Like [`api_binary`], projecting in `projector_group` as `kafka.group_instance_id` (when
+/// set): a replica that replaces a killed one, as a restarted pod would.
+pub fn api_binary_in(
+    database_url: &str,
+    kafka: &platform::kafka::KafkaSettings,
+    projector_group: &str,
+) -> (Child, String) {
     let port = free_port();
-    let child = Command::new(workspace_binary("api"))
+    let mut command = Command::new(workspace_binary("api"));
+    if let Some(instance) = &kafka.group_instance_id {
+        command.env("KAFKA_GROUP_INSTANCE_ID", instance);
+    }
+    let child = command
         .current_dir(std::env::temp_dir())
         .env("API_ADDR", format!("127.0.0.1:{port}"))
         .env("POSTGRES_URL", database_url)
         .env("KAFKA_BROKERS", &kafka.brokers)
         .env("KAFKA_TOPIC_PREFIX", &kafka.topic_prefix)
         .env("KAFKA_TOPIC_PARTITIONS", kafka.partitions.to_string())
-        .env(
-            "PROJECTOR_GROUP",
-            format!("projector-{}", uuid::Uuid::new_v4().simple()),
-        )
+        .env("PROJECTOR_GROUP", projector_group)
         .env("CACHE_ENABLED", "false")
         .env("IMAGE_STORAGE_URL", "memory://")
         .env("RUST_LOG", "warn")
