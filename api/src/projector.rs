@@ -19,7 +19,7 @@ use deadpool_postgres::Pool;
 use events::{Envelope, EventType, ImagesCompressed};
 use platform::kafka::{
     Membership,
-    watchdog::{self, ConsumerHealth, MemberProgress, WatchSpec},
+    watchdog::{self, ConsumerHealth, MemberProgress, SharedWatch, WatchSpec},
 };
 use rdkafka::{
     Message,
@@ -101,6 +101,7 @@ impl Projector {
         // recreated because the group was stuck joins as a new member, so the broker
         // rebalances.
         let mut membership = Membership::Static;
+        let group = watchdog::shared_watch(&self.watch_spec());
         loop {
             let consumer = match self.kafka.consumer_with(
                 &self.group,
@@ -117,7 +118,7 @@ impl Projector {
                     self.topic
                 );
             }
-            let ended = self.consume(&consumer, &shutdown).await;
+            let ended = self.consume(&consumer, &group, &shutdown).await;
             // Closing leaves the group, which can block while the broker does not answer:
             // never on the runtime's threads.
             tokio::task::spawn_blocking(move || drop(consumer));
@@ -129,21 +130,32 @@ impl Projector {
         }
     }
 
+    /// What the projector's watchdog watches and reports to.
+    fn watch_spec(&self) -> WatchSpec {
+        WatchSpec {
+            consumer: "projector".to_owned(),
+            topic: self.topic.clone(),
+            limit: self.stall_after,
+            interval: Duration::from_secs(5).min(self.stall_after / 3),
+            lag: self.metrics.projector_lag.clone(),
+            stalls: self.metrics.projector_stalls.clone(),
+            health: self.health.clone(),
+        }
+    }
+
     /// Consumes with `consumer` until shutdown, or until its group is found stuck.
-    async fn consume(&self, consumer: &Arc<StreamConsumer>, shutdown: &CancellationToken) -> Ended {
+    async fn consume(
+        &self,
+        consumer: &Arc<StreamConsumer>,
+        group: &SharedWatch,
+        shutdown: &CancellationToken,
+    ) -> Ended {
         let member = MemberProgress::default();
         let stuck = CancellationToken::new();
         let watchdog = tokio::spawn(watchdog::watch(
             consumer,
-            WatchSpec {
-                consumer: "projector".to_owned(),
-                topic: self.topic.clone(),
-                limit: self.stall_after,
-                interval: Duration::from_secs(5).min(self.stall_after / 3),
-                lag: self.metrics.projector_lag.clone(),
-                stalls: self.metrics.projector_stalls.clone(),
-                health: self.health.clone(),
-            },
+            self.watch_spec(),
+            group.clone(),
             member.clone(),
             stuck.clone(),
             shutdown.clone(),

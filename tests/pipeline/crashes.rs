@@ -26,6 +26,23 @@ const CRASH_RECOVERY: Duration = Duration::from_secs(90);
 
 const SOURCES: [&str; 4] = ["rocket.jpg", "chelsea.png", "coffee.png", "astronaut.png"];
 
+/// A child process of the drill's, killed when the drill ends however it ends (a failed
+/// assertion included), so that none outlives its test.
+struct Replica(Child);
+
+impl Replica {
+    fn kill_9(&mut self) {
+        kill_9(&mut self.0);
+    }
+}
+
+impl Drop for Replica {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// Where a kill lands.
 #[derive(Debug, Clone, Copy)]
 enum Moment {
@@ -99,7 +116,7 @@ async fn three_kill_9s_of_the_processor_in_a_row_each_recover() {
     let (_broker, kafka) = drill_broker().await;
     let pipeline = spawn_pipeline_without_processor_with(kafka).await;
     // A replica with a stable identity, as under `make run` or in a StatefulSet.
-    let start = || pipeline.spawn_processor_process_as(Some("processor-0"));
+    let start = || Replica(pipeline.spawn_processor_process_as(Some("processor-0")));
     let mut processor = start();
     let mut ids = Vec::new();
     for i in 0..3 {
@@ -132,7 +149,7 @@ async fn three_kill_9s_of_the_processor_in_a_row_each_recover() {
                 tokio::time::sleep(Duration::from_secs(3)).await;
             }
         }
-        kill_9(&mut processor);
+        processor.kill_9();
         processor = start();
         let replaced = Instant::now();
         for i in 10..13 {
@@ -146,15 +163,18 @@ async fn three_kill_9s_of_the_processor_in_a_row_each_recover() {
         recoveries.push((moment, took));
     }
     eprintln!("processor recoveries: {recoveries:?}");
-    kill_9(&mut processor);
+    processor.kill_9();
 }
 
 #[tokio::test]
 async fn when_one_of_two_processors_is_killed_mid_burst_the_survivor_takes_over() {
     let (_broker, kafka) = drill_broker().await;
     let pipeline = spawn_pipeline_without_processor_with(kafka).await;
-    let mut doomed = pipeline.spawn_processor_process_as(Some("processor-0"));
-    let mut survivor = pipeline.spawn_processor_process_as(Some("processor-1"));
+    // Replicas without a stable identity, as in a Deployment: dynamic members. (A static
+    // member that never comes back keeps its partitions on the local broker: it does not
+    // expire static members. docs/operations.md, "Consumer groups".)
+    let mut doomed = Replica(pipeline.spawn_processor_process());
+    let _survivor = Replica(pipeline.spawn_processor_process());
     let mut ids = Vec::new();
     for i in 0..3 {
         ids.push(
@@ -171,7 +191,7 @@ async fn when_one_of_two_processors_is_killed_mid_burst_the_survivor_takes_over(
         burst.push(pipeline.create_product(&[url]).await);
     }
     wait_any_done(&pipeline, &burst).await;
-    kill_9(&mut doomed);
+    doomed.kill_9();
     let killed = Instant::now();
     // Nobody replaces it: the survivor notices the partitions nobody works on and takes
     // them, whether or not the broker ever expires the dead member.
@@ -181,12 +201,11 @@ async fn when_one_of_two_processors_is_killed_mid_burst_the_survivor_takes_over(
     }
     let took = wait_all_visible(&pipeline, &burst, killed).await;
     eprintln!("one of two processors killed mid-burst: every product visible {took:?} after");
-    kill_9(&mut survivor);
 }
 
 /// An api binary of the drill's, projecting in the drill's group as static member `api-0`.
 struct ApiReplica {
-    child: Child,
+    child: Replica,
     base: String,
 }
 
@@ -194,7 +213,10 @@ fn start_api(pipeline: &Pipeline, group: &str) -> ApiReplica {
     let mut kafka = pipeline.kafka.clone();
     kafka.group_instance_id = Some("api-0".to_owned());
     let (child, base) = api_binary_in(&pipeline.app.database_url, &kafka, group);
-    ApiReplica { child, base }
+    ApiReplica {
+        child: Replica(child),
+        base,
+    }
 }
 
 /// Posts `count` products through the api at `base` at once; returns the posts' tasks.
@@ -251,7 +273,7 @@ async fn three_kill_9s_of_the_api_in_a_row_each_recover() {
     for (round, moment) in MOMENTS.into_iter().enumerate() {
         let tag = format!("r{round}");
         match moment {
-            Moment::Idle => kill_9(&mut api.child),
+            Moment::Idle => api.child.kill_9(),
             Moment::MidBurst => {
                 let posts = post_burst(&pipeline, &api.base, &user, &tag, 30);
                 poll_until("some products to be committed", CRASH_RECOVERY, || async {
@@ -261,7 +283,7 @@ async fn three_kill_9s_of_the_api_in_a_row_each_recover() {
                     }
                 })
                 .await;
-                kill_9(&mut api.child);
+                api.child.kill_9();
                 for post in posts {
                     let _answered_or_cut = post.await.unwrap();
                 }
@@ -274,7 +296,7 @@ async fn three_kill_9s_of_the_api_in_a_row_each_recover() {
                         .await;
                 }
                 tokio::time::sleep(Duration::from_secs(3)).await;
-                kill_9(&mut api.child);
+                api.child.kill_9();
             }
         }
         api = start_api(&pipeline, &group);
@@ -293,7 +315,7 @@ async fn three_kill_9s_of_the_api_in_a_row_each_recover() {
         recoveries.push((moment, took));
     }
     eprintln!("api recoveries: {recoveries:?}");
-    kill_9(&mut api.child);
+    api.child.kill_9();
 }
 
 /// Every product the database holds.

@@ -31,7 +31,7 @@ pub fn test_kafka(brokers: &str) -> KafkaSettings {
         fetch_wait_max_ms: 100,
         security: Default::default(),
         group_instance_id: None,
-        max_poll_interval_ms: 120_000,
+        max_poll_interval_ms: 60_000,
         debug: None,
     }
 }
@@ -205,8 +205,11 @@ impl Pipeline {
                 "PROCESSOR_ADDR",
                 format!("127.0.0.1:{}", crate::process::free_port()),
             )
-            .env("RUST_LOG", "warn")
-            .stdout(std::process::Stdio::null())
+            .env(
+                "RUST_LOG",
+                std::env::var("DRILL_RUST_LOG").unwrap_or_else(|_| "warn".to_owned()),
+            )
+            .stdout(std::process::Stdio::inherit())
             .spawn()
             .expect("the image-processor binary starts")
     }

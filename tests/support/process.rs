@@ -96,7 +96,7 @@ pub fn api_binary_in(
         .env("CACHE_ENABLED", "false")
         .env("IMAGE_STORAGE_URL", "memory://")
         .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
+        .stdout(Stdio::inherit())
         .spawn()
         .expect("the api binary starts");
     (child, format!("http://127.0.0.1:{port}"))

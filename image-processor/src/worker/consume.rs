@@ -8,7 +8,7 @@ use std::{sync::Arc, time::Duration};
 use futures_util::{StreamExt, future::BoxFuture, stream::FuturesUnordered};
 use platform::kafka::{
     Membership, PartitionGuard, RebalanceContext,
-    watchdog::{self, MemberProgress, WatchSpec},
+    watchdog::{self, MemberProgress, SharedWatch, WatchSpec},
 };
 use rdkafka::{
     Message,
@@ -50,6 +50,7 @@ impl Worker {
         partitions: Arc<PartitionGuard>,
         topic: &str,
         level: usize,
+        group: SharedWatch,
         shutdown: CancellationToken,
     ) -> Ended {
         let name = consumer_name(level);
@@ -59,6 +60,7 @@ impl Worker {
         let watchdog = tokio::spawn(watchdog::watch(
             &consumer,
             self.watch_spec(&name, topic, level),
+            group,
             member.clone(),
             stuck.clone(),
             shutdown.clone(),
@@ -256,6 +258,11 @@ impl ConsumerSpec {
         // consumer recreated because its group was stuck joins as a new member, which makes
         // the broker rebalance.
         let mut membership = Membership::Static;
+        let group = watchdog::shared_watch(&self.worker.watch_spec(
+            &consumer_name(self.level),
+            &self.topic,
+            self.level,
+        ));
         loop {
             let (consumer, partitions) = match self.create(membership) {
                 Ok(created) => created,
@@ -282,6 +289,7 @@ impl ConsumerSpec {
                     partitions,
                     &self.topic,
                     self.level,
+                    group.clone(),
                     shutdown.clone(),
                 )
                 .await;

@@ -76,7 +76,9 @@ pub struct KafkaSettings {
     /// replicas with one id fence each other.
     pub group_instance_id: Option<String>,
     /// How long a member may go without polling, which is also the rebalance timeout: how long
-    /// a rebalance waits for members to rejoin (`KAFKA_MAX_POLL_INTERVAL_MS`, default 120 s).
+    /// a rebalance waits for members to rejoin (`KAFKA_MAX_POLL_INTERVAL_MS`, default 60 s, at
+    /// least the session timeout, 45 s). A member that does not poll for this long leaves the
+    /// group and joins again on its next poll.
     pub max_poll_interval_ms: u32,
     /// librdkafka's own debug contexts, e.g. `cgrp,consumer` (`KAFKA_DEBUG`): verbose, for
     /// investigating a client that misbehaves.
@@ -105,9 +107,13 @@ pub enum Membership {
 /// left the local broker unable to serve anyone (docs/operations.md, "Broker stalls").
 pub const DELIVERY_TIMEOUT: Duration = Duration::from_secs(120);
 
+/// How long the broker waits for a consumer's heartbeat before it expires the member
+/// (Kafka's default); see [`KafkaSettings::consumer`] for why not shorter.
+pub const SESSION_TIMEOUT_MS: u32 = 45_000;
+
 impl KafkaSettings {
     pub fn from_env() -> anyhow::Result<Self> {
-        Ok(Self {
+        Self {
             brokers: env::string("KAFKA_BROKERS", "127.0.0.1:9092"),
             topic_prefix: env::string("KAFKA_TOPIC_PREFIX", Topics::DEFAULT_PREFIX),
             create_topics: env::parse("KAFKA_CREATE_TOPICS", true)?,
@@ -116,9 +122,28 @@ impl KafkaSettings {
             fetch_wait_max_ms: env::parse("KAFKA_FETCH_WAIT_MAX_MS", 100)?,
             security: KafkaSecurity::from_env()?,
             group_instance_id: env::optional("KAFKA_GROUP_INSTANCE_ID"),
-            max_poll_interval_ms: env::parse("KAFKA_MAX_POLL_INTERVAL_MS", 120_000)?,
+            max_poll_interval_ms: env::parse("KAFKA_MAX_POLL_INTERVAL_MS", 60_000)?,
             debug: env::optional("KAFKA_DEBUG"),
-        })
+        }
+        .validated()
+    }
+
+    /// Refuses settings librdkafka would refuse only when a consumer is created, long after
+    /// start (and then in a retry loop).
+    fn validated(self) -> anyhow::Result<Self> {
+        anyhow::ensure!(
+            self.max_poll_interval_ms >= SESSION_TIMEOUT_MS,
+            "KAFKA_MAX_POLL_INTERVAL_MS must be at least the session timeout, \
+             {SESSION_TIMEOUT_MS} ms; it is {}",
+            self.max_poll_interval_ms
+        );
+        if let Some(instance) = &self.group_instance_id {
+            anyhow::ensure!(
+                !instance.trim().is_empty(),
+                "KAFKA_GROUP_INSTANCE_ID is set but empty"
+            );
+        }
+        Ok(self)
     }
 
     pub fn topics(&self) -> Topics {
@@ -197,7 +222,7 @@ impl KafkaSettings {
             .set("auto.commit.interval.ms", "1000")
             .set("enable.auto.offset.store", "false")
             .set("auto.offset.reset", "earliest")
-            .set("session.timeout.ms", "45000")
+            .set("session.timeout.ms", SESSION_TIMEOUT_MS.to_string())
             .set("heartbeat.interval.ms", "1000")
             .set("topic.metadata.refresh.interval.ms", "5000")
             .set("fetch.wait.max.ms", self.fetch_wait_max_ms.to_string())

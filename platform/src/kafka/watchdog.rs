@@ -73,6 +73,8 @@ pub enum Verdict {
     Fine,
     /// Lagging partitions that made no progress for the limit.
     Stuck(Vec<StuckPartition>),
+    /// Still stuck, but this member rejoined moments ago: the rebalance gets its time.
+    Rejoining,
     /// The group's offsets could not be read for this long (at least the limit).
     Blind(Duration),
 }
@@ -91,6 +93,8 @@ pub struct GroupWatch {
     started: Instant,
     partitions: BTreeMap<i32, Progress>,
     blind_since: Option<Instant>,
+    /// Set when this member left the group and joined it again: nothing is stuck before.
+    quiet_until: Option<Instant>,
 }
 
 impl GroupWatch {
@@ -101,7 +105,16 @@ impl GroupWatch {
             started: now,
             partitions: BTreeMap::new(),
             blind_since: None,
+            quiet_until: None,
         }
+    }
+
+    /// This member left the group and joined it again because it was stuck: the rebalance
+    /// gets a third of the limit before anything is called stuck again. The partitions'
+    /// clocks keep running, so a group that is still stuck then is found stuck at once and
+    /// the member rejoins again (a broker may need several rejoins to drop a dead member).
+    pub fn rejoined(&mut self, now: Instant) {
+        self.quiet_until = Some(now + self.limit / 3);
     }
 
     /// Takes one look: `offsets` is `None` when they could not be read; `held` are the
@@ -155,6 +168,8 @@ impl GroupWatch {
         }
         if stuck.is_empty() {
             Verdict::Fine
+        } else if self.quiet_until.is_some_and(|until| now < until) {
+            Verdict::Rejoining
         } else {
             Verdict::Stuck(stuck)
         }
@@ -208,6 +223,10 @@ impl ConsumerHealth {
         }
     }
 
+    fn of(&self, consumer: &str) -> Option<Trouble> {
+        self.lock().get(consumer).copied()
+    }
+
     /// Each consumer in trouble, with what is wrong.
     pub fn troubles(&self) -> Vec<(String, Trouble)> {
         self.lock().iter().map(|(k, v)| (k.clone(), *v)).collect()
@@ -246,12 +265,22 @@ pub struct WatchSpec {
 /// How long one probe's broker requests may take.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// The watch of one consumer group, kept by the loop that recreates its consumer so that the
+/// partitions' clocks outlive each consumer.
+pub type SharedWatch = Arc<Mutex<GroupWatch>>;
+
+/// A [`SharedWatch`] for consumers watched with `spec`.
+pub fn shared_watch(spec: &WatchSpec) -> SharedWatch {
+    Arc::new(Mutex::new(GroupWatch::new(spec.limit, Instant::now())))
+}
+
 /// Watches `consumer`'s group until `shutdown` or until the consumer is gone, cancelling
 /// `stuck` (once) when the group is stuck. Only a weak reference is kept: the watchdog must
 /// not keep a consumer, and with it a group membership, alive after its owner is gone.
 pub fn watch<C>(
     consumer: &Arc<StreamConsumer<C>>,
     spec: WatchSpec,
+    group: SharedWatch,
     member: MemberProgress,
     stuck: CancellationToken,
     shutdown: CancellationToken,
@@ -261,7 +290,6 @@ where
 {
     let consumer: Weak<StreamConsumer<C>> = Arc::downgrade(consumer);
     async move {
-        let mut watch = GroupWatch::new(spec.limit, Instant::now());
         let mut tick = tokio::time::interval(spec.interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -306,9 +334,21 @@ where
                     spec.lag.get_or_create(&labels).set(partition.lag());
                 }
             }
-            match watch.observe(Instant::now(), offsets.as_deref(), &held, member.idle()) {
+            let verdict = group.lock().unwrap_or_else(|e| e.into_inner()).observe(
+                Instant::now(),
+                offsets.as_deref(),
+                &held,
+                member.idle(),
+            );
+            match verdict {
                 Verdict::Fine => spec.health.clear(&spec.consumer),
+                // Readiness keeps saying stuck until the group moves.
+                Verdict::Rejoining => {}
                 Verdict::Blind(blind) => {
+                    // Said once when it starts; the warning above repeats each look.
+                    if spec.health.of(&spec.consumer) == Some(Trouble::Blind) {
+                        continue;
+                    }
                     tracing::error!(
                         consumer = spec.consumer,
                         topic = spec.topic,
@@ -344,6 +384,10 @@ where
                         })
                         .inc();
                     spec.health.set(&spec.consumer, Trouble::Stuck);
+                    group
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .rejoined(Instant::now());
                     stuck.cancel();
                     return;
                 }
@@ -542,6 +586,26 @@ mod tests {
             watch.observe(start + secs(62), None, &[], secs(0)),
             Verdict::Blind(LIMIT)
         );
+    }
+
+    #[test]
+    fn after_rejoining_a_still_stuck_group_waits_a_third_of_the_limit_not_the_whole() {
+        let start = Instant::now();
+        let mut watch = GroupWatch::new(LIMIT, start);
+        let offsets = [at(0, 0, 9)];
+        assert!(matches!(
+            watch.observe(start + LIMIT, Some(&offsets), &[], secs(0)),
+            Verdict::Stuck(_)
+        ));
+        watch.rejoined(start + LIMIT);
+        assert_eq!(
+            watch.observe(start + secs(39), Some(&offsets), &[], secs(0)),
+            Verdict::Rejoining
+        );
+        assert!(matches!(
+            watch.observe(start + secs(40), Some(&offsets), &[], secs(0)),
+            Verdict::Stuck(p) if p[0].idle == secs(40)
+        ));
     }
 
     #[test]
