@@ -35,9 +35,12 @@ export IMAGE_FETCH_ALLOWED_NETWORKS=${IMAGE_FETCH_ALLOWED_NETWORKS:-127.0.0.1/32
 # As the container image runs: two malloc arenas, not one per thread (deploy/Dockerfile).
 export MALLOC_ARENA_MAX=${MALLOC_ARENA_MAX:-2}
 "$bin/api" migrate
-"$bin/api" serve &
+# One replica each, with a stable identity: static group members (KIP-345), so a restarted
+# service takes its partitions back at once instead of waiting on its dead self
+# (docs/operations.md, "Consumer groups"). A value in the environment wins.
+KAFKA_GROUP_INSTANCE_ID=${KAFKA_GROUP_INSTANCE_ID:-local-api} "$bin/api" serve &
 echo $! > "$state/api.pid"
-"$bin/image-processor" &
+KAFKA_GROUP_INSTANCE_ID=${KAFKA_GROUP_INSTANCE_ID:-local-processor} "$bin/image-processor" &
 echo $! > "$state/image-processor.pid"
 
 for _ in $(seq 1 100); do
