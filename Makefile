@@ -53,6 +53,10 @@ schemas: ## Regenerate events/schemas/*.json and events/asyncapi.json from the R
 latency: ## Median POST-to-compressed latency for a 1 MP JPEG (needs `make run`)
 	@scripts/measure-latency.sh 20
 
+.PHONY: load-drill
+load-drill: ## 5,000 products whose images fail, burst at once: drain rate, broker responsiveness (needs `make run`; minutes)
+	@scripts/load-drill.sh $${COUNT:-5000}
+
 .PHONY: feed-latency
 feed-latency: ## Commit-to-record latency of the products topic (needs `make run`)
 	@scripts/measure-feed-latency.sh 50

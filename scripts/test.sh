@@ -10,6 +10,15 @@ admin=${admin%/*}/postgres
 psql "$admin" -tAc "SELECT datname FROM pg_database WHERE datname LIKE 'catalog_test_%'" |
   while read -r db; do psql "$admin" -qc "DROP DATABASE IF EXISTS \"$db\" WITH (FORCE)" || true; done
 
+# The S3 protocol server the storage tests start (tests/support/s3.rs): moto's server mode,
+# from PyPI. Debian's own Python refuses user installs into the system (PEP 668) unless told.
+if ! command -v moto_server >/dev/null; then
+  echo "[test] installing moto[server] (an S3 protocol server for the storage tests)" >&2
+  python3 -m pip install --quiet 'moto[server]==5.2.1' 2>/dev/null ||
+    python3 -m pip install --quiet --break-system-packages 'moto[server]==5.2.1'
+  hash -r
+fi
+
 # The SIGTERM test runs the real image-processor binary. Not --quiet: a first build takes
 # many minutes, and cargo's lines show where it is.
 cargo build --bins

@@ -132,7 +132,7 @@ impl ContentStore {
     }
 
     /// The key of `file` of content `content` (`<digest>-<epoch>`).
-    fn key(content: &str, file: &str) -> String {
+    pub fn key(content: &str, file: &str) -> String {
         let (digest, epoch) = content.rsplit_once('-').unwrap_or((content, "0"));
         format!("images/{digest}/{epoch}/{file}")
     }

@@ -94,6 +94,18 @@ impl Storage {
         })
     }
 
+    /// A storage over a store configured by the caller (e.g. an S3 client built in code, as
+    /// the tests do against an S3 protocol server), its keys under `prefix`. Such a store is
+    /// taken to keep content types and cache headers, as S3 does.
+    pub fn from_store(store: Arc<dyn ObjectStore>, prefix: &str, public_base: &str) -> Self {
+        Self {
+            store,
+            prefix: Path::from(prefix.trim_matches('/')),
+            public_base: public_base.trim_end_matches('/').to_owned(),
+            keeps_attributes: true,
+        }
+    }
+
     /// The store's path of `key` (under the prefix).
     pub(crate) fn path(&self, key: &str) -> Path {
         if self.prefix.as_ref().is_empty() {

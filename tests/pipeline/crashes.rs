@@ -5,10 +5,7 @@
 //! compressed and visible within [`CRASH_RECOVERY`]. Each drill prints the recovery it
 //! measured (`cargo nextest run -E 'test(kill_9)' --no-capture`).
 
-use std::{
-    process::Child,
-    time::{Duration, Instant},
-};
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use system_tests::{
@@ -18,30 +15,13 @@ use system_tests::{
         test_kafka,
     },
     poll::poll_until,
-    process::{api_binary_in, kill_9, wait_until_ready},
+    process::{ChildGuard, api_binary_in, wait_until_ready},
 };
 
 /// Every product is compressed and visible within this of the replacement's start.
 const CRASH_RECOVERY: Duration = Duration::from_secs(90);
 
 const SOURCES: [&str; 4] = ["rocket.jpg", "chelsea.png", "coffee.png", "astronaut.png"];
-
-/// A child process of the drill's, killed when the drill ends however it ends (a failed
-/// assertion included), so that none outlives its test.
-struct Replica(Child);
-
-impl Replica {
-    fn kill_9(&mut self) {
-        kill_9(&mut self.0);
-    }
-}
-
-impl Drop for Replica {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// Where a kill lands.
 #[derive(Debug, Clone, Copy)]
@@ -116,7 +96,7 @@ async fn three_kill_9s_of_the_processor_in_a_row_each_recover() {
     let (_broker, kafka) = drill_broker().await;
     let pipeline = spawn_pipeline_without_processor_with(kafka).await;
     // A replica with a stable identity, as under `make run` or in a StatefulSet.
-    let start = || Replica(pipeline.spawn_processor_process_as(Some("processor-0")));
+    let start = || ChildGuard(pipeline.spawn_processor_process_as(Some("processor-0")));
     let mut processor = start();
     let mut ids = Vec::new();
     for i in 0..3 {
@@ -173,8 +153,8 @@ async fn when_one_of_two_processors_is_killed_mid_burst_the_survivor_takes_over(
     // Replicas without a stable identity, as in a Deployment: dynamic members. (A static
     // member that never comes back keeps its partitions on the local broker: it does not
     // expire static members. docs/operations.md, "Consumer groups".)
-    let mut doomed = Replica(pipeline.spawn_processor_process());
-    let _survivor = Replica(pipeline.spawn_processor_process());
+    let mut doomed = ChildGuard(pipeline.spawn_processor_process());
+    let _survivor = ChildGuard(pipeline.spawn_processor_process());
     let mut ids = Vec::new();
     for i in 0..3 {
         ids.push(
@@ -205,7 +185,7 @@ async fn when_one_of_two_processors_is_killed_mid_burst_the_survivor_takes_over(
 
 /// An api binary of the drill's, projecting in the drill's group as static member `api-0`.
 struct ApiReplica {
-    child: Replica,
+    child: ChildGuard,
     base: String,
 }
 
@@ -214,7 +194,7 @@ fn start_api(pipeline: &Pipeline, group: &str) -> ApiReplica {
     kafka.group_instance_id = Some("api-0".to_owned());
     let (child, base) = api_binary_in(&pipeline.app.database_url, &kafka, group);
     ApiReplica {
-        child: Replica(child),
+        child: ChildGuard(child),
         base,
     }
 }

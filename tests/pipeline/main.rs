@@ -11,4 +11,5 @@ mod feed;
 mod happy;
 mod operations;
 mod projector;
+mod s3;
 mod tls;

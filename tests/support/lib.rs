@@ -9,6 +9,7 @@ pub mod poll;
 pub mod process;
 pub mod proxy;
 pub mod redis;
+pub mod s3;
 pub mod tls;
 
 use std::time::Duration;

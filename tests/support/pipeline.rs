@@ -185,6 +185,14 @@ impl Pipeline {
     /// Like [`Self::spawn_processor_process`], as static group member `instance` (the
     /// stable identity of a replica, e.g. a StatefulSet's pod name) when given.
     pub fn spawn_processor_process_as(&self, instance: Option<&str>) -> std::process::Child {
+        self.processor_command(instance)
+            .spawn()
+            .expect("the image-processor binary starts")
+    }
+
+    /// The command that starts the image-processor binary as
+    /// [`Self::spawn_processor_process_as`] does, for a drill to change (e.g. its storage).
+    pub fn processor_command(&self, instance: Option<&str>) -> std::process::Command {
         let settings = &self.processor_settings;
         let mut command =
             std::process::Command::new(crate::process::workspace_binary("image-processor"));
@@ -209,9 +217,8 @@ impl Pipeline {
                 "RUST_LOG",
                 std::env::var("DRILL_RUST_LOG").unwrap_or_else(|_| "warn".to_owned()),
             )
-            .stdout(std::process::Stdio::inherit())
-            .spawn()
-            .expect("the image-processor binary starts")
+            .stdout(std::process::Stdio::inherit());
+        command
     }
 
     /// Starts the processor (again), in the same consumer groups.

@@ -130,3 +130,21 @@ pub fn kill_9(child: &mut Child) {
     assert!(killed.success());
     child.wait().unwrap();
 }
+
+/// A child process that is killed when its owner goes, however the test ends (a failed
+/// assertion included), so that none outlives its test.
+pub struct ChildGuard(pub Child);
+
+impl ChildGuard {
+    /// Sends SIGKILL and reaps the child (see [`kill_9`]).
+    pub fn kill_9(&mut self) {
+        kill_9(&mut self.0);
+    }
+}
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
