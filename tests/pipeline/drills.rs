@@ -273,3 +273,73 @@ async fn a_kill_9_of_the_processor_mid_load_loses_nothing_after_its_restart() {
     wait_all_done(&pipeline, &ids, Instant::now(), CRASH_RECOVERY).await;
     kill_9(&mut restarted);
 }
+
+#[tokio::test]
+async fn a_frozen_broker_fails_the_processors_readiness_while_the_api_takes_writes_and_reports_their_age()
+ {
+    let broker = OwnBroker::start().await;
+    let pipeline =
+        system_tests::pipeline::spawn_pipeline_tuned_with(test_kafka(&broker.brokers), |s| {
+            s.stall_after = Duration::from_secs(3)
+        })
+        .await;
+    let warm = create_burst(&pipeline, 1, "warm").await;
+    wait_all_done(&pipeline, &warm, Instant::now(), RECOVERY).await;
+
+    broker.pause();
+    // The api takes a write meanwhile; its event waits in the outbox.
+    let waiting = create_burst(&pipeline, 1, "frozen").await;
+    assert_eq!(pipeline.app.get("/readyz").await.status(), 200);
+    // The processor counts the silence as no progress: readiness names it …
+    let readiness = format!("http://{}/readyz", pipeline.processor_http.unwrap());
+    let http = pipeline.app.http.clone();
+    system_tests::poll::poll_until(
+        "the processor's readiness to name the silent broker",
+        Duration::from_secs(60),
+        || async {
+            let response = http
+                .get(&readiness)
+                .send()
+                .await
+                .map_err(|e| e.to_string())?;
+            let status = response.status().as_u16();
+            let body = response.text().await.unwrap_or_default();
+            if status == 503 && body.contains("cannot read its group's offsets") {
+                Ok(())
+            } else {
+                Err(format!("{status} {body}"))
+            }
+        },
+    )
+    .await;
+    // … and the api reports how old its oldest unpublished event is.
+    let metrics = format!("{}/metrics", pipeline.app.base);
+    system_tests::poll::poll_until(
+        "the api to report the outbox backlog's age",
+        Duration::from_secs(30),
+        || async {
+            let text = pipeline.app.text_of(&metrics).await;
+            let age = text
+                .lines()
+                .find_map(|line| line.strip_prefix("outbox_oldest_age_seconds "))
+                .and_then(|value| value.trim().parse::<f64>().ok());
+            match age {
+                Some(age) if age >= 1.0 => Ok(()),
+                other => Err(other),
+            }
+        },
+    )
+    .await;
+    assert_eq!(pipeline.app.get("/readyz").await.status(), 200);
+
+    broker.unpause();
+    let back = Instant::now();
+    wait_all_done(&pipeline, &waiting, back, RECOVERY).await;
+    system_tests::poll::poll_until("the processor to be ready again", RECOVERY, || async {
+        match http.get(&readiness).send().await {
+            Ok(r) if r.status() == 200 => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+}

@@ -106,6 +106,17 @@ pub async fn spawn_pipeline_tuned(tune: impl FnOnce(&mut ProcessorSettings)) -> 
     pipeline
 }
 
+/// Like [`spawn_pipeline_tuned`], with these Kafka settings (e.g. a broker of the test's).
+pub async fn spawn_pipeline_tuned_with(
+    kafka: KafkaSettings,
+    tune: impl FnOnce(&mut ProcessorSettings),
+) -> Pipeline {
+    let mut pipeline = prepare(kafka).await;
+    tune(&mut pipeline.processor_settings);
+    pipeline.start_processor().await;
+    pipeline
+}
+
 /// Everything but the processor, whose settings are ready for `start_processor` (or for
 /// running the real binary with the same groups and topics).
 pub async fn spawn_pipeline_without_processor() -> Pipeline {

@@ -23,6 +23,8 @@ use super::{OutboxSignal, SOURCE};
 
 /// How long a batch in flight at shutdown may take to be acknowledged.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+/// How often a batch the broker has not acknowledged reports the backlog and its age.
+const WAITING_REPORT: Duration = Duration::from_secs(5);
 
 /// The relay of one api process.
 #[derive(Clone)]
@@ -58,23 +60,30 @@ impl Relay {
     /// Publishes until `shutdown`; a batch in flight finishes first.
     pub async fn run(self, shutdown: CancellationToken) {
         let mut backoff = Duration::from_millis(200);
-        loop {
+        'relay: loop {
             let batch = self.publish_batch();
             tokio::pin!(batch);
-            let published = tokio::select! {
-                published = &mut batch => published,
-                () = shutdown.cancelled() => {
-                    // A batch waiting on a broker that does not answer would hold shutdown
-                    // for the delivery timeout: give it a moment, then leave its rows
-                    // unpublished (rolled back) for the next relay to send again.
-                    match tokio::time::timeout(SHUTDOWN_GRACE, &mut batch).await {
-                        Ok(published) => published,
-                        Err(_) => {
-                            tracing::warn!(
-                                grace_ms = SHUTDOWN_GRACE.as_millis() as u64,
-                                "Outbox relay stopping with a batch unacknowledged; it will be sent again."
-                            );
-                            break;
+            let started = tokio::time::Instant::now();
+            // A broker that does not answer holds a batch for the delivery timeout (two
+            // minutes): meanwhile the backlog's age is reported every few seconds.
+            let mut waiting = tokio::time::interval_at(started + WAITING_REPORT, WAITING_REPORT);
+            let published = loop {
+                tokio::select! {
+                    published = &mut batch => break published,
+                    _ = waiting.tick() => self.report_waiting(started.elapsed()).await,
+                    () = shutdown.cancelled() => {
+                        // A batch waiting on a broker that does not answer would hold
+                        // shutdown for the delivery timeout: give it a moment, then leave its
+                        // rows unpublished (rolled back) for the next relay to send again.
+                        match tokio::time::timeout(SHUTDOWN_GRACE, &mut batch).await {
+                            Ok(published) => break published,
+                            Err(_) => {
+                                tracing::warn!(
+                                    grace_ms = SHUTDOWN_GRACE.as_millis() as u64,
+                                    "Outbox relay stopping with a batch unacknowledged; it will be sent again."
+                                );
+                                break 'relay;
+                            }
                         }
                     }
                 }
@@ -120,6 +129,18 @@ impl Relay {
             }
         }
         tracing::info!("Outbox relay stopped.");
+    }
+
+    /// Reports a batch the broker has not acknowledged for `waited`: the backlog and its
+    /// age, in the log and the gauges.
+    async fn report_waiting(&self, waited: Duration) {
+        let oldest = self.record_backlog().await;
+        tracing::warn!(
+            waited_secs = waited.as_secs(),
+            oldest_unpublished_secs = oldest.map(|age| age.as_secs()),
+            backlog = self.metrics.outbox_backlog.get(),
+            "Outbox relay is waiting for the broker to acknowledge a batch; writes go on into the outbox."
+        );
     }
 
     /// Claims, publishes and marks one batch; returns how many rows were published.
