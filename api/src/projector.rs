@@ -97,15 +97,12 @@ impl Projector {
         {
             return;
         }
-        // Static at first (a restarted api takes its partitions back at once); a consumer
-        // recreated because the group was stuck joins as a new member, so the broker
-        // rebalances.
-        let mut membership = Membership::Static;
-        let group = watchdog::shared_watch(&self.watch_spec());
+        // Static when the replica has a stable identity (see `Membership::Static`).
+        let progress = watchdog::shared_watch(self.stall_after);
         loop {
             let consumer = match self.kafka.consumer_with(
                 &self.group,
-                membership,
+                Membership::Static,
                 rdkafka::consumer::DefaultConsumerContext,
             ) {
                 Ok(consumer) => Arc::new(consumer),
@@ -118,7 +115,7 @@ impl Projector {
                     self.topic
                 );
             }
-            let ended = self.consume(&consumer, &group, &shutdown).await;
+            let ended = self.consume(&consumer, &progress, &shutdown).await;
             // Closing leaves the group, which can block while the broker does not answer:
             // never on the runtime's threads.
             tokio::task::spawn_blocking(move || drop(consumer));
@@ -126,7 +123,6 @@ impl Projector {
                 tracing::info!("Projector stopped.");
                 return;
             }
-            membership = Membership::Dynamic;
         }
     }
 
@@ -136,7 +132,9 @@ impl Projector {
             consumer: "projector".to_owned(),
             topic: self.topic.clone(),
             limit: self.stall_after,
-            interval: Duration::from_secs(5).min(self.stall_after / 3),
+            interval: Duration::from_secs(5)
+                .min(self.stall_after / 3)
+                .max(Duration::from_millis(200)),
             lag: self.metrics.projector_lag.clone(),
             stalls: self.metrics.projector_stalls.clone(),
             health: self.health.clone(),
@@ -147,7 +145,7 @@ impl Projector {
     async fn consume(
         &self,
         consumer: &Arc<StreamConsumer>,
-        group: &SharedWatch,
+        progress: &SharedWatch,
         shutdown: &CancellationToken,
     ) -> Ended {
         let member = MemberProgress::default();
@@ -155,7 +153,7 @@ impl Projector {
         let watchdog = tokio::spawn(watchdog::watch(
             consumer,
             self.watch_spec(),
-            group.clone(),
+            progress.clone(),
             member.clone(),
             stuck.clone(),
             shutdown.clone(),

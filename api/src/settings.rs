@@ -30,7 +30,7 @@ pub struct Settings {
     pub projector_group: String,
     /// The projector's group with records waiting and no progress for this long is stuck:
     /// its consumer is recreated and readiness fails meanwhile (`CONSUMER_STALL_SECS`,
-    /// default 30).
+    /// default 45, as the processor's).
     pub consumer_stall_after: Duration,
     /// How often the outbox relay looks for rows other replicas wrote (`OUTBOX_POLL_MS`).
     pub outbox_poll: Duration,
@@ -82,7 +82,7 @@ impl Settings {
             http: http.clone(),
             kafka: Some(KafkaSettings::from_env()?),
             projector_group: env::string("PROJECTOR_GROUP", "catalog-api-projector"),
-            consumer_stall_after: Duration::from_secs(env::parse("CONSUMER_STALL_SECS", 30)?),
+            consumer_stall_after: platform::kafka::watchdog::stall_limit_from_env(45)?,
             outbox_poll: Duration::from_millis(env::parse("OUTBOX_POLL_MS", 1000)?),
             prune: PruneSettings {
                 outbox_retention: hours(env::parse("OUTBOX_RETENTION_HOURS", 168)?),

@@ -131,7 +131,7 @@ impl Settings {
             },
             image_concurrency: env::parse("IMAGE_CONCURRENCY", 4)?,
             jobs_in_flight: env::parse("IMAGE_JOBS_IN_FLIGHT", 4)?,
-            stall_after: Duration::from_secs(env::parse("CONSUMER_STALL_SECS", 45)?),
+            stall_after: platform::kafka::watchdog::stall_limit_from_env(45)?,
             cpu_workers: env::parse("IMAGE_CPU_WORKERS", cores)?,
             decode_memory: env::parse("IMAGE_DECODE_MEMORY_MB", 512_u64)?.max(1) << 20,
             gc_epoch: humantime::parse_duration(&env::string("IMAGE_GC_EPOCH", "1d"))

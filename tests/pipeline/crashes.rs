@@ -183,6 +183,54 @@ async fn when_one_of_two_processors_is_killed_mid_burst_the_survivor_takes_over(
     eprintln!("one of two processors killed mid-burst: every product visible {took:?} after");
 }
 
+#[tokio::test]
+async fn when_one_of_two_apis_is_killed_mid_burst_the_survivor_projects_everything() {
+    let (_broker, kafka) = drill_broker().await;
+    let pipeline = spawn_pipeline_for_api_binaries(kafka).await;
+    let group = format!("projector-{}", uuid::Uuid::new_v4().simple());
+    let http = pipeline.app.http.clone();
+    // Replicas of a Deployment: dynamic members of one projector group.
+    let start = || {
+        let (child, base) = api_binary_in(&pipeline.app.database_url, &pipeline.kafka, &group);
+        ApiReplica {
+            child: ChildGuard(child),
+            base,
+        }
+    };
+    let mut doomed = start();
+    let survivor = start();
+    wait_until_ready(&http, &doomed.base).await;
+    wait_until_ready(&http, &survivor.base).await;
+    let user = pipeline.app.create_user("seller").await;
+    for post in post_burst(&pipeline, &survivor.base, &user, "warm", 6) {
+        assert_eq!(post.await.unwrap().unwrap().status(), 201);
+    }
+    wait_all_visible(&pipeline, &all_products(&pipeline).await, Instant::now()).await;
+
+    let posts = post_burst(&pipeline, &doomed.base, &user, "burst", 30);
+    poll_until("some products to be committed", CRASH_RECOVERY, || async {
+        match stored_products(&pipeline, "burst").await.len() {
+            n if n >= 5 => Ok(()),
+            n => Err(n),
+        }
+    })
+    .await;
+    doomed.child.kill_9();
+    let killed = Instant::now();
+    for post in posts {
+        let _answered_or_cut = post.await.unwrap();
+    }
+    for post in post_burst(&pipeline, &survivor.base, &user, "after", 6) {
+        assert_eq!(post.await.unwrap().unwrap().status(), 201);
+    }
+    let ids = all_products(&pipeline).await;
+    let took = wait_all_visible(&pipeline, &ids, killed).await;
+    eprintln!(
+        "one of two apis killed mid-burst: {} products visible {took:?} after",
+        ids.len()
+    );
+}
+
 /// An api binary of the drill's, projecting in the drill's group as static member `api-0`.
 struct ApiReplica {
     child: ChildGuard,

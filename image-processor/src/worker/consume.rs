@@ -50,7 +50,7 @@ impl Worker {
         partitions: Arc<PartitionGuard>,
         topic: &str,
         level: usize,
-        group: SharedWatch,
+        progress: SharedWatch,
         shutdown: CancellationToken,
     ) -> Ended {
         let name = consumer_name(level);
@@ -60,7 +60,7 @@ impl Worker {
         let watchdog = tokio::spawn(watchdog::watch(
             &consumer,
             self.watch_spec(&name, topic, level),
-            group,
+            progress,
             member.clone(),
             stuck.clone(),
             shutdown.clone(),
@@ -234,14 +234,11 @@ struct ConsumerSpec {
 }
 
 impl ConsumerSpec {
-    fn create(
-        &self,
-        membership: Membership,
-    ) -> anyhow::Result<(Arc<GuardedConsumer>, Arc<PartitionGuard>)> {
+    fn create(&self) -> anyhow::Result<(Arc<GuardedConsumer>, Arc<PartitionGuard>)> {
         let partitions = Arc::new(PartitionGuard::default());
         let consumer = self.kafka.consumer_with(
             &self.group,
-            membership,
+            Membership::Static,
             RebalanceContext {
                 consumer: consumer_name(self.level),
                 partitions: partitions.clone(),
@@ -254,17 +251,14 @@ impl ConsumerSpec {
     /// Consumes until shutdown, with a new consumer each time the last one stalled.
     async fn run(self, shutdown: CancellationToken) {
         let mut pause = Duration::from_secs(1);
-        // Static at first, so a restarted replica takes its partitions back at once; a
-        // consumer recreated because its group was stuck joins as a new member, which makes
-        // the broker rebalance.
-        let mut membership = Membership::Static;
-        let group = watchdog::shared_watch(&self.worker.watch_spec(
-            &consumer_name(self.level),
-            &self.topic,
-            self.level,
-        ));
+        // Static when the replica has a stable identity (see `Membership::Static`).
+        let progress = watchdog::shared_watch(
+            self.worker
+                .watch_spec(&consumer_name(self.level), &self.topic, self.level)
+                .limit,
+        );
         loop {
-            let (consumer, partitions) = match self.create(membership) {
+            let (consumer, partitions) = match self.create() {
                 Ok(created) => created,
                 Err(error) => {
                     tracing::error!(
@@ -289,7 +283,7 @@ impl ConsumerSpec {
                     partitions,
                     &self.topic,
                     self.level,
-                    group.clone(),
+                    progress.clone(),
                     shutdown.clone(),
                 )
                 .await;
@@ -299,7 +293,6 @@ impl ConsumerSpec {
             if ended == Ended::Shutdown {
                 return;
             }
-            membership = Membership::Dynamic;
         }
     }
 }

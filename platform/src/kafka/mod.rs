@@ -76,9 +76,11 @@ pub struct KafkaSettings {
     /// replicas with one id fence each other.
     pub group_instance_id: Option<String>,
     /// How long a member may go without polling, which is also the rebalance timeout: how long
-    /// a rebalance waits for members to rejoin (`KAFKA_MAX_POLL_INTERVAL_MS`, default 60 s, at
-    /// least the session timeout, 45 s). A member that does not poll for this long leaves the
-    /// group and joins again on its next poll.
+    /// a rebalance waits for members to rejoin (`KAFKA_MAX_POLL_INTERVAL_MS`, default 300 s,
+    /// librdkafka's; at least the session timeout, 45 s). A member that does not poll for this
+    /// long leaves the group, and its partitions' work in flight is abandoned: the processor
+    /// stops polling while its job slots are full, and a job may take minutes on slow image
+    /// hosts, so shorter values risk cancelling slow jobs over and over.
     pub max_poll_interval_ms: u32,
     /// librdkafka's own debug contexts, e.g. `cgrp,consumer` (`KAFKA_DEBUG`): verbose, for
     /// investigating a client that misbehaves.
@@ -89,10 +91,14 @@ pub struct KafkaSettings {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Membership {
     /// Static (`group.instance.id`) when `KAFKA_GROUP_INSTANCE_ID` is set: a restart takes
-    /// the same partitions back. A static member does not leave the group when it closes.
+    /// the same partitions back, and a consumer recreated because its group was stuck fences
+    /// its predecessor. A static member does not leave the group when it closes, so a
+    /// replica keeps its static identity for good: joining again as a dynamic member would
+    /// leave its own static member behind, holding partitions until the broker expires it
+    /// (the local broker never does).
     Static,
-    /// A new member each time. A consumer recreated because its group was stuck joins this
-    /// way: joining again under the same static id would only be handed the same assignment.
+    /// A new member each time (the services' own tools, which must not take a replica's
+    /// identity).
     Dynamic,
 }
 
@@ -122,7 +128,7 @@ impl KafkaSettings {
             fetch_wait_max_ms: env::parse("KAFKA_FETCH_WAIT_MAX_MS", 100)?,
             security: KafkaSecurity::from_env()?,
             group_instance_id: env::optional("KAFKA_GROUP_INSTANCE_ID"),
-            max_poll_interval_ms: env::parse("KAFKA_MAX_POLL_INTERVAL_MS", 60_000)?,
+            max_poll_interval_ms: env::parse("KAFKA_MAX_POLL_INTERVAL_MS", 300_000)?,
             debug: env::optional("KAFKA_DEBUG"),
         }
         .validated()

@@ -75,6 +75,9 @@ pub enum Verdict {
     Stuck(Vec<StuckPartition>),
     /// Still stuck, but this member rejoined moments ago: the rebalance gets its time.
     Rejoining,
+    /// The offsets could not be read just now, for less than the limit: nothing is known,
+    /// and nothing changes.
+    Unsure,
     /// The group's offsets could not be read for this long (at least the limit).
     Blind(Duration),
 }
@@ -133,10 +136,17 @@ impl GroupWatch {
             return if blind >= self.limit {
                 Verdict::Blind(blind)
             } else {
-                Verdict::Fine
+                Verdict::Unsure
             };
         };
-        self.blind_since = None;
+        if self.blind_since.take().is_some() {
+            // What happened while nobody could see is unknown: every partition gets the
+            // whole limit again, or every replica would rejoin at once when a broker that was
+            // away for longer than the limit comes back.
+            for progress in self.partitions.values_mut() {
+                progress.since = now;
+            }
+        }
         let started = self.started;
         let mut stuck = Vec::new();
         for offsets in offsets {
@@ -262,6 +272,16 @@ pub struct WatchSpec {
     pub health: ConsumerHealth,
 }
 
+/// `CONSUMER_STALL_SECS`, the stall limit, with the service's default: at least a second.
+pub fn stall_limit_from_env(default_secs: u64) -> anyhow::Result<Duration> {
+    let secs: u64 = crate::env::parse("CONSUMER_STALL_SECS", default_secs)?;
+    anyhow::ensure!(
+        secs >= 1,
+        "CONSUMER_STALL_SECS must be at least 1 (seconds); it is {secs}"
+    );
+    Ok(Duration::from_secs(secs))
+}
+
 /// How long one probe's broker requests may take.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -269,14 +289,16 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
 /// partitions' clocks outlive each consumer.
 pub type SharedWatch = Arc<Mutex<GroupWatch>>;
 
-/// A [`SharedWatch`] for consumers watched with `spec`.
-pub fn shared_watch(spec: &WatchSpec) -> SharedWatch {
-    Arc::new(Mutex::new(GroupWatch::new(spec.limit, Instant::now())))
+/// A [`SharedWatch`] that calls a partition stuck after `limit` without progress.
+pub fn shared_watch(limit: Duration) -> SharedWatch {
+    Arc::new(Mutex::new(GroupWatch::new(limit, Instant::now())))
 }
 
 /// Watches `consumer`'s group until `shutdown` or until the consumer is gone, cancelling
-/// `stuck` (once) when the group is stuck. Only a weak reference is kept: the watchdog must
-/// not keep a consumer, and with it a group membership, alive after its owner is gone.
+/// `stuck` (once) when the group is stuck. Between looks only a weak reference is kept: the
+/// watchdog must not keep a consumer, and with it a group membership, alive after its owner
+/// is gone. A look holds the consumer while it runs (at most a few broker timeouts), and
+/// looks never overlap.
 pub fn watch<C>(
     consumer: &Arc<StreamConsumer<C>>,
     spec: WatchSpec,
@@ -290,6 +312,7 @@ where
 {
     let consumer: Weak<StreamConsumer<C>> = Arc::downgrade(consumer);
     async move {
+        let mut probing: Option<tokio::task::JoinHandle<anyhow::Result<Probed>>> = None;
         let mut tick = tokio::time::interval(spec.interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -298,15 +321,31 @@ where
                 () = stuck.cancelled() => return,
                 _ = tick.tick() => {}
             }
+            // A probe that outlived its look (a broker that does not answer) is not joined by
+            // another: they would pile up on the blocking pool, each holding the consumer.
+            if let Some(late) = probing.take_if(|late| !late.is_finished()) {
+                probing = Some(late);
+                tracing::warn!(
+                    consumer = spec.consumer,
+                    "The last look at the consumer group's offsets has not finished."
+                );
+                let verdict = group.lock().unwrap_or_else(|e| e.into_inner()).observe(
+                    Instant::now(),
+                    None,
+                    &[],
+                    member.idle(),
+                );
+                if let Verdict::Blind(blind) = verdict {
+                    report_blind(&spec, blind);
+                }
+                continue;
+            }
             let Some(strong) = consumer.upgrade() else {
                 return;
             };
             let topic = spec.topic.clone();
-            let probed = tokio::time::timeout(
-                PROBE_TIMEOUT * 4,
-                tokio::task::spawn_blocking(move || probe(&strong, &topic)),
-            )
-            .await;
+            let mut handle = tokio::task::spawn_blocking(move || probe(&strong, &topic));
+            let probed = tokio::time::timeout(PROBE_TIMEOUT * 4, &mut handle).await;
             let (offsets, held) = match probed {
                 Ok(Ok(Ok(probed))) => (Some(probed.offsets), probed.held),
                 Ok(Ok(Err(error))) => {
@@ -317,11 +356,13 @@ where
                     );
                     (None, Vec::new())
                 }
-                _ => {
+                Ok(Err(_panicked)) => (None, Vec::new()),
+                Err(_) => {
                     tracing::warn!(
                         consumer = spec.consumer,
                         "Reading the consumer group's offsets timed out."
                     );
+                    probing = Some(handle);
                     (None, Vec::new())
                 }
             };
@@ -343,21 +384,8 @@ where
             match verdict {
                 Verdict::Fine => spec.health.clear(&spec.consumer),
                 // Readiness keeps saying stuck until the group moves.
-                Verdict::Rejoining => {}
-                Verdict::Blind(blind) => {
-                    // Said once when it starts; the warning above repeats each look.
-                    if spec.health.of(&spec.consumer) == Some(Trouble::Blind) {
-                        continue;
-                    }
-                    tracing::error!(
-                        consumer = spec.consumer,
-                        topic = spec.topic,
-                        blind_secs = blind.as_secs(),
-                        "The broker has not told where the consumer group stands for too long; \
-                         counting it as no progress."
-                    );
-                    spec.health.set(&spec.consumer, Trouble::Blind);
-                }
+                Verdict::Rejoining | Verdict::Unsure => {}
+                Verdict::Blind(blind) => report_blind(&spec, blind),
                 Verdict::Stuck(partitions) => {
                     let detail: Vec<String> = partitions
                         .iter()
@@ -394,6 +422,21 @@ where
             }
         }
     }
+}
+
+/// Marks the consumer blind, saying so once when it starts (a warning follows each look).
+fn report_blind(spec: &WatchSpec, blind: Duration) {
+    if spec.health.of(&spec.consumer) == Some(Trouble::Blind) {
+        return;
+    }
+    tracing::error!(
+        consumer = spec.consumer,
+        topic = spec.topic,
+        blind_secs = blind.as_secs(),
+        "The broker has not told where the consumer group stands for too long; counting it \
+         as no progress."
+    );
+    spec.health.set(&spec.consumer, Trouble::Blind);
 }
 
 /// What one probe read.
@@ -435,7 +478,20 @@ fn probe<C: ConsumerContext>(consumer: &StreamConsumer<C>, topic: &str) -> anyho
                     element.partition()
                 )
             })?;
-        let committed = element.offset().to_raw().filter(|o| *o >= 0).unwrap_or(low);
+        element.error().with_context(|| {
+            format!(
+                "Failed to fetch partition {}'s committed offset",
+                element.partition()
+            )
+        })?;
+        // Never committed: the group starts at the log's start. Committed before records
+        // that retention has since deleted: those records are not waiting for anyone.
+        let committed = element
+            .offset()
+            .to_raw()
+            .filter(|o| *o >= 0)
+            .unwrap_or(low)
+            .max(low);
         offsets.push(PartitionOffsets {
             partition: element.partition(),
             committed,
@@ -560,10 +616,10 @@ mod tests {
     fn offsets_that_cannot_be_read_for_the_limit_are_blindness_not_health() {
         let start = Instant::now();
         let mut watch = GroupWatch::new(LIMIT, start);
-        assert_eq!(watch.observe(start, None, &[], secs(0)), Verdict::Fine);
+        assert_eq!(watch.observe(start, None, &[], secs(0)), Verdict::Unsure);
         assert_eq!(
             watch.observe(start + secs(29), None, &[], secs(0)),
-            Verdict::Fine
+            Verdict::Unsure
         );
         assert_eq!(
             watch.observe(start + LIMIT, None, &[], secs(0)),
@@ -576,16 +632,42 @@ mod tests {
         );
         assert_eq!(
             watch.observe(start + secs(32), None, &[], secs(0)),
-            Verdict::Fine
+            Verdict::Unsure
         );
         assert_eq!(
             watch.observe(start + secs(61), None, &[], secs(0)),
-            Verdict::Fine
+            Verdict::Unsure
         );
         assert_eq!(
             watch.observe(start + secs(62), None, &[], secs(0)),
             Verdict::Blind(LIMIT)
         );
+    }
+
+    #[test]
+    fn when_the_broker_answers_again_every_partition_gets_the_whole_limit() {
+        let start = Instant::now();
+        let mut watch = GroupWatch::new(LIMIT, start);
+        let offsets = [at(0, 0, 9), at(1, 3, 9)];
+        assert_eq!(
+            watch.observe(start, Some(&offsets), &[], secs(0)),
+            Verdict::Fine
+        );
+        // The broker is away for twice the limit …
+        watch.observe(start + secs(1), None, &[], secs(0));
+        assert!(matches!(
+            watch.observe(start + secs(60), None, &[], secs(0)),
+            Verdict::Blind(_)
+        ));
+        // … and when it answers, nobody has been stuck yet: the clocks start again.
+        assert_eq!(
+            watch.observe(start + secs(61), Some(&offsets), &[], secs(0)),
+            Verdict::Fine
+        );
+        assert!(matches!(
+            watch.observe(start + secs(91), Some(&offsets), &[], secs(0)),
+            Verdict::Stuck(p) if p.len() == 2
+        ));
     }
 
     #[test]
