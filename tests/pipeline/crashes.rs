@@ -3,7 +3,9 @@
 //! replacement joined its groups. A broker that keeps a dead member in its group (tansu
 //! never expires one) must not stop the pipeline: after each kill every product is
 //! compressed and visible within [`CRASH_RECOVERY`]. Each drill prints the recovery it
-//! measured (`cargo nextest run -E 'test(kill_9)' --no-capture`).
+//! measured:
+//! `cargo nextest run -p system-tests --test pipeline -E 'test(kill_9s) | test(survivor)'
+//! --no-capture`.
 
 use std::time::{Duration, Instant};
 
