@@ -1,17 +1,45 @@
-//! `api` serves HTTP; `api migrate` applies the migrations and exits; `api openapi` prints
-//! the OpenAPI document; `api feed backfill` republishes every product's state on the
-//! products topic.
+//! The api's command line (`api --help`): `api` (or `api serve`) serves HTTP; `api migrate`
+//! applies the migrations and exits; `api openapi` prints the OpenAPI document; `api feed
+//! backfill` republishes every product's state on the products topic.
 
 use anyhow::Context;
 use api::{db, feed, settings::Settings, startup};
+use clap::{Parser, Subcommand};
+
+/// The product catalog's HTTP API. Every setting is read from the environment (and from
+/// `.env` in the working directory); the README's "Configuration" lists them.
+#[derive(Parser)]
+#[command(name = "api", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve HTTP, relay the outbox to Kafka and project processed images (the default).
+    Serve,
+    /// Apply the migrations in schema/ to POSTGRES_URL, then exit.
+    Migrate,
+    /// Print the OpenAPI document (JSON), then exit.
+    Openapi,
+    /// The change feed: the compacted products topic.
+    #[command(subcommand)]
+    Feed(FeedCommand),
+}
+
+#[derive(Subcommand)]
+enum FeedCommand {
+    /// Republish every product's current state on the products topic through the outbox;
+    /// an interrupted run resumes where it stopped.
+    Backfill(feed::backfill::BackfillOptions),
+}
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     platform::env::load_dotenv();
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let command = args.first().copied();
-    if command == Some("openapi") {
+    let command = Cli::parse().command.unwrap_or(Command::Serve);
+    if let Command::Openapi = command {
         println!("{}", startup::openapi_json());
         return Ok(());
     }
@@ -19,7 +47,7 @@ async fn main() -> anyhow::Result<()> {
     let settings = Settings::from_env().context("Invalid settings")?;
     settings.log();
     match command {
-        None | Some("serve") => {
+        Command::Serve => {
             let shutdown = platform::shutdown::on_signal();
             startup::Application::build(&settings)
                 .await?
@@ -27,9 +55,10 @@ async fn main() -> anyhow::Result<()> {
                 .await?;
             tracing::info!("API stopped.");
         }
-        Some("migrate") => db::migrate(&db::pool(&settings.database)?).await?,
-        Some("feed") if args.get(1) == Some(&"backfill") => {
-            let options = feed::backfill::BackfillOptions::parse(&args[2..])?;
+        Command::Migrate => db::migrate(&db::pool(&settings.database)?).await?,
+        // Printed above, before any setting is read.
+        Command::Openapi => {}
+        Command::Feed(FeedCommand::Backfill(options)) => {
             let pool = db::pool(&settings.database)?;
             let done = feed::backfill::run(&pool, &options, &mut std::io::stderr()).await?;
             eprintln!(
@@ -48,10 +77,6 @@ async fn main() -> anyhow::Result<()> {
                 ),
             );
         }
-        Some(other) => anyhow::bail!(
-            "unknown command {other:?}; use serve, migrate, openapi or \
-             feed backfill [--rate PER_SECOND] [--batch N] [--restart]"
-        ),
     }
     Ok(())
 }

@@ -17,6 +17,7 @@ use std::{sync::Arc, time::Duration};
 
 use deadpool_postgres::Pool;
 use events::{Envelope, EventType, ImagesCompressed};
+use platform::backoff::Backoff;
 use platform::kafka::{
     Membership,
     watchdog::{self, ConsumerHealth, MemberProgress, SharedWatch, WatchSpec},
@@ -218,7 +219,7 @@ impl Projector {
             envelope.traceparent.as_deref(),
             &event.product_id,
         );
-        let mut backoff = Duration::from_millis(100);
+        let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(10));
         loop {
             let applied = tracing::Instrument::instrument(
                 apply(&self.pool, envelope.id, &event),
@@ -254,14 +255,12 @@ impl Projector {
                 Err(error) => {
                     tracing::warn!(
                         error = format!("{error:#}"),
-                        retry_in_ms = backoff.as_millis() as u64,
+                        retry_in_ms = backoff.upcoming().as_millis() as u64,
                         "Projector failed to apply; retrying."
                     );
-                    tokio::select! {
-                        _ = shutdown.cancelled() => return false,
-                        _ = tokio::time::sleep(backoff) => {}
+                    if !backoff.pause(shutdown).await {
+                        return false;
                     }
-                    backoff = (backoff * 2).min(Duration::from_secs(10));
                 }
             }
         }

@@ -130,65 +130,58 @@ pub async fn list(kafka: &KafkaSettings, out: &mut impl Write) -> anyhow::Result
 }
 
 /// What to redrive, and how fast.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, clap::Args)]
 pub struct RedriveOptions {
     /// List what would be redriven; send and commit nothing.
+    #[arg(long)]
     pub dry_run: bool,
     /// Only this product's dead letters.
+    #[arg(long, value_name = "ID")]
     pub product: Option<String>,
     /// Only dead letters whose reason contains this text.
+    #[arg(long, value_name = "TEXT")]
     pub reason: Option<String>,
-    /// Only dead letters that first failed at or after this time.
+    /// Only dead letters that first failed at or after this time, e.g.
+    /// 2026-12-04T10:00:00Z.
+    #[arg(long, value_name = "RFC3339", value_parser = rfc3339)]
     pub since: Option<chrono::DateTime<chrono::Utc>>,
     /// At most this many records per second (0: no limit).
+    #[arg(long = "rate", value_name = "PER_SECOND", default_value_t = 50)]
     pub per_second: u32,
     /// Records per page (per commit).
+    #[arg(long, value_name = "RECORDS", default_value_t = 100, value_parser = at_least_one)]
     pub page: usize,
+}
+
+fn rfc3339(text: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
+    chrono::DateTime::parse_from_rfc3339(text)
+        .map(|at| at.to_utc())
+        .map_err(|e| format!("not an RFC 3339 time such as 2026-12-04T10:00:00Z: {e}"))
+}
+
+fn at_least_one(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(n) if n >= 1 => Ok(n),
+        _ => Err("a number of records, at least 1".to_owned()),
+    }
 }
 
 impl Default for RedriveOptions {
     fn default() -> Self {
-        Self {
-            dry_run: false,
-            product: None,
-            reason: None,
-            since: None,
-            per_second: 50,
-            page: 100,
-        }
+        Self::parse(&[]).expect("the defaults parse")
     }
 }
 
 impl RedriveOptions {
-    /// Parses `--dry-run`, `--product ID`, `--reason TEXT`, `--since RFC3339`, `--rate N`
-    /// and `--page N`.
+    /// Parses the options as `image-processor dlq redrive` takes them.
     pub fn parse(args: &[&str]) -> anyhow::Result<Self> {
-        let mut options = Self::default();
-        let mut args = args.iter();
-        while let Some(arg) = args.next() {
-            let mut value = |name: &str| {
-                args.next()
-                    .map(|v| (*v).to_owned())
-                    .ok_or_else(|| anyhow::anyhow!("{name} needs a value"))
-            };
-            match *arg {
-                "--dry-run" => options.dry_run = true,
-                "--product" => options.product = Some(value("--product")?),
-                "--reason" => options.reason = Some(value("--reason")?),
-                "--since" => {
-                    let since = value("--since")?;
-                    options.since = Some(
-                        chrono::DateTime::parse_from_rfc3339(&since)
-                            .map_err(|e| anyhow::anyhow!("--since {since:?}: {e}"))?
-                            .to_utc(),
-                    );
-                }
-                "--rate" => options.per_second = value("--rate")?.parse()?,
-                "--page" => options.page = value("--page")?.parse::<usize>()?.max(1),
-                other => anyhow::bail!("unknown option {other}"),
-            }
+        #[derive(clap::Parser)]
+        #[command(no_binary_name = true)]
+        struct Line {
+            #[command(flatten)]
+            options: RedriveOptions,
         }
-        Ok(options)
+        Ok(<Line as clap::Parser>::try_parse_from(args)?.options)
     }
 
     fn filtered(&self) -> bool {

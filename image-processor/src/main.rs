@@ -1,20 +1,48 @@
-//! `image-processor` runs the consumers; `image-processor dlq list|redrive` inspects and
-//! redrives dead letters.
+//! The processor's command line (`image-processor --help`): `image-processor` (or `run`)
+//! runs the consumers; `image-processor dlq list|redrive` inspects and redrives dead letters.
 
 use anyhow::Context;
+use clap::{Parser, Subcommand};
 use image_processor::{dlq, http, settings::Settings, worker};
+
+/// The image processor: downloads each product image, stores its compressed ladder and
+/// reports the result. Every setting is read from the environment (and from `.env` in the
+/// working directory); the README's "Configuration" lists them.
+#[derive(Parser)]
+#[command(name = "image-processor", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the consumers and the health and metrics server (the default).
+    Run,
+    /// The dead-letter topic: jobs that failed for good.
+    #[command(subcommand)]
+    Dlq(DlqCommand),
+}
+
+#[derive(Subcommand)]
+enum DlqCommand {
+    /// List the dead letters, one line each, without consuming them.
+    List,
+    /// Send dead letters back to the main topic, in order and at a bounded rate; those the
+    /// filters leave out stay.
+    Redrive(dlq::RedriveOptions),
+}
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     platform::env::load_dotenv();
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let command = Cli::parse().command.unwrap_or(Command::Run);
     let _telemetry =
-        (args.first() != Some(&"dlq")).then(|| platform::telemetry::init("image-processor"));
+        matches!(command, Command::Run).then(|| platform::telemetry::init("image-processor"));
 
     let settings = Settings::from_env().context("Invalid settings")?;
-    match args.as_slice() {
-        [] | ["run"] => {
+    match command {
+        Command::Run => {
             settings.log();
             let shutdown = platform::shutdown::on_signal();
             let worker = worker::Worker::build(&settings)?;
@@ -22,9 +50,10 @@ async fn main() -> anyhow::Result<()> {
             worker::run(worker, &settings.kafka, &settings.group, shutdown).await?;
             tracing::info!("Image processor stopped.");
         }
-        ["dlq", "list"] => dlq::list(&settings.kafka, &mut std::io::stdout()).await?,
-        ["dlq", "redrive", options @ ..] => {
-            let options = dlq::RedriveOptions::parse(options)?;
+        Command::Dlq(DlqCommand::List) => {
+            dlq::list(&settings.kafka, &mut std::io::stdout()).await?
+        }
+        Command::Dlq(DlqCommand::Redrive(options)) => {
             let group = format!("{}.dlq-redrive", settings.group);
             let done = dlq::redrive_with(&settings.kafka, &group, &options, &mut std::io::stderr())
                 .await?;
@@ -40,11 +69,6 @@ async fn main() -> anyhow::Result<()> {
                 done.skipped
             );
         }
-        _ => anyhow::bail!(
-            "usage: image-processor [run] | image-processor dlq list | image-processor dlq redrive \
-             [--dry-run] [--product ID] [--reason TEXT] [--since RFC3339] [--rate PER_SECOND] \
-             [--page RECORDS]"
-        ),
     }
     Ok(())
 }

@@ -53,9 +53,7 @@ pub struct Settings {
 
 /// Parses `5s,30s,120s`.
 pub fn parse_delays(text: &str) -> anyhow::Result<Vec<Duration>> {
-    text.split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
+    env::list(text)
         .map(|s| {
             humantime::parse_duration(s)
                 .with_context(|| format!("{s:?} is not a duration like 5s or 2m"))
@@ -65,9 +63,7 @@ pub fn parse_delays(text: &str) -> anyhow::Result<Vec<Duration>> {
 
 /// Parses `127.0.0.1/32,10.0.0.0/8`.
 pub fn parse_networks(text: &str) -> anyhow::Result<Vec<IpNet>> {
-    text.split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
+    env::list(text)
         .map(|s| {
             s.parse::<IpNet>()
                 .or_else(|_| s.parse::<std::net::IpAddr>().map(IpNet::from))

@@ -109,10 +109,7 @@ impl Default for TransformSettings {
 impl TransformSettings {
     /// Parses `320,640,960` into distinct ascending widths.
     pub fn parse_widths(text: &str) -> Result<Vec<u32>, String> {
-        let mut widths = text
-            .split(',')
-            .map(str::trim)
-            .filter(|w| !w.is_empty())
+        let mut widths = platform::env::list(text)
             .map(|w| match w.parse::<u32>() {
                 Ok(width) if (1..=16_384).contains(&width) => Ok(width),
                 _ => Err(format!("{w:?} is not a width in pixels (1 to 16384)")),
@@ -130,7 +127,7 @@ impl TransformSettings {
     /// WebP).
     pub fn parse_formats(text: &str) -> Result<Vec<OutputFormat>, String> {
         let mut formats: Vec<OutputFormat> = Vec::new();
-        for format in text.split(',').filter(|f| !f.trim().is_empty()) {
+        for format in platform::env::list(text) {
             let format = format.parse()?;
             if !formats.contains(&format) {
                 formats.push(format);

@@ -27,6 +27,14 @@ pub fn optional(key: &str) -> Option<String> {
     Some(string(key, "")).filter(|v| !v.is_empty())
 }
 
+/// The items of a comma-separated setting (`320, 640,,1280` gives `320`, `640`, `1280`):
+/// trimmed, empty ones skipped. Every list setting is read through it.
+pub fn list(text: &str) -> impl Iterator<Item = &str> {
+    text.split(',')
+        .map(str::trim)
+        .filter(|item| !item.is_empty())
+}
+
 /// The variable parsed as `T`, or `default` when unset; a value that does not parse is an error
 /// naming the key.
 pub fn parse<T>(key: &str, default: T) -> anyhow::Result<T>
@@ -64,6 +72,15 @@ pub fn redact(raw: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_list_setting_is_trimmed_and_skips_empty_items() {
+        assert_eq!(
+            list(" 320, 640,,1280 ,").collect::<Vec<_>>(),
+            ["320", "640", "1280"]
+        );
+        assert_eq!(list("").count(), 0);
+    }
 
     #[test]
     fn redact_hides_the_password_and_keeps_the_rest() {

@@ -4,6 +4,7 @@
 //! This crate has no knowledge of products, HTTP routes or topics; it only holds the
 //! plumbing that the api and the image-processor would otherwise each write again.
 
+pub mod backoff;
 pub mod env;
 pub mod kafka;
 pub mod metrics;

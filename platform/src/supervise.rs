@@ -11,6 +11,8 @@ use prometheus_client::{
 };
 use tokio_util::sync::CancellationToken;
 
+use crate::backoff::Backoff;
+
 /// The label of the restarts counter: which task.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct TaskLabels {
@@ -39,7 +41,7 @@ pub async fn supervise<F, Fut>(
     Fut: Future<Output = ()> + Send + 'static,
 {
     let name = name.into();
-    let mut pause = FIRST_PAUSE;
+    let mut pause = Backoff::new(FIRST_PAUSE, LONGEST_PAUSE);
     loop {
         let started = tokio::time::Instant::now();
         let error = match tokio::spawn(start()).await {
@@ -58,19 +60,17 @@ pub async fn supervise<F, Fut>(
             .get_or_create(&TaskLabels { task: name.clone() })
             .inc();
         if started.elapsed() >= HEALTHY_RUN {
-            pause = FIRST_PAUSE;
+            pause.reset();
         }
         tracing::error!(
             task = name,
             panic = message,
-            restart_in_ms = pause.as_millis() as u64,
+            restart_in_ms = pause.upcoming().as_millis() as u64,
             "Background task panicked; restarting it."
         );
-        tokio::select! {
-            () = shutdown.cancelled() => return,
-            () = tokio::time::sleep(pause) => {}
+        if !pause.pause(&shutdown).await {
+            return;
         }
-        pause = (pause * 2).min(LONGEST_PAUSE);
     }
 }
 

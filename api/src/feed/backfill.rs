@@ -24,53 +24,41 @@ use deadpool_postgres::Pool;
 use crate::routes::products::repo::{COLUMNS, ProductRow};
 
 /// How `api feed backfill` runs.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, clap::Args)]
 pub struct BackfillOptions {
     /// At most this many products per second (0: no limit).
+    #[arg(long = "rate", value_name = "PER_SECOND", default_value_t = 500)]
     pub per_second: u32,
     /// Products per transaction.
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 100,
+        value_parser = clap::value_parser!(i64).range(1..=10_000)
+    )]
     pub batch: i64,
-    /// Abandon an unfinished run and start from the first product.
+    /// Abandon an unfinished run and start again from the first product.
+    #[arg(long)]
     pub restart: bool,
 }
 
 impl Default for BackfillOptions {
     fn default() -> Self {
-        Self {
-            per_second: 500,
-            batch: 100,
-            restart: false,
-        }
+        Self::parse(&[]).expect("the defaults parse")
     }
 }
 
 impl BackfillOptions {
-    /// Parses `--rate N`, `--batch N` and `--restart`.
+    /// Parses the options as `api feed backfill` takes them (`--rate`, `--batch`,
+    /// `--restart`).
     pub fn parse(args: &[&str]) -> anyhow::Result<Self> {
-        let mut options = Self::default();
-        let mut args = args.iter();
-        while let Some(arg) = args.next() {
-            let mut value = |name: &str| {
-                args.next()
-                    .ok_or_else(|| anyhow::anyhow!("{name} needs a value"))
-            };
-            match *arg {
-                "--rate" => {
-                    options.per_second = value("--rate")?
-                        .parse()
-                        .context("--rate: products per second, 0 for no limit")?;
-                }
-                "--batch" => {
-                    options.batch = value("--batch")?
-                        .parse::<i64>()
-                        .context("--batch: products per transaction")?
-                        .clamp(1, 10_000);
-                }
-                "--restart" => options.restart = true,
-                other => anyhow::bail!("unknown option {other}"),
-            }
+        #[derive(clap::Parser)]
+        #[command(no_binary_name = true)]
+        struct Line {
+            #[command(flatten)]
+            options: BackfillOptions,
         }
-        Ok(options)
+        Ok(<Line as clap::Parser>::try_parse_from(args)?.options)
     }
 }
 
@@ -239,7 +227,14 @@ mod tests {
 
     #[test]
     fn options_read_with_defaults() {
-        assert_eq!(BackfillOptions::parse(&[]).unwrap(), Default::default());
+        assert_eq!(
+            BackfillOptions::default(),
+            BackfillOptions {
+                per_second: 500,
+                batch: 100,
+                restart: false
+            }
+        );
         let options =
             BackfillOptions::parse(&["--rate", "0", "--batch", "20", "--restart"]).unwrap();
         assert_eq!(
@@ -252,5 +247,9 @@ mod tests {
         );
         assert!(BackfillOptions::parse(&["--rate"]).is_err());
         assert!(BackfillOptions::parse(&["--fast"]).is_err());
+        assert!(
+            BackfillOptions::parse(&["--batch", "0"]).is_err(),
+            "a batch of nothing is refused, not taken as 1"
+        );
     }
 }

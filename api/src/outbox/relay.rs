@@ -12,6 +12,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use deadpool_postgres::Pool;
 use events::{Envelope, EventType};
+use platform::backoff::Backoff;
 use rdkafka::{
     producer::{FutureProducer, FutureRecord},
     util::Timeout,
@@ -59,7 +60,7 @@ struct OutboxRow {
 impl Relay {
     /// Publishes until `shutdown`; a batch in flight finishes first.
     pub async fn run(self, shutdown: CancellationToken) {
-        let mut backoff = Duration::from_millis(200);
+        let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(30));
         'relay: loop {
             let batch = self.publish_batch();
             tokio::pin!(batch);
@@ -93,11 +94,11 @@ impl Relay {
                 // product, so a product's next change, committed while this batch was in
                 // flight, is only now eligible; its commit's wake-up was spent on this batch.
                 Ok(sent) if sent > 0 => {
-                    backoff = Duration::from_millis(200);
+                    backoff.reset();
                     Duration::ZERO
                 }
                 Ok(_) => {
-                    backoff = Duration::from_millis(200);
+                    backoff.reset();
                     self.poll_interval
                 }
                 Err(error) => {
@@ -106,14 +107,12 @@ impl Relay {
                     let oldest = self.record_backlog().await;
                     tracing::warn!(
                         error = format!("{error:#}"),
-                        retry_in_ms = backoff.as_millis() as u64,
+                        retry_in_ms = backoff.upcoming().as_millis() as u64,
                         oldest_unpublished_secs = oldest.map(|age| age.as_secs()),
                         backlog = self.metrics.outbox_backlog.get(),
                         "Outbox relay failed; retrying."
                     );
-                    let wait = backoff;
-                    backoff = (backoff * 2).min(Duration::from_secs(30));
-                    wait
+                    backoff.advance()
                 }
             };
             if wait.is_zero() {

@@ -6,6 +6,7 @@
 use std::{sync::Arc, time::Duration};
 
 use futures_util::{StreamExt, future::BoxFuture, stream::FuturesUnordered};
+use platform::backoff::Backoff;
 use platform::kafka::{
     Membership, PartitionGuard, RebalanceContext,
     watchdog::{self, MemberProgress, SharedWatch, WatchSpec},
@@ -250,7 +251,7 @@ impl ConsumerSpec {
 
     /// Consumes until shutdown, with a new consumer each time the last one stalled.
     async fn run(self, shutdown: CancellationToken) {
-        let mut pause = Duration::from_secs(1);
+        let mut pause = Backoff::new(Duration::from_secs(1), Duration::from_secs(30));
         // Static when the replica has a stable identity (see `Membership::Static`).
         let progress = watchdog::shared_watch(
             self.worker
@@ -264,13 +265,12 @@ impl ConsumerSpec {
                     tracing::error!(
                         error = format!("{error:#}"),
                         group = self.group,
+                        retry_in_ms = pause.upcoming().as_millis() as u64,
                         "Failed to create a consumer; retrying."
                     );
-                    tokio::select! {
-                        () = shutdown.cancelled() => return,
-                        () = tokio::time::sleep(pause) => {}
+                    if !pause.pause(&shutdown).await {
+                        return;
                     }
-                    pause = (pause * 2).min(Duration::from_secs(30));
                     continue;
                 }
             };

@@ -243,7 +243,8 @@ impl KafkaSettings {
         names: &[String],
         shutdown: &tokio_util::sync::CancellationToken,
     ) -> bool {
-        let mut backoff = Duration::from_millis(500);
+        let mut backoff =
+            crate::backoff::Backoff::new(Duration::from_millis(500), Duration::from_secs(30));
         loop {
             let attempt = tokio::select! {
                 () = shutdown.cancelled() => return false,
@@ -253,15 +254,13 @@ impl KafkaSettings {
                 Ok(()) => return true,
                 Err(error) => tracing::warn!(
                     error = format!("{error:#}"),
-                    retry_in_ms = backoff.as_millis() as u64,
+                    retry_in_ms = backoff.upcoming().as_millis() as u64,
                     "Kafka topics not ready; retrying."
                 ),
             }
-            tokio::select! {
-                () = shutdown.cancelled() => return false,
-                () = tokio::time::sleep(backoff) => {}
+            if !backoff.pause(shutdown).await {
+                return false;
             }
-            backoff = (backoff * 2).min(Duration::from_secs(30));
         }
     }
 
