@@ -9,7 +9,6 @@
 
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
 use system_tests::{
     broker::OwnBroker,
     pipeline::{
@@ -22,6 +21,10 @@ use system_tests::{
 
 /// Every product is compressed and visible within this of the replacement's start.
 const CRASH_RECOVERY: Duration = Duration::from_secs(90);
+
+/// How long after the previous replacement started the third kill lands: the fault's own
+/// timing (a replacement still joining its groups), not a wait for something to happen.
+const JUST_JOINED: Duration = Duration::from_secs(3);
 
 const SOURCES: [&str; 4] = ["rocket.jpg", "chelsea.png", "coffee.png", "astronaut.png"];
 
@@ -61,19 +64,9 @@ fn image(pipeline: &Pipeline, tag: &str, i: usize, delayed: bool) -> String {
 /// Waits until every product in `ids` is compressed and visible through `GET`, failing
 /// past `since + CRASH_RECOVERY`; returns the time it took from `since`.
 async fn wait_all_visible(pipeline: &Pipeline, ids: &[String], since: Instant) -> Duration {
-    for id in ids {
-        let left = CRASH_RECOVERY.saturating_sub(since.elapsed());
-        let product: Value = pipeline
-            .wait_for(
-                id,
-                &format!("compressed and visible within {CRASH_RECOVERY:?} of the replacement"),
-                left,
-                |p| p["processing_status"] == "done",
-            )
-            .await;
-        assert!(product["compressed_product_images"][0].is_string());
-    }
-    since.elapsed()
+    pipeline
+        .wait_all_compressed(ids, since, CRASH_RECOVERY, "the replacement")
+        .await
 }
 
 /// Waits until any of `ids` is done (the burst is being worked on).
@@ -128,7 +121,7 @@ async fn three_kill_9s_of_the_processor_in_a_row_each_recover() {
                     let url = image(&pipeline, &tag, i, false);
                     burst.push(pipeline.create_product(&[url]).await);
                 }
-                tokio::time::sleep(Duration::from_secs(3)).await;
+                tokio::time::sleep(JUST_JOINED).await;
             }
         }
         processor.kill_9();
@@ -325,7 +318,7 @@ async fn three_kill_9s_of_the_api_in_a_row_each_recover() {
                         .create_product(&[image(&pipeline, &tag, i, false)])
                         .await;
                 }
-                tokio::time::sleep(Duration::from_secs(3)).await;
+                tokio::time::sleep(JUST_JOINED).await;
                 api.child.kill_9();
             }
         }

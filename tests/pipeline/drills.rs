@@ -3,7 +3,6 @@
 
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
 use system_tests::{
     broker::OwnBroker,
     pipeline::{Pipeline, spawn_pipeline_with, test_kafka},
@@ -32,18 +31,9 @@ async fn create_burst(pipeline: &Pipeline, count: usize, tag: &str) -> Vec<Strin
 }
 
 async fn wait_all_done(pipeline: &Pipeline, ids: &[String], since: Instant, bound: Duration) {
-    for id in ids {
-        let left = bound.saturating_sub(since.elapsed());
-        let product: Value = pipeline
-            .wait_for(
-                id,
-                &format!("compressed within {bound:?} of the broker's return"),
-                left,
-                |p| p["processing_status"] == "done",
-            )
-            .await;
-        assert!(product["compressed_product_images"][0].is_string());
-    }
+    pipeline
+        .wait_all_compressed(ids, since, bound, "the broker's return")
+        .await;
 }
 
 #[tokio::test]

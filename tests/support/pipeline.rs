@@ -343,6 +343,31 @@ impl Pipeline {
         .await
     }
 
+    /// Waits until every product in `ids` is compressed and visible through `GET`, failing
+    /// past `since + bound` (`after` says after what, for the failure); returns the time it
+    /// took from `since`.
+    pub async fn wait_all_compressed(
+        &self,
+        ids: &[String],
+        since: std::time::Instant,
+        bound: Duration,
+        after: &str,
+    ) -> Duration {
+        for id in ids {
+            let left = bound.saturating_sub(since.elapsed());
+            let product = self
+                .wait_for(
+                    id,
+                    &format!("compressed within {bound:?} of {after}"),
+                    left,
+                    |p| p["processing_status"] == "done",
+                )
+                .await;
+            assert!(product["compressed_product_images"][0].is_string());
+        }
+        since.elapsed()
+    }
+
     /// Waits until image revision `revision` of product `id` is processed and every image
     /// compressed; returns the product.
     pub async fn wait_until_revision_done(&self, id: &str, revision: i64) -> Value {
