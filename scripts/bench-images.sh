@@ -11,7 +11,6 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 . scripts/env.sh
-export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/var/cache/catalog/target}
 command -v vips >/dev/null || apt_install libvips-tools
 venv="$(dirname "$CARGO_TARGET_DIR")/bench-venv"
 if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import pyvips, numpy' 2>/dev/null; then

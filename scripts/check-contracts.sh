@@ -12,7 +12,6 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 . scripts/env.sh
-export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/var/cache/catalog/target}
 . scripts/contract-tools.sh
 
 bin="$TOOLS_VENV/bin"

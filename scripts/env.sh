@@ -1,4 +1,8 @@
 # Sourced by the other scripts: fills in from .env what the environment does not set.
+
+# The build directory `make` uses (the Makefile sets it; a script run directly gets this).
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/var/cache/catalog/target}
+
 if [ -f "$root/.env" ]; then
   while IFS='=' read -r key value; do
     [[ "$key" =~ ^[A-Z_][A-Z0-9_]*$ ]] || continue

@@ -6,7 +6,6 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 . scripts/env.sh
-export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/var/cache/catalog/target}
 server=${POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/catalog}
 server=${server%/*}
 db=catalog_scale

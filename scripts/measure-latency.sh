@@ -6,6 +6,5 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 . scripts/env.sh
-export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/var/cache/catalog/target}
 require_running_api
 exec cargo run --quiet -p system-tests --example pipeline_latency -- "${1:-20}" "${@:2}"

@@ -8,7 +8,6 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 . scripts/env.sh
-export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/var/cache/catalog/target}
 require_running_api
 pid=$(processor_pid)
 before=$(status_kb "$pid" VmHWM)

@@ -9,10 +9,9 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 . scripts/env.sh
-export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/var/cache/catalog/target}
 require_running_api
-pid=$(processor_pid)
 products=${1:-50} photos=${2:-3}
+pid=$(processor_pid)
 # utime + stime of the processor, in clock ticks.
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$pid/stat"; }
 cargo build --quiet -p system-tests --example pipeline_latency

@@ -114,16 +114,12 @@ pub enum DbError {
     /// The data refers to something that does not exist or breaks a check.
     #[error("{0}")]
     Unprocessable(String),
+    /// A stored value this version cannot read: a 500 for what holds it, never a guess.
+    #[error(transparent)]
+    Unreadable(anyhow::Error),
     /// Anything else: a bug or an outage mid-query.
     #[error(transparent)]
     Other(anyhow::Error),
-}
-
-impl From<crate::cache::FlightError> for DbError {
-    /// A shared load that timed out (or panicked) answers like a database that is away.
-    fn from(error: crate::cache::FlightError) -> Self {
-        Self::Unavailable(anyhow::Error::new(error).context("Failed to load the product"))
-    }
 }
 
 impl From<PoolError> for DbError {

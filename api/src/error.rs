@@ -167,7 +167,7 @@ impl ApiError {
             DbError::Unavailable(e) => Self::unavailable(anyhow::anyhow!("{e:#}")),
             DbError::Conflict(detail) => Self::conflict(detail.clone()),
             DbError::Unprocessable(detail) => Self::unprocessable(detail.clone()),
-            DbError::Other(e) => Self::internal(anyhow::anyhow!("{e:#}")),
+            DbError::Unreadable(e) | DbError::Other(e) => Self::internal(anyhow::anyhow!("{e:#}")),
         }
     }
 }
@@ -179,7 +179,7 @@ impl From<crate::db::DbError> for ApiError {
             DbError::Unavailable(e) => Self::unavailable(e),
             DbError::Conflict(detail) => Self::conflict(detail),
             DbError::Unprocessable(detail) => Self::unprocessable(detail),
-            DbError::Other(e) => Self::internal(e),
+            DbError::Unreadable(e) | DbError::Other(e) => Self::internal(e),
         }
     }
 }

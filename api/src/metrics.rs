@@ -136,6 +136,11 @@ impl ApiMetrics {
             cache.db_loads.clone(),
         );
         registry.register(
+            "stored_values_unreadable",
+            "Stored values of a product this version could not read: each answered 500 (or skipped by the projector) instead of shown with a guess",
+            crate::products::row::UNREADABLE.clone(),
+        );
+        registry.register(
             "outbox_backlog",
             "Outbox events not yet published",
             metrics.outbox_backlog.clone(),

@@ -30,14 +30,8 @@ use rdkafka::{
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use crate::{
-    cache::ProductCache,
-    metrics::OutcomeLabels,
-    routes::products::{
-        model::StoredImages,
-        repo::{COLUMNS, ProductRow},
-    },
-};
+pub use crate::products::Applied;
+use crate::{cache::ProductCache, metrics::OutcomeLabels, products::store};
 
 /// The projector of one api process.
 #[derive(Clone)]
@@ -68,23 +62,6 @@ enum Ended {
     Shutdown,
     /// Its group made no progress with records waiting: the consumer is to be recreated.
     Stuck,
-}
-
-/// What applying an event did.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Applied {
-    /// The product changed; it is now at `version`.
-    Updated {
-        version: i64,
-    },
-    Duplicate,
-    StaleRevision {
-        current: i32,
-    },
-    NoSuchProduct,
-    /// Every result was a failure for an image already compressed (a late retry or a
-    /// redrive that failed where an earlier attempt had succeeded): kept as it was.
-    KeptBetter,
 }
 
 impl Projector {
@@ -237,6 +214,7 @@ impl Projector {
                         Applied::StaleRevision { .. } => "stale_revision",
                         Applied::NoSuchProduct => "no_such_product",
                         Applied::KeptBetter => "kept_better",
+                        Applied::Unreadable => "unreadable_state",
                     };
                     self.metrics
                         .projector_events
@@ -289,8 +267,8 @@ fn decode(message: &BorrowedMessage<'_>) -> Result<(Envelope, ImagesCompressed),
     Ok((envelope, event))
 }
 
-/// Applies `event` unless it was applied before or belongs to an older image revision.
-#[tracing::instrument(name = "postgres apply images", skip_all, fields(otel.kind = "client", db.system = "postgresql", db.operation.name = "apply images"))]
+/// Applies `event` unless it was applied before or belongs to an older image revision
+/// (see [`store::apply_images`]).
 pub async fn apply(
     pool: &Pool,
     event_id: Uuid,
@@ -300,56 +278,5 @@ pub async fn apply(
         .product_id
         .parse()
         .map_err(|_| anyhow::anyhow!("product id {:?} is not a number", event.product_id))?;
-    let mut client = pool.get().await?;
-    let tx = client.transaction().await?;
-    let fresh = tx
-        .execute(
-            "INSERT INTO applied_events (event_id) VALUES ($1) ON CONFLICT DO NOTHING",
-            &[&event_id],
-        )
-        .await?;
-    if fresh == 0 {
-        return Ok(Applied::Duplicate);
-    }
-    let row = tx
-        .query_opt(
-            "SELECT image_revision, image_status, cardinality(product_images) \
-             FROM products WHERE id = $1 FOR UPDATE",
-            &[&product_id],
-        )
-        .await?;
-    let Some(row) = row else {
-        tx.commit().await?;
-        return Ok(Applied::NoSuchProduct);
-    };
-    let current: i32 = row.get(0);
-    if current != event.image_revision {
-        tx.commit().await?;
-        return Ok(Applied::StaleRevision { current });
-    }
-    let count = row.get::<_, Option<i32>>(2).unwrap_or(0) as usize;
-    let mut images = StoredImages::from_column(row.get(1), count);
-    let mut changed = false;
-    for image in &event.images {
-        changed |= images.record(image);
-    }
-    if !changed {
-        tx.commit().await?;
-        return Ok(Applied::KeptBetter);
-    }
-    let row = tx
-        .query_one(
-            &format!(
-                "UPDATE products SET image_status = $2, compressed_product_images = $3, version = version + 1 \
-                 WHERE id = $1 RETURNING {COLUMNS}"
-            ),
-            &[&product_id, &images.to_column(), &images.compressed_urls()],
-        )
-        .await?;
-    let row = ProductRow::from_row(&row);
-    crate::feed::record_state(&tx, &row).await?;
-    tx.commit().await?;
-    Ok(Applied::Updated {
-        version: row.version,
-    })
+    Ok(store::apply_images(pool, product_id, event_id, event).await?)
 }

@@ -4,11 +4,11 @@
 use std::{net::SocketAddr, time::Duration};
 
 use anyhow::Context;
-use futures_util::{FutureExt, future::BoxFuture};
+use platform::supervise::Task;
 use poem::{EndpointExt, Route, endpoint::StaticFilesEndpoint, middleware::CatchPanic};
 use tokio_util::sync::CancellationToken;
 
-use std::{future::Future, sync::Arc};
+use std::sync::Arc;
 
 use crate::{
     cache::ProductCache,
@@ -26,7 +26,7 @@ use crate::{
 /// A bound, migrated, ready-to-run api.
 pub struct Application {
     cache: ProductCache,
-    background: Vec<Background>,
+    background: Vec<Task>,
     listener: tokio::net::TcpListener,
     addr: SocketAddr,
     app: poem::endpoint::BoxEndpoint<'static>,
@@ -60,9 +60,10 @@ impl Application {
             settings: settings.prune.clone(),
             metrics: metrics.clone(),
         };
-        let mut background = vec![Background::new("pruner", move |shutdown| {
+        let mut background = cache.tasks();
+        background.push(Task::new("pruner", move |shutdown| {
             pruner.clone().run(shutdown)
-        })];
+        }));
         if let Some(kafka) = &settings.kafka {
             let topics = kafka.topics();
             let relay = Relay {
@@ -74,7 +75,7 @@ impl Application {
                 signal: state.outbox.clone(),
                 metrics: metrics.clone(),
             };
-            background.push(Background::new("outbox-relay", move |shutdown| {
+            background.push(Task::new("outbox-relay", move |shutdown| {
                 relay.clone().run(shutdown)
             }));
             let projector = Projector {
@@ -92,7 +93,7 @@ impl Application {
                 cache: cache.clone(),
                 metrics: metrics.clone(),
             };
-            background.push(Background::new("projector", move |shutdown| {
+            background.push(Task::new("projector", move |shutdown| {
                 projector.clone().run(shutdown)
             }));
         }
@@ -142,16 +143,7 @@ impl Application {
             .background
             .into_iter()
             .map(|task| {
-                let panics = self.metrics.task_panics.clone();
-                let shutdown = shutdown.clone();
-                let Background { name, mut start } = task;
-                let stop = shutdown.clone();
-                tokio::spawn(platform::supervise::supervise(
-                    name,
-                    shutdown,
-                    panics,
-                    move || start(stop.clone()),
-                ))
+                tokio::spawn(task.supervised(shutdown.clone(), self.metrics.task_panics.clone()))
             })
             .collect();
         tracing::info!(
@@ -173,26 +165,6 @@ impl Application {
             task.await.ok();
         }
         served
-    }
-}
-
-/// A long-running task of the api besides HTTP: its name, and how to start it (again, after
-/// a panic).
-struct Background {
-    name: &'static str,
-    start: Box<dyn FnMut(CancellationToken) -> BoxFuture<'static, ()> + Send>,
-}
-
-impl Background {
-    fn new<F, Fut>(name: &'static str, mut start: F) -> Self
-    where
-        F: FnMut(CancellationToken) -> Fut + Send + 'static,
-        Fut: Future<Output = ()> + Send + 'static,
-    {
-        Self {
-            name,
-            start: Box::new(move |shutdown| start(shutdown).boxed()),
-        }
     }
 }
 

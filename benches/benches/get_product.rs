@@ -90,6 +90,11 @@ async fn setup() -> Setup {
         ..settings
     })
     .unwrap();
+    // What keeps both caches connected and tracked, as the api's Application runs it.
+    let keep = tokio_util::sync::CancellationToken::new();
+    for task in cache.tasks().into_iter().chain(redis_only.tasks()) {
+        tokio::spawn(task.supervised(keep.clone(), Default::default()));
+    }
     // The cached server creates the data; its body fixes the baseline's size.
     let cached = serve(&database_url, cache, Vec::new()).await;
     let http = reqwest::Client::new();

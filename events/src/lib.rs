@@ -7,7 +7,8 @@
 //! from these types and checked by a test.
 //!
 //! This crate has no HTTP, database or Kafka client code, so a subscriber can depend on it
-//! alone.
+//! alone. Its `openapi` feature (off by default) adds poem-openapi's derives to the types
+//! the api also serves over HTTP, so that one type has one shape on both.
 
 pub mod asyncapi;
 pub mod compat;
@@ -19,8 +20,8 @@ pub mod topics;
 
 pub use envelope::{Envelope, EventType};
 pub use payloads::{
-    ImageOutcome, ImageResult, ImageState, ImageStatus, ImageVariant, ImagesCompressed,
-    ProcessingStatus, ProductCreated, ProductDeleted, ProductImagesChanged, ProductState,
-    SourceImage, srcset,
+    ImageDetails, ImageOutcome, ImageResult, ImageState, ImageStatus, ImageVariant,
+    ImagesCompressed, ProcessingStatus, ProductCreated, ProductDeleted, ProductImagesChanged,
+    ProductState, SourceImage, srcset,
 };
 pub use topics::Topics;

@@ -83,9 +83,41 @@ pub struct ImageResult {
     /// The URL the image was fetched from.
     pub source_url: String,
     pub outcome: ImageOutcome,
+    #[serde(flatten)]
+    pub details: ImageDetails,
+}
+
+impl ImageResult {
+    /// A failed result.
+    pub fn failed(index: u32, source_url: impl Into<String>, reason: impl Into<String>) -> Self {
+        Self {
+            index,
+            source_url: source_url.into(),
+            outcome: ImageOutcome::Failed,
+            details: ImageDetails {
+                failure_reason: Some(reason.into()),
+                ..ImageDetails::default()
+            },
+        }
+    }
+}
+
+/// What processing found for one image: where its renditions are and what they are like
+/// (when compressed), or why it failed. The one shape of these fields: a result carries it,
+/// and so do the image states the API and the change feed show.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[cfg_attr(
+    feature = "openapi",
+    derive(poem_openapi::Object),
+    oai(skip_serializing_if_is_none, skip_serializing_if_is_empty)
+)]
+pub struct ImageDetails {
     /// Where the compressed image is served (when compressed).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub compressed_url: Option<String>,
+    /// Why the image failed (when failed), e.g. `HTTP 404 from the image server`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure_reason: Option<String>,
     /// Size of the downloaded original, in bytes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bytes_before: Option<u64>,
@@ -110,10 +142,12 @@ pub struct ImageResult {
     /// Every compressed rendition, ordered by format, then width (when compressed). The
     /// largest `image/webp` one is `compressed_url`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[cfg_attr(feature = "openapi", oai(default))]
     pub variants: Vec<ImageVariant>,
     /// Per media type, the `srcset` of its variants (`<url> 320w, <url> 640w, …`), ready for
     /// `<picture><source type="image/avif" srcset="…">` (when compressed).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[cfg_attr(feature = "openapi", oai(default))]
     pub srcset: BTreeMap<String, String>,
     /// The image's ThumbHash, base64 with the standard alphabet: a blurred placeholder of
     /// about 25 bytes that also gives the aspect ratio (when compressed).
@@ -122,37 +156,11 @@ pub struct ImageResult {
     /// The image's most common colour, `#rrggbb` (when compressed).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dominant_color: Option<String>,
-    /// Why the image failed (when failed), e.g. `HTTP 404 from the image server`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub failure_reason: Option<String>,
-}
-
-impl ImageResult {
-    /// A failed result.
-    pub fn failed(index: u32, source_url: impl Into<String>, reason: impl Into<String>) -> Self {
-        Self {
-            index,
-            source_url: source_url.into(),
-            outcome: ImageOutcome::Failed,
-            compressed_url: None,
-            bytes_before: None,
-            bytes_after: None,
-            width: None,
-            height: None,
-            format: None,
-            source_width: None,
-            source_height: None,
-            variants: Vec::new(),
-            srcset: BTreeMap::new(),
-            thumbhash: None,
-            dominant_color: None,
-            failure_reason: Some(reason.into()),
-        }
-    }
 }
 
 /// One compressed rendition of an image: a width of the ladder in one format.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[cfg_attr(feature = "openapi", derive(poem_openapi::Object))]
 pub struct ImageVariant {
     /// Where it is served; the object never changes (cache it for good).
     pub url: String,
@@ -224,6 +232,11 @@ pub struct ProductState {
 /// Where processing of a product's current images stands, as a whole.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(
+    feature = "openapi",
+    derive(poem_openapi::Enum),
+    oai(rename_all = "snake_case")
+)]
 pub enum ProcessingStatus {
     /// Some images are still being processed.
     Pending,
@@ -238,6 +251,11 @@ pub enum ProcessingStatus {
 /// Where one image's processing stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(
+    feature = "openapi",
+    derive(poem_openapi::Enum),
+    oai(rename_all = "snake_case")
+)]
 pub enum ImageStatus {
     /// Not processed yet (or waiting for a retry).
     Pending,
@@ -249,50 +267,14 @@ pub enum ImageStatus {
 
 /// One image of a product and how its processing went.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[cfg_attr(feature = "openapi", derive(poem_openapi::Object))]
 pub struct ImageState {
     /// The URL as given.
     pub source_url: String,
     pub status: ImageStatus,
-    /// Where the compressed image is served.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub compressed_url: Option<String>,
-    /// Why the image failed.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub failure_reason: Option<String>,
-    /// Size of the original, in bytes.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub bytes_before: Option<u64>,
-    /// Size of the compressed image, in bytes.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub bytes_after: Option<u64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub width: Option<u32>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub height: Option<u32>,
-    /// Media type of the compressed image.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub format: Option<String>,
-    /// The source's width in pixels, after EXIF orientation (when compressed).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub source_width: Option<u32>,
-    /// The source's height in pixels, after EXIF orientation (when compressed).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub source_height: Option<u32>,
-    /// Every compressed rendition, ordered by format, then width (when compressed). The
-    /// largest `image/webp` one is `compressed_url`.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub variants: Vec<ImageVariant>,
-    /// Per media type, the `srcset` of its variants (`<url> 320w, <url> 640w, …`), ready for
-    /// `<picture><source type="image/avif" srcset="…">` (when compressed).
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub srcset: BTreeMap<String, String>,
-    /// The image's ThumbHash, base64 with the standard alphabet: a blurred placeholder of
-    /// about 25 bytes that also gives the aspect ratio (when compressed).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub thumbhash: Option<String>,
-    /// The image's most common colour, `#rrggbb` (when compressed).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub dominant_color: Option<String>,
+    #[serde(flatten)]
+    #[cfg_attr(feature = "openapi", oai(flatten))]
+    pub details: ImageDetails,
 }
 
 #[cfg(test)]

@@ -6,9 +6,11 @@ use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use platform::kafka::watchdog::Trouble;
 use poem::{
-    EndpointExt, Response, Route, Server, get, handler,
+    EndpointExt, Response, Route, Server,
+    endpoint::BoxEndpoint,
+    get, handler,
     http::StatusCode,
-    listener::{Acceptor, Listener, TcpListener},
+    listener::{Acceptor, Listener, TcpAcceptor, TcpListener},
     web::Data,
 };
 use rdkafka::producer::Producer;
@@ -76,27 +78,45 @@ fn metrics(metrics: Data<&Arc<ProcessorMetrics>>) -> Response {
         .body(metrics.render())
 }
 
-/// Binds `addr` and serves until `shutdown`; returns the bound address.
-pub async fn serve(
+/// The health and metrics server, bound and not yet serving.
+pub struct HealthServer {
+    acceptor: TcpAcceptor,
+    app: BoxEndpoint<'static>,
     addr: SocketAddr,
-    worker: Arc<Worker>,
-    shutdown: CancellationToken,
-) -> anyhow::Result<SocketAddr> {
+}
+
+/// Binds `addr` for `/healthz`, `/readyz` and `/metrics` of `worker`.
+pub async fn bind(addr: SocketAddr, worker: Arc<Worker>) -> anyhow::Result<HealthServer> {
     let app = Route::new()
         .at("/healthz", get(healthz))
         .at("/readyz", get(readyz))
         .at("/metrics", get(metrics))
         .data(worker.metrics.clone())
-        .data(worker);
+        .data(worker)
+        .boxed();
     let acceptor = TcpListener::bind(addr).into_acceptor().await?;
-    let bound = *acceptor.local_addr()[0]
+    let addr = *acceptor.local_addr()[0]
         .as_socket_addr()
         .ok_or_else(|| anyhow::anyhow!("no socket address"))?;
-    tracing::info!(addr = %bound, "Health and metrics listening.");
-    tokio::spawn(async move {
-        let served = Server::new_with_acceptor(acceptor)
+    Ok(HealthServer {
+        acceptor,
+        app,
+        addr,
+    })
+}
+
+impl HealthServer {
+    /// The address bound (useful with port 0).
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Serves until `shutdown`; a request in flight then has two seconds to finish.
+    pub async fn run(self, shutdown: CancellationToken) {
+        tracing::info!(addr = %self.addr, "Health and metrics listening.");
+        let served = Server::new_with_acceptor(self.acceptor)
             .run_with_graceful_shutdown(
-                app,
+                self.app,
                 async move { shutdown.cancelled().await },
                 Some(Duration::from_secs(2)),
             )
@@ -104,6 +124,5 @@ pub async fn serve(
         if let Err(error) = served {
             tracing::error!(%error, "The health server failed.");
         }
-    });
-    Ok(bound)
+    }
 }

@@ -10,6 +10,7 @@
 //! - [`worker`] runs the consumers of the main and retry topics, produces results, retries and
 //!   dead letters, and stores an offset only once the outcome is durable.
 //! - [`dlq`] lists and redrives dead letters.
+//! - [`startup`] assembles them into the [`Application`] that `main.rs` and the tests run.
 
 pub mod content;
 pub mod dlq;
@@ -19,6 +20,9 @@ pub mod http;
 pub mod job;
 pub mod metrics;
 pub mod settings;
+pub mod startup;
 pub mod storage;
 pub mod transform;
 pub mod worker;
+
+pub use startup::Application;

@@ -3,7 +3,7 @@
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use image_processor::{dlq, http, settings::Settings, worker};
+use image_processor::{Application, dlq, settings::Settings};
 
 /// The image processor: downloads each product image, stores its compressed ladder and
 /// reports the result. Every setting is read from the environment (and from `.env` in the
@@ -45,9 +45,10 @@ async fn main() -> anyhow::Result<()> {
         Command::Run => {
             settings.log();
             let shutdown = platform::shutdown::on_signal();
-            let worker = worker::Worker::build(&settings)?;
-            http::serve(settings.http_addr, worker.clone(), shutdown.clone()).await?;
-            worker::run(worker, &settings.kafka, &settings.group, shutdown).await?;
+            Application::build(&settings)
+                .await?
+                .run_until(shutdown)
+                .await?;
             tracing::info!("Image processor stopped.");
         }
         Command::Dlq(DlqCommand::List) => {

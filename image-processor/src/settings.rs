@@ -76,7 +76,6 @@ impl Settings {
     pub fn from_env() -> anyhow::Result<Self> {
         let local = std::env::current_dir()?.join(".local/storage");
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-        let defaults = TransformSettings::default();
         Ok(Self {
             http_addr: env::parse(
                 "PROCESSOR_ADDR",
@@ -106,25 +105,7 @@ impl Settings {
                     .transpose()
                     .context("IMAGE_FETCH_PROXY is not a URL")?,
             },
-            transform: TransformSettings {
-                max_pixels: env::parse("IMAGE_MAX_PIXELS", 40_000_000)?,
-                widths: TransformSettings::parse_widths(&env::string(
-                    "IMAGE_VARIANT_WIDTHS",
-                    "320,640,960,1280,1600",
-                ))
-                .map_err(anyhow::Error::msg)
-                .context("IMAGE_VARIANT_WIDTHS")?,
-                formats: TransformSettings::parse_formats(&env::string(
-                    "IMAGE_VARIANT_FORMATS",
-                    "avif,webp",
-                ))
-                .map_err(anyhow::Error::msg)
-                .context("IMAGE_VARIANT_FORMATS")?,
-                webp_quality: env::parse("IMAGE_WEBP_QUALITY", defaults.webp_quality)?,
-                avif_quality: env::parse("IMAGE_AVIF_QUALITY", defaults.avif_quality)?,
-                avif_speed: env::parse("IMAGE_AVIF_SPEED", defaults.avif_speed)?,
-                avif_mode: env::parse("IMAGE_AVIF_MODE", defaults.avif_mode)?,
-            },
+            transform: TransformSettings::from_env()?,
             image_concurrency: env::parse("IMAGE_CONCURRENCY", 4)?,
             jobs_in_flight: env::parse("IMAGE_JOBS_IN_FLIGHT", 4)?,
             stall_after: platform::kafka::watchdog::stall_limit_from_env(45)?,

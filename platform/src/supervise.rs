@@ -3,7 +3,7 @@
 //! is done. Without this, a panicking `tokio::spawn`ed loop (a relay, a consumer) would stop
 //! silently while the process went on looking healthy.
 
-use std::{future::Future, time::Duration};
+use std::{future::Future, pin::Pin, time::Duration};
 
 use prometheus_client::{
     encoding::EncodeLabelSet,
@@ -28,6 +28,42 @@ const FIRST_PAUSE: Duration = Duration::from_millis(500);
 const LONGEST_PAUSE: Duration = Duration::from_secs(60);
 /// A run that lasted this long was healthy: the next panic pauses briefly again.
 const HEALTHY_RUN: Duration = Duration::from_secs(60);
+
+/// A long-running task of a service: its name, and how to start it (again, after a panic)
+/// under a shutdown token. Its owner runs it with [`Task::supervised`].
+pub struct Task {
+    name: &'static str,
+    start: Box<dyn FnMut(CancellationToken) -> TaskRun + Send>,
+}
+
+/// One run of a [`Task`].
+type TaskRun = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+impl Task {
+    /// A task that `start` begins; what it starts must end once its token is cancelled.
+    pub fn new<F, Fut>(name: &'static str, mut start: F) -> Self
+    where
+        F: FnMut(CancellationToken) -> Fut + Send + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        Self {
+            name,
+            start: Box::new(move |shutdown| Box::pin(start(shutdown))),
+        }
+    }
+
+    /// Runs it until it returns or `shutdown` fires, started again after every panic
+    /// (see [`supervise`]).
+    pub fn supervised(
+        self,
+        shutdown: CancellationToken,
+        panics: TaskPanics,
+    ) -> impl Future<Output = ()> + Send {
+        let Self { name, mut start } = self;
+        let stop = shutdown.clone();
+        supervise(name, shutdown, panics, move || start(stop.clone()))
+    }
+}
 
 /// Runs `start()` on a task of its own until it returns or `shutdown` fires, starting it
 /// again after every panic.

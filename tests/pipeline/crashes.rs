@@ -150,6 +150,7 @@ async fn when_one_of_two_processors_is_killed_mid_burst_the_survivor_takes_over(
     // expire static members. docs/operations.md, "Consumer groups".)
     let mut doomed = ChildGuard(pipeline.spawn_processor_process());
     let _survivor = ChildGuard(pipeline.spawn_processor_process());
+    let started = Instant::now();
     let mut ids = Vec::new();
     for i in 0..3 {
         ids.push(
@@ -158,14 +159,19 @@ async fn when_one_of_two_processors_is_killed_mid_burst_the_survivor_takes_over(
                 .await,
         );
     }
-    wait_all_visible(&pipeline, &ids, Instant::now()).await;
+    let settled = wait_all_visible(&pipeline, &ids, started).await;
 
     let mut burst = Vec::new();
     for i in 0..12 {
         let url = image(&pipeline, "burst", i, true);
         burst.push(pipeline.create_product(&[url]).await);
     }
+    let posted = Instant::now();
     wait_any_done(&pipeline, &burst).await;
+    eprintln!(
+        "two processors: first products visible {settled:?} after their start, the burst under way {:?} after it was posted",
+        posted.elapsed()
+    );
     doomed.kill_9();
     let killed = Instant::now();
     // Nobody replaces it: the survivor notices the partitions nobody works on and takes

@@ -1,4 +1,4 @@
-use events::{ImageOutcome, ImageResult, ImagesCompressed};
+use events::{ImageDetails, ImageOutcome, ImageResult, ImagesCompressed};
 use serde_json::{Value, json};
 use system_tests::spawn_app;
 
@@ -10,14 +10,15 @@ fn compressed(product_id: &str, revision: i32, url: &str) -> ImagesCompressed {
             index: 0,
             source_url: "https://images.example.com/a.jpg".into(),
             outcome: ImageOutcome::Compressed,
-            compressed_url: Some(url.to_owned()),
-            bytes_before: Some(1000),
-            bytes_after: Some(100),
-            width: Some(10),
-            height: Some(10),
-            format: Some("image/webp".into()),
-            failure_reason: None,
-            ..ImageResult::failed(0, "", "")
+            details: ImageDetails {
+                compressed_url: Some(url.to_owned()),
+                bytes_before: Some(1000),
+                bytes_after: Some(100),
+                width: Some(10),
+                height: Some(10),
+                format: Some("image/webp".into()),
+                ..ImageDetails::default()
+            },
         }],
     }
 }
@@ -97,8 +98,8 @@ async fn a_late_failure_never_replaces_a_compressed_image() {
     // A redrive of an old dead letter for the same revision fails this time.
     let mut failed = compressed(&id, 1, "unused");
     failed.images[0].outcome = ImageOutcome::Failed;
-    failed.images[0].compressed_url = None;
-    failed.images[0].failure_reason = Some("HTTP 404 from the image server".into());
+    failed.images[0].details.compressed_url = None;
+    failed.images[0].details.failure_reason = Some("HTTP 404 from the image server".into());
     let late = api::projector::apply(&pool, uuid::Uuid::new_v4(), &failed)
         .await
         .unwrap();

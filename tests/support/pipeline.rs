@@ -2,12 +2,9 @@
 //! image-processor and an image server, on the shared broker under a topic prefix, consumer
 //! groups and a storage directory of the test's own.
 
-use std::{path::PathBuf, sync::Arc, time::Duration};
+use std::{path::PathBuf, time::Duration};
 
-use image_processor::{
-    settings::Settings as ProcessorSettings,
-    worker::{self, Worker},
-};
+use image_processor::settings::Settings as ProcessorSettings;
 use platform::kafka::KafkaSettings;
 use serde_json::Value;
 use tokio::task::JoinHandle;
@@ -234,24 +231,16 @@ impl Pipeline {
 
     /// Starts the processor (again), in the same consumer groups.
     pub async fn start_processor(&mut self) {
-        let worker: Arc<Worker> =
-            Worker::build(&self.processor_settings).expect("the processor starts");
+        let mut settings = self.processor_settings.clone();
+        settings.http_addr = "127.0.0.1:0".parse().unwrap();
+        let app = image_processor::Application::build(&settings)
+            .await
+            .expect("the processor starts");
+        self.processor_http = Some(app.health_addr());
         let shutdown = CancellationToken::new();
-        let http = image_processor::http::serve(
-            "127.0.0.1:0".parse().unwrap(),
-            worker.clone(),
-            shutdown.clone(),
-        )
-        .await
-        .expect("the processor's health server starts");
-        self.processor_http = Some(http);
-        let kafka = self.kafka.clone();
-        let group = self.processor_settings.group.clone();
         let token = shutdown.clone();
         let handle = tokio::spawn(async move {
-            worker::run(worker, &kafka, &group, token)
-                .await
-                .expect("the processor runs");
+            app.run_until(token).await.expect("the processor runs");
         });
         self.processor = Some(Processor { shutdown, handle });
     }

@@ -24,7 +24,9 @@
 //! until shortly after Redis is reachable again (or, should the writing replica die first,
 //! for at most the TTL).
 
+mod invalidation;
 mod near;
+mod redis;
 mod scripts;
 mod single_flight;
 
@@ -43,6 +45,13 @@ use prometheus_client::metrics::{counter::Counter, gauge::Gauge};
 pub use self::single_flight::FlightError;
 use self::{near::NearCache, single_flight::SingleFlight};
 use crate::db::DbError;
+
+impl From<FlightError> for DbError {
+    /// A shared load that timed out (or panicked) answers like a database that is away.
+    fn from(error: FlightError) -> Self {
+        Self::Unavailable(anyhow::Error::new(error).context("Failed to load the product"))
+    }
+}
 
 /// What a shared load of one product gives every request that waits for it.
 type Loaded = Result<Option<Cached>, Arc<DbError>>;
@@ -125,6 +134,8 @@ pub struct ProductCache {
 struct Inner {
     client: Option<Pool>,
     near: Option<Arc<NearCache>>,
+    /// The connection the near cache's tracking pushes come on.
+    tracking: Option<Client>,
     settings: Option<CacheSettings>,
     stats: Arc<CacheStats>,
     flights: SingleFlight<Loaded>,
@@ -142,10 +153,13 @@ fn now_ms() -> u64 {
 
 impl ProductCache {
     /// Connects in the background: the api starts and serves even while Redis is down.
+    /// What keeps the cache connected and coherent runs as [`ProductCache::tasks`], under
+    /// the owner's shutdown token and supervisor.
     pub fn connect(settings: CacheSettings) -> anyhow::Result<Self> {
-        let pool = builder(&settings, RespVersion::RESP2)?.build_pool(settings.pool_size.max(1))?;
+        let pool =
+            redis::builder(&settings, RespVersion::RESP2)?.build_pool(settings.pool_size.max(1))?;
         for client in pool.clients() {
-            connect_until_up(client.clone());
+            client.connect();
         }
         let stats = Arc::new(CacheStats::default());
         // In a Redis Cluster, broadcast tracking covers the keys of one node only: pushes for
@@ -165,22 +179,15 @@ impl ProductCache {
             ));
             // Tracking pushes need RESP3 and a connection of their own, with room for a
             // burst of pushes (falling behind empties the near cache).
-            let mut tracking = builder(&settings, RespVersion::RESP3)?;
+            let mut tracking = redis::builder(&settings, RespVersion::RESP3)?;
             tracking.with_performance_config(|p| p.broadcast_channel_capacity = 4096);
             let tracking = tracking.build()?;
-            connect_until_up(tracking.clone());
-            tokio::spawn(near::keep_tracking(
-                Arc::downgrade(&near),
-                tracking,
-                settings.timeout,
-            ));
-            Some(near)
+            tracking.connect();
+            Some((near, tracking))
         } else {
             None
         };
-        let cache = Self::with(Some(pool), near, Some(settings), stats);
-        tokio::spawn(resend_invalidations(Arc::downgrade(&cache.inner)));
-        Ok(cache)
+        Ok(Self::with(Some(pool), near, Some(settings), stats))
     }
 
     /// No Redis: every read goes to the database (`X-Cache: miss`).
@@ -190,7 +197,7 @@ impl ProductCache {
 
     fn with(
         client: Option<Pool>,
-        near: Option<Arc<NearCache>>,
+        near: Option<(Arc<NearCache>, Client)>,
         settings: Option<CacheSettings>,
         stats: Arc<CacheStats>,
     ) -> Self {
@@ -200,7 +207,8 @@ impl ProductCache {
         Self {
             inner: Arc::new(Inner {
                 client,
-                near,
+                tracking: near.as_ref().map(|(_, tracking)| tracking.clone()),
+                near: near.map(|(near, _)| near),
                 settings,
                 stats,
                 flights: SingleFlight::new(load_timeout),
@@ -332,71 +340,6 @@ impl ProductCache {
         stored == Some(1)
     }
 
-    /// Marks product `id` as changed to `version` (after the change committed): readers miss
-    /// until an entry of at least that version is stored. When Redis does not confirm it (it
-    /// is away, or the connection carrying the command was lost), the invalidation is kept
-    /// and sent again until it does, and this replica's reads of the product skip the cache
-    /// meanwhile, so none of them can be served the old product.
-    pub async fn invalidate(&self, id: i64, version: i64) {
-        if self.inner.client.is_none() {
-            return;
-        }
-        let confirmed = self.send_invalidation(id, version).await;
-        // This replica reads its own write at once; the others on Redis's push.
-        if let Some(near) = &self.inner.near {
-            near.forget(id);
-        }
-        if !confirmed {
-            let mut pending = self.pending();
-            let entry = pending.entry(id).or_insert(version);
-            *entry = (*entry).max(version);
-            tracing::warn!(
-                product_id = id,
-                version,
-                "Cache invalidation failed; sending it again until Redis takes it, reads of the product skip the cache meanwhile."
-            );
-        }
-    }
-
-    /// Runs the invalidation script; true when Redis confirmed it.
-    async fn send_invalidation(&self, id: i64, version: i64) -> bool {
-        let Some((key, client, settings)) = self.key(id) else {
-            return false;
-        };
-        let args: Vec<Value> = vec![version.into(), (settings.ttl.as_millis() as i64).into()];
-        let done: Option<i64> = self
-            .guarded(
-                "invalidate",
-                client,
-                client.eval(scripts::INVALIDATE, key, args),
-            )
-            .await;
-        done.is_some()
-    }
-
-    fn pending(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<i64, i64>> {
-        self.inner.pending.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Sends the unconfirmed invalidations again; each one Redis confirms is done.
-    async fn resend_pending(&self) {
-        let pending: Vec<(i64, i64)> = self.pending().iter().map(|(k, v)| (*k, *v)).collect();
-        for (id, version) in pending {
-            if self.send_invalidation(id, version).await {
-                let mut pending = self.pending();
-                // A newer invalidation of the same product may have failed meanwhile.
-                if pending.get(&id) == Some(&version) {
-                    pending.remove(&id);
-                }
-                tracing::info!(
-                    product_id = id,
-                    version,
-                    "Cache invalidation sent again and confirmed."
-                );
-            }
-        }
-    }
-
     /// The product's response, from the cache or loaded by `load` (once for all concurrent
     /// misses of one product, on a task of its own that outlives any request giving up, within
     /// `load_timeout`) and then stored. `load` answers `None` for no such product.
@@ -455,69 +398,6 @@ impl ProductCache {
             .map_err(|error| Arc::new(DbError::from(error)))??;
         Ok((loaded, Source::Miss))
     }
-}
-
-/// Every 100 ms while the cache exists, sends the unconfirmed invalidations again.
-async fn resend_invalidations(inner: std::sync::Weak<Inner>) {
-    let mut tick = tokio::time::interval(Duration::from_millis(100));
-    loop {
-        tick.tick().await;
-        let Some(inner) = inner.upgrade() else {
-            return;
-        };
-        let cache = ProductCache { inner };
-        if !cache.pending().is_empty() {
-            cache.resend_pending().await;
-        }
-    }
-}
-
-/// Connects `client`, and keeps trying every half second until the first connection
-/// succeeds: an api started while Redis is down (or not up yet) caches once Redis is there.
-/// After that, fred's reconnect policy keeps it connected. Until a client is connected,
-/// reads skip Redis (see `guarded`).
-fn connect_until_up(client: Client) {
-    client.connect();
-    tokio::spawn(async move {
-        loop {
-            let attempt = tokio::time::timeout(Duration::from_secs(2), client.wait_for_connect());
-            if matches!(attempt.await, Ok(Ok(()))) || client.is_connected() {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(500)).await;
-            // Refused while an attempt is still running; that attempt then decides.
-            client.connect();
-        }
-    });
-}
-
-/// A client builder for `settings`, speaking `version` of the protocol.
-fn builder(settings: &CacheSettings, version: RespVersion) -> anyhow::Result<Builder> {
-    let mut config = Config::from_url(&settings.url)?;
-    config.version = version;
-    if config.tls.is_some() {
-        // rediss://: verify the server against REDIS_TLS_CA_FILE or the system's CAs.
-        let tls =
-            platform::tls::client_config(settings.tls_ca_file.as_deref(), "REDIS_TLS_CA_FILE")?;
-        config.tls = Some(fred::types::config::TlsConnector::from(tls).into());
-    }
-    // A failed first connection attempt returns at once instead of waiting out the
-    // reconnect delay (see `connect_until_up` for the retries).
-    config.fail_fast = true;
-    let mut builder = Builder::from_config(config);
-    builder
-        .with_connection_config(|c| {
-            c.connection_timeout = Duration::from_secs(1);
-            c.max_command_attempts = 1;
-        })
-        .with_performance_config(|p| {
-            p.default_command_timeout = settings.timeout;
-        })
-        // Keep trying for ever: at once (10 ms), then backing off to every half second. The
-        // client counts as connected until its first attempt, so that attempt comes soon:
-        // reads skip Redis from then on instead of waiting for it (see `guarded`).
-        .set_policy(ReconnectPolicy::new_exponential(0, 10, 500, 2));
-    Ok(builder)
 }
 
 #[cfg(test)]

@@ -21,7 +21,7 @@ use std::{
 use anyhow::Context;
 use deadpool_postgres::Pool;
 
-use crate::routes::products::repo::{COLUMNS, ProductRow};
+use crate::products::store;
 
 /// How `api feed backfill` runs.
 #[derive(Debug, Clone, PartialEq, clap::Args)]
@@ -99,7 +99,7 @@ pub async fn run(
         )
         .await?;
     let (run, resumed) = match unfinished {
-        Some(row) => (row.get::<_, i64>(0), true),
+        Some(row) => (row.try_get::<_, i64>("id")?, true),
         None => (
             client
                 .query_one(
@@ -107,7 +107,7 @@ pub async fn run(
                     &[],
                 )
                 .await?
-                .get(0),
+                .try_get("id")?,
             false,
         ),
     };
@@ -115,11 +115,12 @@ pub async fn run(
     let total: i64 = client
         .query_one(
             "SELECT b.products + (SELECT count(*) FROM products p WHERE p.id > b.last_product_id) \
+               AS total \
              FROM feed_backfills b WHERE b.id = $1",
             &[&run],
         )
         .await?
-        .get(0);
+        .try_get("total")?;
     drop(client);
 
     let started = Instant::now();
@@ -177,13 +178,16 @@ async fn backfill_batch(pool: &Pool, run: i64, batch: i64) -> anyhow::Result<Ste
     // one product twice for the same position.
     let state = tx
         .query_one(
-            "SELECT last_product_id, products, finished_at IS NOT NULL \
+            "SELECT last_product_id, products, finished_at IS NOT NULL AS finished \
              FROM feed_backfills WHERE id = $1 FOR UPDATE",
             &[&run],
         )
         .await?;
-    let (after, mut products, finished): (i64, i64, bool) =
-        (state.get(0), state.get(1), state.get(2));
+    let (after, mut products, finished): (i64, i64, bool) = (
+        state.try_get("last_product_id")?,
+        state.try_get("products")?,
+        state.try_get("finished")?,
+    );
     if finished {
         tx.commit().await?;
         return Ok(Step {
@@ -192,20 +196,11 @@ async fn backfill_batch(pool: &Pool, run: i64, batch: i64) -> anyhow::Result<Ste
             finished: true,
         });
     }
-    let rows = tx
-        .query(
-            &format!("SELECT {COLUMNS} FROM products WHERE id > $1 ORDER BY id LIMIT $2 FOR SHARE"),
-            &[&after, &batch],
-        )
-        .await?;
-    let rows: Vec<ProductRow> = rows.iter().map(ProductRow::from_row).collect();
-    for row in &rows {
-        super::record_state(&tx, row).await?;
-    }
-    let written = rows.len() as i64;
+    let ids = store::republish_after(&tx, after, batch).await?;
+    let written = ids.len() as i64;
     products += written;
     let finished = written < batch;
-    let last = rows.last().map_or(after, |r| r.id);
+    let last = ids.last().copied().unwrap_or(after);
     tx.execute(
         "UPDATE feed_backfills SET last_product_id = $2, products = $3, updated_at = now(), \
            finished_at = CASE WHEN $4 THEN now() END \

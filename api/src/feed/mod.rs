@@ -3,49 +3,15 @@
 //! after the change, and a deleted product's last record is a tombstone (no value).
 //!
 //! The record is written into the transactional outbox by the same transaction as the change
-//! (create, update, delete, and the projector applying image results), after the product's
-//! row is locked, so the outbox order of one product's records is its commit order; the
-//! relay publishes them in that order (see [`crate::outbox::relay`]). A subscriber that reads
+//! (create, update, delete, and the projector applying image results: all in
+//! [`crate::products::store`]), after the product's row is locked, so the outbox order of one
+//! product's records is its commit order; the relay publishes them in that order (see
+//! [`crate::outbox::relay`]). A subscriber that reads
 //! the topic from the beginning and keeps the last value per key has what the API shows.
 //! [`backfill`] republishes every product's current state, for a new subscriber or after
 //! the topic lost records (a retention change, a new cluster).
 
 pub mod backfill;
-
-use events::EventType;
-use poem_openapi::types::ToJSON;
-use tokio_postgres::Transaction;
-
-use crate::{
-    outbox,
-    routes::products::{model::Product, repo::ProductRow},
-};
-
-/// Writes the state `row` shows into the outbox, inside `tx`. Call it with the row as the
-/// change left it, after the row was locked by that change.
-pub async fn record_state(
-    tx: &Transaction<'_>,
-    row: &ProductRow,
-) -> Result<(), tokio_postgres::Error> {
-    let document = Product::from(row.clone())
-        .to_json()
-        .expect("a product serialises");
-    outbox::enqueue(tx, row.id, EventType::ProductState, &document).await
-}
-
-/// Writes the tombstone of a product deleted by `tx`.
-pub async fn record_deletion(
-    tx: &Transaction<'_>,
-    product_id: i64,
-) -> Result<(), tokio_postgres::Error> {
-    outbox::enqueue(
-        tx,
-        product_id,
-        EventType::ProductState,
-        &serde_json::Value::Null,
-    )
-    .await
-}
 
 #[cfg(test)]
 mod tests {
@@ -53,7 +19,7 @@ mod tests {
     use poem_openapi::types::ToJSON;
     use rust_decimal::Decimal;
 
-    use crate::routes::products::{model::Product, repo::ProductRow};
+    use crate::products::{Product, ProductRow};
 
     /// A row with every optional part of the document present: a compressed image, a failed
     /// one and a pending one.
@@ -71,13 +37,14 @@ mod tests {
             compressed_images: vec![Some("https://cdn.example/a.webp".into()), None, None],
             price: Decimal::new(1999, 2),
             image_revision: 2,
-            image_status: serde_json::json!([
+            image_status: serde_json::from_value(serde_json::json!([
                 {"status": "compressed", "compressed_url": "https://cdn.example/a.webp",
                  "bytes_before": 1000, "bytes_after": 300, "width": 640, "height": 480,
                  "format": "image/webp"},
                 {"status": "failed", "failure_reason": "HTTP 404 from the image server"},
                 {"status": "pending"},
-            ]),
+            ]))
+            .unwrap(),
             version: 5,
             created_at: Utc::now(),
             updated_at: Utc::now(),

@@ -168,13 +168,13 @@ impl Relay {
         let rows: Vec<OutboxRow> = rows
             .iter()
             .map(|r| OutboxRow {
-                id: r.get(0),
-                product_id: r.get(1),
-                event_id: r.get(2),
-                event_type: r.get(3),
-                payload: r.get(4),
-                traceparent: r.get(5),
-                created_at: r.get(6),
+                id: r.get("id"),
+                product_id: r.get("product_id"),
+                event_id: r.get("event_id"),
+                event_type: r.get("event_type"),
+                payload: r.get("payload"),
+                traceparent: r.get("traceparent"),
+                created_at: r.get("created_at"),
             })
             .collect();
         let sends = rows.iter().map(|row| self.send(row));

@@ -2,9 +2,8 @@
 
 mod health;
 mod json_body;
-mod nullable;
 mod number_or_string;
-pub(crate) mod products;
+mod products;
 mod raw_json;
 mod users;
 

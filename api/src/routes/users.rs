@@ -7,6 +7,7 @@ use super::{ApiTags, AppState, json_body::JsonBody};
 use crate::{
     domain::{Email, Username, Validator},
     error::ApiError,
+    users::{self, UserRow},
 };
 
 /// The user endpoints.
@@ -53,12 +54,14 @@ enum UserResponse {
     Ok(Json<User>),
 }
 
-fn user_from_row(row: &tokio_postgres::Row) -> User {
-    User {
-        user_id: row.get::<_, i64>(0).to_string(),
-        username: row.get(1),
-        email: row.get(2),
-        created_at: row.get(3),
+impl From<UserRow> for User {
+    fn from(row: UserRow) -> Self {
+        Self {
+            user_id: row.id.to_string(),
+            username: row.username,
+            email: row.email,
+            created_at: row.created_at,
+        }
     }
 }
 
@@ -74,21 +77,7 @@ impl UsersApi {
         let (Some(username), Some(email)) = (username, email) else {
             unreachable!("invalid fields were reported above")
         };
-        let client = self
-            .state
-            .pool
-            .get()
-            .await
-            .map_err(crate::db::DbError::from)?;
-        let row = client
-            .query_one(
-                "INSERT INTO users (username, email) VALUES ($1, $2) \
-                 RETURNING id, username, email, created_at",
-                &[&username.as_str(), &email.as_str()],
-            )
-            .await
-            .map_err(crate::db::DbError::from)?;
-        let user = user_from_row(&row);
+        let user = User::from(users::insert(&self.state.pool, &username, &email).await?);
         tracing::info!(user_id = %user.user_id, "User created.");
         let location = format!("/users/{}", user.user_id);
         Ok(CreateUserResponse::Created(Json(user), location))
@@ -102,21 +91,9 @@ impl UsersApi {
         #[oai(validator(minimum(value = "1")))]
         id: Path<i64>,
     ) -> Result<UserResponse, ApiError> {
-        let client = self
-            .state
-            .pool
-            .get()
-            .await
-            .map_err(crate::db::DbError::from)?;
-        let row = client
-            .query_opt(
-                "SELECT id, username, email, created_at FROM users WHERE id = $1",
-                &[&id.0],
-            )
-            .await
-            .map_err(crate::db::DbError::from)?;
+        let row = users::find(&self.state.pool, id.0).await?;
         match row {
-            Some(row) => Ok(UserResponse::Ok(Json(user_from_row(&row)))),
+            Some(row) => Ok(UserResponse::Ok(Json(row.into()))),
             None => Err(ApiError::not_found(format!("There is no user {}.", id.0))),
         }
     }

@@ -14,31 +14,35 @@
 //! main topic. Each retry topic holds records of one delay, in order, so waiting for the
 //! head record's due time is waiting for the earliest due record.
 
+mod budget;
 mod cleanup;
 mod consume;
 mod in_flight;
 mod outgoing;
+mod process;
+mod step;
+
+pub use budget::DecodeBudget;
 
 pub use consume::run;
 
 use std::{sync::Arc, time::Duration};
 
-use base64::Engine;
 use chrono::{DateTime, SecondsFormat, Utc};
-use events::{ImageOutcome, ImageResult, ImageVariant, SourceImage, Topics, headers};
-use futures_util::StreamExt;
+use events::{ImageResult, SourceImage, Topics, headers};
 use rdkafka::{Message, producer::FutureProducer};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
+use self::step::{Step, next_step};
 use crate::{
-    content::{ContentStore, Found, Manifest, StoredVariant},
+    content::ContentStore,
     failure::Failure,
     fetch::Fetcher,
     job::{self, Decoded, Job, RawRecord},
     metrics::{LevelLabels, OutcomeLabels, ProcessorMetrics},
     storage::Storage,
-    transform::{self, OutputFormat, TransformSettings},
+    transform::TransformSettings,
 };
 
 /// Source of the events the processor emits (`ce_source`).
@@ -75,50 +79,6 @@ pub struct Worker {
     pub stall_after: Duration,
     /// Consumers whose group is stuck or cannot be seen (readiness fails meanwhile).
     pub health: platform::kafka::watchdog::ConsumerHealth,
-}
-
-/// The memory budget of decoding and compressing, shared by all consumers: a source is
-/// admitted with its estimated peak memory, in MiB permits, so a few large sources or many
-/// small ones decode at once, never more than the budget (`IMAGE_DECODE_MEMORY_MB`). A source
-/// larger than the whole budget waits for all of it and then runs alone.
-#[derive(Debug, Clone)]
-pub struct DecodeBudget {
-    permits: Arc<Semaphore>,
-    mebibytes: u32,
-}
-
-/// Whole MiB (rounded up, at least one), as permits count them.
-fn permits_for(bytes: u64) -> u32 {
-    u32::try_from(bytes.div_ceil(1 << 20))
-        .unwrap_or(u32::MAX)
-        .max(1)
-}
-
-impl DecodeBudget {
-    pub fn new(bytes: u64) -> Self {
-        let mebibytes = permits_for(bytes);
-        Self {
-            permits: Arc::new(Semaphore::new(mebibytes as usize)),
-            mebibytes,
-        }
-    }
-
-    /// Waits until `bytes` (at most the whole budget) are free and holds them until the
-    /// permit is dropped.
-    pub async fn admit(&self, bytes: u64) -> tokio::sync::OwnedSemaphorePermit {
-        let wanted = permits_for(bytes).min(self.mebibytes);
-        self.permits
-            .clone()
-            .acquire_many_owned(wanted)
-            .await
-            .expect("the semaphore is never closed")
-    }
-
-    /// MiB not held by any source now.
-    #[cfg(test)]
-    fn available_mebibytes(&self) -> usize {
-        self.permits.available_permits()
-    }
 }
 
 impl Worker {
@@ -225,79 +185,79 @@ impl Worker {
         if self.superseded(job, false).await {
             return true;
         }
-        let (finished, transient) = self.process(job).await;
+        let (mut results, failures) = self.process(job).await;
         if self.superseded(job, true).await {
             return true;
         }
-        let mut outgoing = Vec::new();
-        let mut results = finished;
-        if !transient.is_empty() {
-            let reason = transient
-                .iter()
-                .map(|(i, f)| format!("image {}: {f}", i.index))
-                .collect::<Vec<_>>()
-                .join("; ");
-            let first_failure = job
-                .first_failure_at
-                .clone()
-                .unwrap_or_else(|| Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true));
-            let next_level = job.attempt as usize; // attempt 1 failed → retry level 1
-            if next_level <= self.retry_delays.len() {
-                let delay = jittered(self.retry_delays[next_level - 1]);
-                tracing::warn!(
-                    product_id = %job.product_id,
-                    attempt = job.attempt,
-                    retry_level = next_level,
-                    delay_ms = delay.as_millis() as u64,
-                    reason,
-                    "Retry scheduled."
-                );
-                self.metrics
-                    .retries
-                    .get_or_create(&LevelLabels {
-                        level: next_level as u32,
-                    })
-                    .inc();
-                outgoing.push(self.retry(
-                    job,
-                    &transient,
-                    next_level,
-                    delay,
-                    &reason,
-                    &first_failure,
-                ));
-            } else {
-                tracing::error!(
-                    product_id = %job.product_id,
-                    attempts = job.attempt,
-                    reason,
-                    "Retries exhausted; dead-lettering."
-                );
-                self.metrics
-                    .dead_letters
-                    .get_or_create(&OutcomeLabels {
-                        outcome: "transient",
-                    })
-                    .inc();
-                for _ in &transient {
-                    self.metrics.image("gave_up");
+        // One decision per failed image; the transient ones of one job share their step.
+        let mut retry = None;
+        let mut given_up = Vec::new();
+        let mut retried = Vec::new();
+        for (image, failure) in failures {
+            match next_step(job.attempt, &failure, &self.retry_delays) {
+                Step::Fail { reason } => {
+                    self.metrics.image("failed");
+                    tracing::warn!(product_id = %job.product_id, index = image.index, reason, "Image failed permanently.");
+                    results.push(ImageResult::failed(image.index, image.url.clone(), reason));
                 }
-                outgoing.push(self.dead_letter(
-                    &job.raw,
-                    &job.origin,
-                    &reason,
-                    "transient",
-                    job.attempt,
-                    Some(&first_failure),
-                ));
-                results.extend(transient.iter().map(|(image, failure)| {
-                    ImageResult::failed(
-                        image.index,
-                        image.url.clone(),
-                        format!("gave up after {} attempts: {failure}", job.attempt),
-                    )
-                }));
+                Step::Retry { level, delay } => {
+                    retry = Some((level, delay));
+                    retried.push((image, failure));
+                }
+                Step::DeadLetter { reason } => {
+                    self.metrics.image("gave_up");
+                    results.push(ImageResult::failed(image.index, image.url.clone(), reason));
+                    given_up.push((image, failure));
+                }
             }
+        }
+        results.sort_by_key(|r| r.index);
+        let mut outgoing = Vec::new();
+        let first_failure = || {
+            job.first_failure_at
+                .clone()
+                .unwrap_or_else(|| Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true))
+        };
+        if let Some((level, delay)) = retry {
+            let (reason, delay) = (reasons(&retried), jittered(delay));
+            tracing::warn!(
+                product_id = %job.product_id,
+                attempt = job.attempt,
+                retry_level = level,
+                delay_ms = delay.as_millis() as u64,
+                reason,
+                "Retry scheduled."
+            );
+            self.metrics
+                .retries
+                .get_or_create(&LevelLabels {
+                    level: level as u32,
+                })
+                .inc();
+            outgoing.push(self.retry(job, &retried, level, delay, &reason, &first_failure()));
+        }
+        if !given_up.is_empty() {
+            let reason = reasons(&given_up);
+            tracing::error!(
+                product_id = %job.product_id,
+                attempts = job.attempt,
+                reason,
+                "Retries exhausted; dead-lettering."
+            );
+            self.metrics
+                .dead_letters
+                .get_or_create(&OutcomeLabels {
+                    outcome: "transient",
+                })
+                .inc();
+            outgoing.push(self.dead_letter(
+                &job.raw,
+                &job.origin,
+                &reason,
+                "transient",
+                job.attempt,
+                Some(&first_failure()),
+            ));
         }
         let reported = !results.is_empty();
         if reported {
@@ -329,267 +289,15 @@ impl Worker {
         }
         true
     }
-
-    /// Processes the job's images; returns final results and transient failures.
-    async fn process(&self, job: &Job) -> (Vec<ImageResult>, Vec<(SourceImage, Failure)>) {
-        let outcomes: Vec<(SourceImage, Result<Processed, Failure>)> =
-            futures_util::stream::iter(job.images.clone())
-                .map(|image| async move {
-                    let outcome = self.process_image(job, &image).await;
-                    (image, outcome)
-                })
-                .buffer_unordered(self.image_concurrency.max(1))
-                .collect()
-                .await;
-        let mut finished = Vec::new();
-        let mut transient = Vec::new();
-        for (image, outcome) in outcomes {
-            match outcome {
-                Ok(Processed { result, reused }) => {
-                    self.metrics
-                        .image(if reused { "reused" } else { "compressed" });
-                    finished.push(result);
-                }
-                Err(failure) if failure.is_transient() => transient.push((image, failure)),
-                Err(failure) => {
-                    self.metrics.image("failed");
-                    tracing::warn!(product_id = %job.product_id, index = image.index, reason = %failure, "Image failed permanently.");
-                    finished.push(ImageResult::failed(
-                        image.index,
-                        image.url.clone(),
-                        failure.reason,
-                    ));
-                }
-            }
-        }
-        finished.sort_by_key(|r| r.index);
-        (finished, transient)
-    }
-
-    /// Processes one image.
-    async fn process_image(&self, job: &Job, image: &SourceImage) -> Result<Processed, Failure> {
-        // Bounds the downloaded bytes held by the whole process, whichever consumers are busy.
-        let _slot = self
-            .images_at_once
-            .acquire()
-            .await
-            .expect("the semaphore is never closed");
-        let started = std::time::Instant::now();
-        let host = url::Url::parse(&image.url)
-            .ok()
-            .and_then(|u| u.host_str().map(str::to_owned))
-            .unwrap_or_default();
-        let fetch_span = tracing::info_span!("fetch", index = image.index, host = %host);
-        let fetched = match tracing::Instrument::instrument(
-            self.fetcher.fetch(&image.url),
-            fetch_span,
-        )
-        .await
-        {
-            Ok(fetched) => fetched,
-            Err(failure) => {
-                tracing::info!(product_id = %job.product_id, index = image.index, host, reason = %failure, transient = failure.is_transient(), "Download failed.");
-                return Err(failure);
-            }
-        };
-        self.metrics
-            .stage("download", started.elapsed().as_secs_f64());
-        let bytes_before = fetched.bytes.len() as u64;
-        tracing::info!(
-            product_id = %job.product_id,
-            index = image.index,
-            host,
-            bytes = bytes_before,
-            ms = started.elapsed().as_millis() as u64,
-            "Download succeeded."
-        );
-        let digest = self.content.digest(&fetched.bytes);
-        let (content, manifest, reused) = match self.content.find(&digest).await? {
-            Some((content, manifest, found)) => {
-                tracing::info!(
-                    product_id = %job.product_id,
-                    index = image.index,
-                    content = %content,
-                    copied = found == Found::Copied,
-                    "Reused the stored images of identical bytes."
-                );
-                (content, manifest, true)
-            }
-            None => {
-                let content = ContentStore::content_id(&digest, self.content.epoch_now());
-                let manifest = self
-                    .compress_and_store(job, image, fetched, &content)
-                    .await?;
-                (content, manifest, false)
-            }
-        };
-        // The reference before the result: once a product shows content, cleanup keeps it.
-        self.content
-            .refer(&job.product_id, job.revision, image.index, &content)
-            .await?;
-        Ok(Processed {
-            result: self.image_result(image, bytes_before, &content, manifest),
-            reused,
-        })
-    }
-
-    /// Decodes, makes the ladder and stores it as `content` (the manifest last).
-    async fn compress_and_store(
-        &self,
-        job: &Job,
-        image: &SourceImage,
-        fetched: crate::fetch::Fetched,
-        content: &str,
-    ) -> Result<Manifest, Failure> {
-        let bytes_before = fetched.bytes.len() as u64;
-        let settings = self.transform.clone();
-        let header = match transform::inspect(&fetched.bytes, &settings) {
-            Ok(header) => header,
-            Err(failure) => {
-                tracing::info!(product_id = %job.product_id, index = image.index, reason = %failure, "Compression failed.");
-                return Err(failure);
-            }
-        };
-        // Memory first, then a core: a source waiting for memory holds no core.
-        let admission = std::time::Instant::now();
-        let memory = self.decode_memory.admit(header.peak_bytes(&settings)).await;
-        self.metrics
-            .stage("decode_admission", admission.elapsed().as_secs_f64());
-        let permit = self
-            .cpu
-            .clone()
-            .acquire_owned()
-            .await
-            .map_err(|_| Failure::transient("shutting down"))?;
-        let encode_started = std::time::Instant::now();
-        let compress_span = tracing::info_span!("compress", index = image.index);
-        let compressed = tokio::task::spawn_blocking(move || {
-            let _permits = (memory, permit);
-            let _span = compress_span.enter();
-            transform::compress_inspected(&fetched.bytes, &header, &settings)
-        })
-        .await
-        .map_err(|e| Failure::transient(format!("the compression task failed: {e}")))?;
-        let compressed = match compressed {
-            Ok(compressed) => compressed,
-            Err(failure) => {
-                tracing::info!(product_id = %job.product_id, index = image.index, reason = %failure, "Compression failed.");
-                return Err(failure);
-            }
-        };
-        self.metrics
-            .stage("compress", encode_started.elapsed().as_secs_f64());
-        let webp = compressed
-            .largest(OutputFormat::Webp)
-            .expect("WebP is always among the formats");
-        tracing::info!(
-            product_id = %job.product_id,
-            index = image.index,
-            variants = compressed.variants.len(),
-            bytes_before,
-            bytes_after = webp.bytes.len(),
-            width = webp.width,
-            height = webp.height,
-            ms = encode_started.elapsed().as_millis() as u64,
-            "Compression succeeded."
-        );
-        let store_started = std::time::Instant::now();
-        let manifest = Manifest {
-            source_width: compressed.source_width,
-            source_height: compressed.source_height,
-            thumbhash: base64::engine::general_purpose::STANDARD.encode(&compressed.thumbhash),
-            dominant_color: compressed.dominant_color_hex(),
-            variants: compressed
-                .variants
-                .iter()
-                .map(|v| StoredVariant {
-                    format: v.format.media_type().to_owned(),
-                    width: v.width,
-                    height: v.height,
-                    bytes: v.bytes.len() as u64,
-                    file: ContentStore::file_name(v.format, v.width),
-                })
-                .collect(),
-        };
-        futures_util::stream::iter(compressed.variants.into_iter().map(|variant| {
-            let file = ContentStore::file_name(variant.format, variant.width);
-            let span = tracing::info_span!("store", content = %content, file = %file);
-            tracing::Instrument::instrument(
-                async move {
-                    self.content
-                        .put_variant(content, &file, variant.bytes, variant.format.media_type())
-                        .await
-                },
-                span,
-            )
-        }))
-        .buffer_unordered(4)
-        .collect::<Vec<Result<(), Failure>>>()
-        .await
-        .into_iter()
-        .collect::<Result<(), _>>()?;
-        self.content.put_manifest(content, &manifest).await?;
-        self.metrics
-            .stage("store", store_started.elapsed().as_secs_f64());
-        Ok(manifest)
-    }
-
-    /// The result of an image shown by `content`.
-    fn image_result(
-        &self,
-        image: &SourceImage,
-        bytes_before: u64,
-        content: &str,
-        manifest: Manifest,
-    ) -> ImageResult {
-        let variants: Vec<ImageVariant> = manifest
-            .variants
-            .iter()
-            .map(|v| ImageVariant {
-                url: self.content.url(content, &v.file),
-                format: v.format.clone(),
-                width: v.width,
-                height: v.height,
-                bytes: v.bytes,
-            })
-            .collect();
-        let webp = OutputFormat::Webp.media_type();
-        let largest_webp = variants
-            .iter()
-            .filter(|v| v.format == webp)
-            .max_by_key(|v| v.width)
-            .cloned();
-        ImageResult {
-            index: image.index,
-            source_url: image.url.clone(),
-            outcome: ImageOutcome::Compressed,
-            compressed_url: largest_webp.as_ref().map(|v| v.url.clone()),
-            bytes_before: Some(bytes_before),
-            bytes_after: largest_webp.as_ref().map(|v| v.bytes),
-            width: largest_webp.as_ref().map(|v| v.width),
-            height: largest_webp.as_ref().map(|v| v.height),
-            format: Some(webp.to_owned()),
-            source_width: Some(manifest.source_width),
-            source_height: Some(manifest.source_height),
-            srcset: events::srcset(
-                variants
-                    .iter()
-                    .map(|v| (v.format.as_str(), v.url.as_str(), v.width)),
-            ),
-            variants,
-            thumbhash: Some(manifest.thumbhash),
-            dominant_color: Some(manifest.dominant_color),
-            failure_reason: None,
-        }
-    }
 }
 
-/// A finished image.
-struct Processed {
-    result: ImageResult,
-    /// Its content was already stored: made from the same bytes under the same settings,
-    /// for this product or another.
-    reused: bool,
+/// The failures of a job, for logs and headers: `image 0: <reason>; image 2: <reason>`.
+fn reasons(failures: &[(SourceImage, Failure)]) -> String {
+    failures
+        .iter()
+        .map(|(image, failure)| format!("image {}: {failure}", image.index))
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 /// Equal jitter: between half the delay and the whole, so delays still grow level by level
@@ -611,38 +319,5 @@ mod tests {
                 "{d:?}"
             );
         }
-    }
-
-    const MIB: u64 = 1 << 20;
-
-    #[tokio::test]
-    async fn sources_are_admitted_while_their_memory_fits_the_budget() {
-        let budget = DecodeBudget::new(512 * MIB);
-        let first = budget.admit(300 * MIB).await;
-        let second = budget.admit(200 * MIB).await;
-        assert_eq!(budget.available_mebibytes(), 12);
-        // A third that does not fit waits until enough is released.
-        let third = tokio::spawn({
-            let budget = budget.clone();
-            async move { budget.admit(100 * MIB).await }
-        });
-        tokio::task::yield_now().await;
-        assert!(!third.is_finished());
-        drop(second);
-        let third = tokio::time::timeout(Duration::from_secs(5), third)
-            .await
-            .expect("admitted once the second released its memory")
-            .unwrap();
-        drop((first, third));
-        assert_eq!(budget.available_mebibytes(), 512);
-    }
-
-    #[tokio::test]
-    async fn a_source_larger_than_the_budget_runs_alone() {
-        let budget = DecodeBudget::new(512 * MIB);
-        let huge = budget.admit(2048 * MIB).await;
-        assert_eq!(budget.available_mebibytes(), 0);
-        drop(huge);
-        assert_eq!(budget.available_mebibytes(), 512);
     }
 }

@@ -1,8 +1,6 @@
 //! `/products`: create, read, list with filters and cursor pagination, update and delete.
 
-mod cursor;
-pub(crate) mod model;
-pub(crate) mod repo;
+mod model;
 
 use bytes::Bytes;
 use poem_openapi::{
@@ -12,17 +10,14 @@ use poem_openapi::{
     types::ToJSON,
 };
 
-use self::{
-    cursor::Cursor,
-    model::{CreateProduct, Product, ProductCreated, UpdateProduct},
-    repo::ListQuery,
-};
+use self::model::{CreateProduct, ProductCreated, UpdateProduct};
 use super::{ApiTags, AppState, json_body::JsonBody, raw_json::RawJson};
 use crate::{
     cache::{Cached, DELETED},
     db::DbError,
     domain::{PriceRange, ProductName, UserId, Validator},
     error::ApiError,
+    products::{Cursor, ListQuery, Product, store},
 };
 
 /// The product endpoints.
@@ -100,7 +95,7 @@ impl ProductsApi {
         let product = body.0.validate(self.state.max_images_per_product)?;
         let state = self.state.clone();
         let (id, product) = after_commit_too(async move {
-            let id = repo::insert(&state.pool, &product).await?;
+            let id = store::insert(&state.pool, &product).await?;
             state.outbox.committed();
             Ok((id, product))
         })
@@ -138,7 +133,7 @@ impl ProductsApi {
             .state
             .cache
             .read_through(id, move || async move {
-                let row = repo::find(&pool, id).await?;
+                let row = store::find(&pool, id).await?;
                 Ok::<_, DbError>(row.map(|row| Cached {
                     version: row.version,
                     body: Bytes::from(Product::from(row).to_json_string()),
@@ -211,7 +206,7 @@ impl ProductsApi {
             after,
             limit: limit.0.unwrap_or(DEFAULT_LIMIT),
         };
-        let (rows, more) = repo::list(&self.state.pool, &query).await?;
+        let (rows, more) = store::list(&self.state.pool, &query).await?;
         let next = more
             .then(|| {
                 rows.last().map(|last| {
@@ -249,7 +244,7 @@ impl ProductsApi {
         let changes = body.0.validate(self.state.max_images_per_product)?;
         let (state, id) = (self.state.clone(), id.0);
         let updated = after_commit_too(async move {
-            let row = repo::update(&state.pool, id, &changes).await?;
+            let row = store::update(&state.pool, id, &changes).await?;
             if let Some(row) = &row {
                 state.outbox.committed();
                 state.cache.invalidate(id, row.version).await;
@@ -280,7 +275,7 @@ impl ProductsApi {
     ) -> Result<DeleteResponse, ApiError> {
         let (state, id) = (self.state.clone(), id.0);
         let deleted = after_commit_too(async move {
-            let deleted = repo::delete(&state.pool, id).await?;
+            let deleted = store::delete(&state.pool, id).await?;
             if deleted {
                 state.outbox.committed();
                 state.cache.invalidate(id, DELETED).await;

@@ -1,66 +1,30 @@
-//! The SQL of products. Every function takes a pool and answers in domain terms.
+//! Every query on `products`. Each function takes a pool (or the transaction it is part
+//! of) and answers in domain terms; each write commits, in the same transaction, the events
+//! it causes into the outbox and the product's new state for the change feed, after the
+//! row is locked, so the outbox order of one product's records is its commit order.
 
-use chrono::{DateTime, Utc};
 use deadpool_postgres::Pool;
-use rust_decimal::Decimal;
-use tokio_postgres::{Row, types::ToSql};
+use events::{EventType, ImagesCompressed, ProductCreated, ProductDeleted, ProductImagesChanged};
+use poem_openapi::types::ToJSON;
+use tokio_postgres::{Transaction, types::ToSql};
+use uuid::Uuid;
 
 use super::{
-    cursor::Cursor,
-    model::{NewProduct, ProductChanges, StoredImages},
+    Cursor, NewProduct, Product, ProductChanges, StoredImages,
+    row::{COLUMNS, ProductRow, unreadable},
 };
 use crate::{
     db::DbError,
     domain::{PriceRange, UserId},
-    feed, outbox,
+    outbox,
 };
-use events::{EventType, ProductCreated, ProductDeleted, ProductImagesChanged};
-
-/// A row of `products`.
-#[derive(Clone)]
-pub struct ProductRow {
-    pub id: i64,
-    pub user_id: i64,
-    pub name: String,
-    pub description: String,
-    pub images: Vec<String>,
-    pub compressed_images: Vec<Option<String>>,
-    pub price: Decimal,
-    pub image_revision: i32,
-    pub image_status: serde_json::Value,
-    /// Grows with every change; the cache's guard against stale entries.
-    pub version: i64,
-    pub created_at: DateTime<Utc>,
-    pub updated_at: DateTime<Utc>,
-}
-
-pub(crate) const COLUMNS: &str = "id, user_id, product_name, product_description, product_images, \
-     compressed_product_images, product_price, image_revision, image_status, version, created_at, updated_at";
-
-impl ProductRow {
-    pub(crate) fn from_row(row: &Row) -> Self {
-        Self {
-            id: row.get(0),
-            user_id: row.get(1),
-            name: row.get(2),
-            description: row.get(3),
-            images: row.get(4),
-            compressed_images: row.get(5),
-            price: row.get(6),
-            image_revision: row.get(7),
-            image_status: row.get(8),
-            version: row.get(9),
-            created_at: row.get(10),
-            updated_at: row.get(11),
-        }
-    }
-}
 
 /// The status of `count` images that are still to be processed, and their (empty)
 /// compressed URLs.
-fn pending_images(count: usize) -> (serde_json::Value, Vec<Option<String>>) {
+fn pending_images(count: usize) -> (StoredImages, Vec<Option<String>>) {
     let images = StoredImages::pending(count);
-    (images.to_column(), images.compressed_urls())
+    let compressed = images.compressed_urls();
+    (images, compressed)
 }
 
 /// Inserts the product and its `ProductCreated` event in one transaction; returns the id.
@@ -82,12 +46,12 @@ pub async fn insert(pool: &Pool, product: &NewProduct) -> Result<i64, DbError> {
                 &product.description.as_str(),
                 &product.images.as_slice(),
                 &product.price.value(),
-                &status,
+                &status.to_column(),
                 &compressed,
             ],
         )
         .await?;
-    let row = ProductRow::from_row(&row);
+    let row = ProductRow::try_from(&row)?;
     let id = row.id;
     let event = ProductCreated {
         product_id: id.to_string(),
@@ -96,7 +60,7 @@ pub async fn insert(pool: &Pool, product: &NewProduct) -> Result<i64, DbError> {
         product_images: product.images.as_slice().to_vec(),
     };
     outbox::enqueue(&tx, id, EventType::ProductCreated, &event).await?;
-    feed::record_state(&tx, &row).await?;
+    record_state(&tx, &row).await?;
     tx.commit().await?;
     Ok(id)
 }
@@ -110,7 +74,7 @@ pub async fn find(pool: &Pool, id: i64) -> Result<Option<ProductRow>, DbError> {
             &[&id],
         )
         .await?;
-    Ok(row.as_ref().map(ProductRow::from_row))
+    row.as_ref().map(ProductRow::try_from).transpose()
 }
 
 /// What the list endpoint filters on.
@@ -163,8 +127,8 @@ pub async fn list(pool: &Pool, query: &ListQuery) -> Result<(Vec<ProductRow>, bo
     let page = rows
         .iter()
         .take(query.limit as usize)
-        .map(ProductRow::from_row)
-        .collect();
+        .map(ProductRow::try_from)
+        .collect::<Result<_, _>>()?;
     Ok((page, more))
 }
 
@@ -200,8 +164,8 @@ pub async fn update(
     let Some(current) = current else {
         return Ok(None);
     };
-    let current_images: Vec<String> = current.get(0);
-    let current_revision: i32 = current.get(1);
+    let current_images: Vec<String> = current.try_get("product_images")?;
+    let current_revision: i32 = current.try_get("image_revision")?;
     let new_images = changes
         .images
         .as_ref()
@@ -232,7 +196,7 @@ pub async fn update(
                 &changes.description.as_ref().map(|d| d.as_str()),
                 &changes.price.map(|p| p.value()),
                 &new_images,
-                &status,
+                &status.as_ref().map(StoredImages::to_column),
                 &compressed,
                 &revision,
             ],
@@ -246,8 +210,8 @@ pub async fn update(
         };
         outbox::enqueue(&tx, id, EventType::ProductImagesChanged, &event).await?;
     }
-    let row = ProductRow::from_row(&row);
-    feed::record_state(&tx, &row).await?;
+    let row = ProductRow::try_from(&row)?;
+    record_state(&tx, &row).await?;
     tx.commit().await?;
     Ok(Some(row))
 }
@@ -267,9 +231,146 @@ pub async fn delete(pool: &Pool, id: i64) -> Result<bool, DbError> {
         product_id: id.to_string(),
     };
     outbox::enqueue(&tx, id, EventType::ProductDeleted, &event).await?;
-    feed::record_deletion(&tx, id).await?;
+    record_deletion(&tx, id).await?;
     tx.commit().await?;
     Ok(true)
+}
+
+/// What applying an `ImagesCompressed` event did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Applied {
+    /// The product changed; it is now at `version`.
+    Updated {
+        version: i64,
+    },
+    Duplicate,
+    StaleRevision {
+        current: i32,
+    },
+    NoSuchProduct,
+    /// Every result was a failure for an image already compressed (a late retry or a
+    /// redrive that failed where an earlier attempt had succeeded): kept as it was.
+    KeptBetter,
+    /// The product's stored image states cannot be read (logged and counted): nothing was
+    /// changed, and retrying cannot help.
+    Unreadable,
+}
+
+/// Applies `event` (id `event_id`) unless it was applied before or belongs to an older
+/// image revision: the event id is recorded in `applied_events` in the same transaction as
+/// the update, so a redelivered event changes nothing.
+#[tracing::instrument(name = "postgres apply images", skip_all, fields(otel.kind = "client", db.system = "postgresql", db.operation.name = "apply images"))]
+pub async fn apply_images(
+    pool: &Pool,
+    product_id: i64,
+    event_id: Uuid,
+    event: &ImagesCompressed,
+) -> Result<Applied, DbError> {
+    let mut client = pool.get().await?;
+    let tx = client.transaction().await?;
+    let fresh = tx
+        .execute(
+            "INSERT INTO applied_events (event_id) VALUES ($1) ON CONFLICT DO NOTHING",
+            &[&event_id],
+        )
+        .await?;
+    if fresh == 0 {
+        return Ok(Applied::Duplicate);
+    }
+    let row = tx
+        .query_opt(
+            "SELECT image_revision, image_status, cardinality(product_images) AS images \
+             FROM products WHERE id = $1 FOR UPDATE",
+            &[&product_id],
+        )
+        .await?;
+    let Some(row) = row else {
+        tx.commit().await?;
+        return Ok(Applied::NoSuchProduct);
+    };
+    let current: i32 = row.try_get("image_revision")?;
+    if current != event.image_revision {
+        tx.commit().await?;
+        return Ok(Applied::StaleRevision { current });
+    }
+    let count = row.try_get::<_, Option<i32>>("images")?.unwrap_or(0) as usize;
+    let mut images = match StoredImages::read(&row, "image_status", count) {
+        Ok(images) => images,
+        Err(error) => {
+            // Logged and counted; the event is recorded as applied, so it is not retried.
+            let _ = unreadable(product_id, "image_status", error);
+            tx.commit().await?;
+            return Ok(Applied::Unreadable);
+        }
+    };
+    let mut changed = false;
+    for image in &event.images {
+        changed |= images.record(image);
+    }
+    if !changed {
+        tx.commit().await?;
+        return Ok(Applied::KeptBetter);
+    }
+    let row = tx
+        .query_one(
+            &format!(
+                "UPDATE products SET image_status = $2, compressed_product_images = $3, version = version + 1 \
+                 WHERE id = $1 RETURNING {COLUMNS}"
+            ),
+            &[&product_id, &images.to_column(), &images.compressed_urls()],
+        )
+        .await?;
+    let row = ProductRow::try_from(&row)?;
+    record_state(&tx, &row).await?;
+    tx.commit().await?;
+    Ok(Applied::Updated {
+        version: row.version,
+    })
+}
+
+/// Writes the current state of up to `limit` products after id `after` into the change
+/// feed again, inside `tx`; returns the ids written. The rows are share-locked, so a change
+/// committing meanwhile is recorded after them.
+pub async fn republish_after(
+    tx: &Transaction<'_>,
+    after: i64,
+    limit: i64,
+) -> Result<Vec<i64>, DbError> {
+    let rows = tx
+        .query(
+            &format!("SELECT {COLUMNS} FROM products WHERE id > $1 ORDER BY id LIMIT $2 FOR SHARE"),
+            &[&after, &limit],
+        )
+        .await?;
+    let mut ids = Vec::with_capacity(rows.len());
+    for row in &rows {
+        let row = ProductRow::try_from(row)?;
+        record_state(tx, &row).await?;
+        ids.push(row.id);
+    }
+    Ok(ids)
+}
+
+/// Writes the state `row` shows into the outbox as a `products` record, inside `tx`. Call
+/// it with the row as the change left it, after the row was locked by that change.
+async fn record_state(tx: &Transaction<'_>, row: &ProductRow) -> Result<(), DbError> {
+    let document = Product::from(row.clone())
+        .to_json()
+        .expect("a product serialises");
+    outbox::enqueue(tx, row.id, EventType::ProductState, &document).await?;
+    Ok(())
+}
+
+/// Writes the tombstone of a product deleted by `tx`.
+async fn record_deletion(tx: &Transaction<'_>, product_id: i64) -> Result<(), DbError> {
+    outbox::enqueue(
+        tx,
+        product_id,
+        EventType::ProductState,
+        &serde_json::Value::Null,
+    )
+    .await?;
+    Ok(())
 }
 
 #[cfg(test)]

@@ -1,0 +1,27 @@
+//! Products in PostgreSQL: the one owner of the `products` table and of the document the
+//! API and the change feed show of a product.
+//!
+//! - [`store`]: every query on `products` (create, read, list, update, delete, applying
+//!   image results, republishing for the feed), each in its own transaction with the events
+//!   it writes into the outbox;
+//! - [`row`]: a row, read by column name;
+//! - [`images`]: the `image_status` column, the state of each image;
+//! - [`document`]: the product as `GET /products/{id}` and the `products` topic show it;
+//! - [`changes`]: the validated input of a create or an update.
+//!
+//! The HTTP routes only translate requests into these calls and results into responses.
+
+pub mod changes;
+mod cursor;
+pub mod document;
+pub mod images;
+mod nullable;
+pub mod row;
+pub mod store;
+
+pub use changes::{NewProduct, ProductChanges};
+pub use cursor::Cursor;
+pub use document::Product;
+pub use images::StoredImages;
+pub use row::ProductRow;
+pub use store::{Applied, ListQuery};
