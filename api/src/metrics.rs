@@ -79,6 +79,12 @@ pub struct ApiMetrics {
     pub task_panics: platform::supervise::TaskPanics,
 }
 
+/// Stored values of a product this version could not read (each answered with a 500
+/// instead of a guess). One counter per process, as the reads that find such values run far
+/// from any metrics handle; every [`ApiMetrics`] registers it.
+pub static STORED_VALUES_UNREADABLE: std::sync::LazyLock<Counter> =
+    std::sync::LazyLock::new(Counter::default);
+
 impl ApiMetrics {
     /// The api's metrics, with the cache's counters among them.
     pub fn new(cache: &CacheStats) -> Arc<Self> {
@@ -138,7 +144,7 @@ impl ApiMetrics {
         registry.register(
             "stored_values_unreadable",
             "Stored values of a product this version could not read: each answered 500 (or skipped by the projector) instead of shown with a guess",
-            crate::products::row::UNREADABLE.clone(),
+            STORED_VALUES_UNREADABLE.clone(),
         );
         registry.register(
             "outbox_backlog",

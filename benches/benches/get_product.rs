@@ -98,29 +98,28 @@ async fn setup() -> Setup {
     // The cached server creates the data; its body fixes the baseline's size.
     let cached = serve(&database_url, cache, Vec::new()).await;
     let http = reqwest::Client::new();
-    let user: serde_json::Value = http
-        .post(format!("http://{cached}/users"))
-        .json(&json!({"username": "bench", "email": "bench@example.com"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let product: serde_json::Value = http
-        .post(format!("http://{cached}/products"))
-        .json(&json!({
+    let post = |path: &str, body: serde_json::Value| {
+        let request = http.post(format!("http://{cached}{path}")).json(&body);
+        async move {
+            let answer = request.send().await.unwrap();
+            answer.json::<serde_json::Value>().await.unwrap()
+        }
+    };
+    let user = post(
+        "/users",
+        json!({"username": "bench", "email": "bench@example.com"}),
+    )
+    .await;
+    let product = post(
+        "/products",
+        json!({
             "user_id": user["user_id"], "product_name": "Benchmark lamp",
             "product_description": "A product of typical size for the benchmark.",
             "product_images": ["https://images.example.com/a.jpg", "https://images.example.com/b.jpg"],
             "product_price": 29.99
-        }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        }),
+    )
+    .await;
     let id = product["product_id"].as_str().unwrap().to_owned();
     let body = http
         .get(format!("http://{cached}/products/{id}"))

@@ -51,6 +51,19 @@ where
     }
 }
 
+/// The variable read by `parse` (a list, say), or `default` when unset; a value `parse`
+/// refuses is an error naming the key.
+pub fn parse_with<T>(
+    key: &str,
+    default: T,
+    parse: impl FnOnce(&str) -> Result<T, String>,
+) -> anyhow::Result<T> {
+    match optional(key) {
+        Some(v) => parse(&v).map_err(|e| anyhow!("{key}={v:?} is not valid: {e}")),
+        None => Ok(default),
+    }
+}
+
 /// The variable as a URL, or `default` when unset.
 pub fn url(key: &str, default: &str) -> anyhow::Result<Url> {
     let raw = string(key, default);

@@ -44,7 +44,7 @@ def code_keys() -> set[str]:
         for path in (ROOT / crate / "src").rglob("*.rs"):
             text = path.read_text()
             text = text.split("#[cfg(test)]")[0]
-            keys.update(re.findall(r'env::(?:string|parse|url|optional)\(\s*"([A-Z][A-Z0-9_]*)"', text))
+            keys.update(re.findall(r'env::(?:string|parse|parse_with|url|optional)\(\s*"([A-Z][A-Z0-9_]*)"', text))
             keys.update(re.findall(r'std::env::var\("([A-Z][A-Z0-9_]*)"\)', text))
     return keys
 

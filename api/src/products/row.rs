@@ -1,24 +1,15 @@
 //! A row of `products`, read by column name.
 
-use std::sync::LazyLock;
-
 use chrono::{DateTime, Utc};
-use prometheus_client::metrics::counter::Counter;
 use rust_decimal::Decimal;
 use tokio_postgres::{Row, types::FromSql};
 
 use super::images::StoredImages;
-use crate::db::DbError;
+use crate::{db::DbError, metrics::STORED_VALUES_UNREADABLE};
 
 /// The columns every query that returns a whole product selects.
 pub(super) const COLUMNS: &str = "id, user_id, product_name, product_description, product_images, \
      compressed_product_images, product_price, image_revision, image_status, version, created_at, updated_at";
-
-/// Stored values this version could not read (a product answered with a 500 instead of a
-/// guess). Registered by [`crate::metrics::ApiMetrics`] as `stored_values_unreadable_total`;
-/// one counter per process, as the reads that find such values run far from any metrics
-/// handle.
-pub static UNREADABLE: LazyLock<Counter> = LazyLock::new(Counter::default);
 
 /// A row of `products`.
 #[derive(Clone)]
@@ -76,7 +67,7 @@ fn read<'a, T: FromSql<'a>>((row, id, name): (&'a Row, i64, &str)) -> Result<T, 
 
 /// The error, log line and count for a stored value of product `id` that cannot be read.
 pub(super) fn unreadable(id: i64, column: &str, error: tokio_postgres::Error) -> DbError {
-    UNREADABLE.inc();
+    STORED_VALUES_UNREADABLE.inc();
     tracing::error!(
         product_id = id,
         column,

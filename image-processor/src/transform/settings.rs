@@ -49,26 +49,16 @@ const DEFAULT_WIDTHS: [u32; 5] = [320, 640, 960, 1280, 1600];
 impl TransformSettings {
     /// The defaults, each changed by its variable where that is set.
     pub fn from_env() -> anyhow::Result<Self> {
-        use anyhow::Context;
         use platform::env;
         let defaults = Self::default();
-        fn listed<T>(
-            name: &str,
-            parse: fn(&str) -> Result<T, String>,
-        ) -> anyhow::Result<Option<T>> {
-            env::optional(name)
-                .map(|text| {
-                    parse(&text)
-                        .map_err(anyhow::Error::msg)
-                        .context(name.to_owned())
-                })
-                .transpose()
-        }
         Ok(Self {
             max_pixels: env::parse("IMAGE_MAX_PIXELS", defaults.max_pixels)?,
-            widths: listed("IMAGE_VARIANT_WIDTHS", Self::parse_widths)?.unwrap_or(defaults.widths),
-            formats: listed("IMAGE_VARIANT_FORMATS", Self::parse_formats)?
-                .unwrap_or(defaults.formats),
+            widths: env::parse_with("IMAGE_VARIANT_WIDTHS", defaults.widths, Self::parse_widths)?,
+            formats: env::parse_with(
+                "IMAGE_VARIANT_FORMATS",
+                defaults.formats,
+                Self::parse_formats,
+            )?,
             webp_quality: env::parse("IMAGE_WEBP_QUALITY", defaults.webp_quality)?,
             avif_quality: env::parse("IMAGE_AVIF_QUALITY", defaults.avif_quality)?,
             avif_speed: env::parse("IMAGE_AVIF_SPEED", defaults.avif_speed)?,
