@@ -19,10 +19,16 @@ apt_install() {
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
 }
 
-# require_running_api: the measuring scripts run against the services `make run` started.
+# require_running_api: the measuring scripts run against the services `make run` started, as
+# a seller of their own signed in at its local provider (CATALOG_TOKEN, which the examples
+# send as their bearer token).
 require_running_api() {
   curl -fsS "http://${API_ADDR:-127.0.0.1:8080}/healthz" >/dev/null ||
     { echo "Start the stack first: make run" >&2; exit 1; }
+  if [ -z "${CATALOG_TOKEN:-}" ]; then
+    CATALOG_TOKEN=$("$root/scripts/token.sh" "measure-$(date +%s)-$$" catalog:write)
+    export CATALOG_TOKEN
+  fi
 }
 
 # processor_pid: the pid of the image-processor `make run` started (needs CARGO_TARGET_DIR).

@@ -16,6 +16,7 @@ if curl -fsS "http://$addr/healthz" >/dev/null 2>&1; then
 fi
 
 scripts/stack.sh up
+scripts/oidc-provider.sh up
 # Not --quiet: the first build on a new machine takes many minutes, and cargo's lines show
 # where it is.
 echo "[run] building the api and the image processor (the first build takes a while)" >&2
@@ -32,6 +33,10 @@ trap stop INT TERM EXIT
 export IMAGE_STORAGE_URL=${IMAGE_STORAGE_URL:-file://$state/storage}
 export IMAGE_PUBLIC_BASE_URL=${IMAGE_PUBLIC_BASE_URL:-http://$addr}
 export IMAGE_FETCH_ALLOWED_NETWORKS=${IMAGE_FETCH_ALLOWED_NETWORKS:-127.0.0.1/32}
+# The api trusts the local OpenID Connect provider's access tokens (scripts/token.sh mints
+# them); the README says how to point it at another issuer.
+export AUTH_ISSUER=${AUTH_ISSUER:-http://127.0.0.1:${OIDC_PORT:-8090}}
+export AUTH_AUDIENCE=${AUTH_AUDIENCE:-catalog-api}
 # As the container image runs: two malloc arenas, not one per thread (deploy/Dockerfile).
 export MALLOC_ARENA_MAX=${MALLOC_ARENA_MAX:-2}
 "$bin/api" migrate
@@ -53,6 +58,7 @@ cat >&2 <<MSG
   Docs:     http://$addr/docs
   OpenAPI:  http://$addr/openapi.json
   Metrics:  http://$addr/metrics   processor: http://${PROCESSOR_ADDR:-127.0.0.1:8081}/metrics (/healthz, /readyz)
+  Sign-in:  issuer ${AUTH_ISSUER}; a token: TOKEN=\$(scripts/token.sh alice)
   Images:   stored in ${IMAGE_STORAGE_URL}, served at ${IMAGE_PUBLIC_BASE_URL}/images/
   Fetching from 127.0.0.1 is allowed for local demos (IMAGE_FETCH_ALLOWED_NETWORKS=${IMAGE_FETCH_ALLOWED_NETWORKS}).
 

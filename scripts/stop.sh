@@ -12,5 +12,6 @@ for pidfile in "$state"/api.pid "$state"/image-processor.pid; do
   fi
   rm -f "$pidfile"
 done
+"$root/scripts/oidc-provider.sh" down
 # KEEP_STACK=1 (scripts/client-demo.sh) leaves PostgreSQL, Redis and the broker running.
 [ "${KEEP_STACK:-}" = 1 ] || "$root/scripts/stack.sh" down

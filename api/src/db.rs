@@ -139,6 +139,9 @@ impl From<tokio_postgres::Error> for DbError {
             SqlState::UNIQUE_VIOLATION => Self::Conflict(match constraint {
                 "users_username_key" => "That username is already taken.".into(),
                 "users_email_key" => "That e-mail address is already registered.".into(),
+                "users_identity_key" => {
+                    "This sign-in is already registered; GET /users/me shows its user.".into()
+                }
                 other => format!("A record with the same unique value exists ({other})."),
             }),
             SqlState::FOREIGN_KEY_VIOLATION => Self::Unprocessable(match constraint {

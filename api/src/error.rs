@@ -5,7 +5,7 @@
 //! same shape by [`problem_response`]. A 5xx body never carries internals; the log has the
 //! whole cause chain.
 
-use poem::{Response, http::StatusCode};
+use poem::{IntoResponse, Response, http::StatusCode};
 use poem_openapi::{ApiResponse, Object, payload::Json};
 
 use crate::domain::FieldError;
@@ -41,41 +41,55 @@ pub struct ProblemField {
 pub enum ApiError {
     /// The request is malformed: not JSON, a wrong type, a missing or unparseable parameter.
     #[oai(status = 400, content_type = "application/problem+json")]
-    BadRequest(Json<Problem>),
+    BadRequest(Json<Box<Problem>>),
+    /// No valid access token: none was sent, or it is malformed, expired, signed by another
+    /// key or meant for another API. `WWW-Authenticate` says what to send.
+    #[oai(status = 401, content_type = "application/problem+json")]
+    Unauthorized(
+        Json<Box<Problem>>,
+        #[oai(header = "WWW-Authenticate")] String,
+    ),
+    /// The token is valid but does not allow this: it lacks the scope the route needs, or the
+    /// product belongs to another user.
+    #[oai(status = 403, content_type = "application/problem+json")]
+    Forbidden(
+        Json<Box<Problem>>,
+        #[oai(header = "WWW-Authenticate")] Option<String>,
+    ),
     /// No such resource.
     #[oai(status = 404, content_type = "application/problem+json")]
-    NotFound(Json<Problem>),
+    NotFound(Json<Box<Problem>>),
     /// The request conflicts with existing data, e.g. a username already taken.
     #[oai(status = 409, content_type = "application/problem+json")]
-    Conflict(Json<Problem>),
+    Conflict(Json<Box<Problem>>),
     /// The request body is larger than the server accepts.
     #[oai(status = 413, content_type = "application/problem+json")]
-    PayloadTooLarge(Json<Problem>),
+    PayloadTooLarge(Json<Box<Problem>>),
     /// The body is not `application/json`, or `Content-Type` is missing.
     #[oai(status = 415, content_type = "application/problem+json")]
-    UnsupportedMediaType(Json<Problem>),
+    UnsupportedMediaType(Json<Box<Problem>>),
     /// The request is well-formed but some fields are invalid; `errors` lists each of them.
     #[oai(status = 422, content_type = "application/problem+json")]
-    Unprocessable(Json<Problem>),
+    Unprocessable(Json<Box<Problem>>),
     /// An unexpected server error; the cause is logged, not returned.
     #[oai(status = 500, content_type = "application/problem+json")]
-    Internal(Json<Problem>),
+    Internal(Json<Box<Problem>>),
     /// A dependency (the database) is unavailable; retry later.
     #[oai(status = 503, content_type = "application/problem+json")]
-    Unavailable(Json<Problem>),
+    Unavailable(Json<Box<Problem>>),
 }
 
-fn problem(status: StatusCode, kind: &str, detail: impl Into<String>) -> Json<Problem> {
-    Json(Problem {
+fn problem(status: StatusCode, kind: &str, detail: impl Into<String>) -> Json<Box<Problem>> {
+    Json(Box::new(Problem {
         kind: format!("urn:catalog:problem:{kind}"),
         title: status.canonical_reason().unwrap_or("Error").to_owned(),
         status: status.as_u16(),
         detail: detail.into(),
         errors: Vec::new(),
-    })
+    }))
 }
 
-fn field_problem(status: StatusCode, errors: Vec<FieldError>) -> Json<Problem> {
+fn field_problem(status: StatusCode, errors: Vec<FieldError>) -> Json<Box<Problem>> {
     let detail = match errors.as_slice() {
         [one] => format!("{}: {}", one.field, one.message),
         many => format!("{} fields are invalid; see errors", many.len()),
@@ -94,6 +108,39 @@ fn field_problem(status: StatusCode, errors: Vec<FieldError>) -> Json<Problem> {
 impl ApiError {
     pub fn bad_request(detail: impl Into<String>) -> Self {
         Self::BadRequest(problem(StatusCode::BAD_REQUEST, "bad-request", detail))
+    }
+
+    /// A 401 for a token that is missing or not valid; the detail says nothing of why (the
+    /// log and `auth_refusals_total` do).
+    pub fn invalid_token() -> Self {
+        Self::Unauthorized(
+            problem(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "The access token is missing, malformed, expired or not for this API; \
+                 send Authorization: Bearer <access token> from the issuer this API trusts.",
+            ),
+            r#"Bearer realm="catalog", error="invalid_token""#.to_owned(),
+        )
+    }
+
+    /// A 403 for a valid token without `scope`.
+    pub fn insufficient_scope(scope: &str) -> Self {
+        Self::Forbidden(
+            problem(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                format!("This needs an access token with the {scope} scope."),
+            ),
+            Some(format!(
+                r#"Bearer realm="catalog", error="insufficient_scope", scope="{scope}""#
+            )),
+        )
+    }
+
+    /// A 403 for what the caller may not do whatever its token's scopes.
+    pub fn forbidden(detail: impl Into<String>) -> Self {
+        Self::Forbidden(problem(StatusCode::FORBIDDEN, "forbidden", detail), None)
     }
 
     pub fn not_found(detail: impl Into<String>) -> Self {
@@ -198,6 +245,10 @@ pub fn problem_response(error: poem::Error) -> Response {
             "This route does not accept that method; see /openapi.json.".to_owned(),
         ),
         StatusCode::PAYLOAD_TOO_LARGE => ("payload-too-large", error.to_string()),
+        // A protected route without an Authorization header (poem-openapi's extractor).
+        StatusCode::UNAUTHORIZED => {
+            return ApiError::invalid_token().into_response();
+        }
         // The request timeout (middleware::deadline): the message says what to do.
         StatusCode::SERVICE_UNAVAILABLE => ("unavailable", error.to_string()),
         StatusCode::UNSUPPORTED_MEDIA_TYPE => (

@@ -4,6 +4,7 @@
 //! `main.rs` only loads settings, starts telemetry and runs [`startup::Application`]; tests
 //! build the same application on port 0 against a database of their own.
 
+pub mod auth;
 pub mod cache;
 pub mod db;
 pub mod domain;

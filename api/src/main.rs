@@ -1,9 +1,10 @@
 //! The api's command line (`api --help`): `api` (or `api serve`) serves HTTP; `api migrate`
 //! applies the migrations and exits; `api openapi` prints the OpenAPI document; `api feed
-//! backfill` republishes every product's state on the products topic.
+//! backfill` republishes every product's state on the products topic; `api users link`
+//! links a user from before sign-in to its identity.
 
 use anyhow::Context;
-use api::{db, feed, settings::Settings, startup};
+use api::{db, feed, settings::Settings, startup, users};
 use clap::{Parser, Subcommand};
 
 /// The product catalog's HTTP API. Every setting is read from the environment (and from
@@ -26,6 +27,25 @@ enum Command {
     /// The change feed: the compacted products topic.
     #[command(subcommand)]
     Feed(FeedCommand),
+    /// Users.
+    #[command(subcommand)]
+    Users(UsersCommand),
+}
+
+#[derive(Subcommand)]
+enum UsersCommand {
+    /// Link a user from before sign-in to the identity whose tokens act as it (the `iss` and
+    /// `sub` of its access tokens); it then owns its products again.
+    Link {
+        /// The user's id.
+        user_id: i64,
+        /// The issuer, exactly as tokens carry it in `iss`.
+        #[arg(long)]
+        issuer: String,
+        /// The subject, as tokens carry it in `sub`.
+        #[arg(long)]
+        subject: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -56,6 +76,21 @@ async fn main() -> anyhow::Result<()> {
             tracing::info!("API stopped.");
         }
         Command::Migrate => db::migrate(&db::pool(&settings.database)?).await?,
+        Command::Users(UsersCommand::Link {
+            user_id,
+            issuer,
+            subject,
+        }) => {
+            let pool = db::pool(&settings.database)?;
+            let identity = users::Identity {
+                issuer: &issuer,
+                subject: &subject,
+            };
+            if !users::link(&pool, user_id, identity).await? {
+                anyhow::bail!("There is no user {user_id}.");
+            }
+            eprintln!("User {user_id} is now the user of that identity's tokens.");
+        }
         // Printed above, before any setting is read.
         Command::Openapi => {}
         Command::Feed(FeedCommand::Backfill(options)) => {

@@ -77,6 +77,10 @@ pub struct ApiMetrics {
     pub pruned: Family<PrunedLabels, Counter>,
     /// Panics of supervised background tasks, by task (each was restarted).
     pub task_panics: platform::supervise::TaskPanics,
+    /// Access tokens refused, by reason.
+    pub auth_refusals: Family<crate::auth::ReasonLabels, Counter>,
+    /// Fetches of the issuer's key set, and the keys in hand.
+    pub auth_keys: crate::auth::keys::KeyMetrics,
 }
 
 /// Stored values of a product this version could not read (each answered with a 500
@@ -99,6 +103,8 @@ impl ApiMetrics {
             outbox_oldest_age: Gauge::default(),
             pruned: Family::default(),
             task_panics: Family::default(),
+            auth_refusals: Family::default(),
+            auth_keys: Default::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -180,6 +186,21 @@ impl ApiMetrics {
             "pruned_rows",
             "Published outbox rows and applied-event records deleted after their retention",
             metrics.pruned.clone(),
+        );
+        registry.register(
+            "auth_refusals",
+            "Access tokens refused, by reason (expired, signature, audience, unknown_key, keys_unavailable, …); the token is never logged",
+            metrics.auth_refusals.clone(),
+        );
+        registry.register(
+            "auth_key_fetches",
+            "Fetches of the issuer's key set (discovery and JWKS), by outcome",
+            metrics.auth_keys.fetches.clone(),
+        );
+        registry.register(
+            "auth_keys",
+            "Signing keys of the issuer in hand (0 until a key set loaded: protected routes answer 503)",
+            metrics.auth_keys.keys.clone(),
         );
         registry.register(
             "background_task_panics",

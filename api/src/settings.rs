@@ -41,6 +41,8 @@ pub struct Settings {
     /// A local store whose `images/` (the variants, not the references beside them) is
     /// served under `/images/` (from `IMAGE_STORAGE_URL` when it is `file://…`).
     pub serve_images_from: Option<std::path::PathBuf>,
+    /// The issuer whose access tokens the api trusts (`AUTH_*`); serving requires it.
+    pub auth: Option<crate::auth::AuthSettings>,
 }
 
 fn hours(n: u64) -> Duration {
@@ -109,6 +111,7 @@ impl Settings {
             serve_images_from: env::string("IMAGE_STORAGE_URL", "file://.local/storage")
                 .strip_prefix("file://")
                 .map(std::path::PathBuf::from),
+            auth: crate::auth::AuthSettings::from_env()?,
         };
         anyhow::ensure!(
             (1..=100).contains(&settings.max_images_per_product),
@@ -159,6 +162,8 @@ impl Settings {
             topic_prefix = self.kafka.as_ref().map(|k| k.topic_prefix.as_str()),
             kafka_security = self.kafka.as_ref().map(|k| k.security.describe()),
             serve_images_from = ?self.serve_images_from,
+            auth_issuer = self.auth.as_ref().map(|a| a.issuer.as_str()),
+            auth_audience = self.auth.as_ref().map(|a| a.audience.as_str()),
             redis = self.cache.as_ref().map(|c| env::redact(&c.url)),
             redis_tls = self.cache.as_ref().map(|c| c.url.starts_with("rediss://")),
             cache_ttl_secs = self.cache.as_ref().map(|c| c.ttl.as_secs()),

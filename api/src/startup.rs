@@ -11,6 +11,7 @@ use tokio_util::sync::CancellationToken;
 use std::sync::Arc;
 
 use crate::{
+    auth::{Auth, AuthSettings},
     cache::ProductCache,
     db,
     error::problem_response,
@@ -47,6 +48,19 @@ impl Application {
             None => ProductCache::disabled(),
         };
         let metrics = ApiMetrics::new(&cache.stats());
+        let Some(auth_settings) = settings.auth.clone() else {
+            anyhow::bail!(
+                "AUTH_ISSUER is not set: name the OpenID Connect issuer whose access tokens \
+                 the api trusts (`make run` starts a local one; the README says how to use \
+                 another)"
+            );
+        };
+        let auth = Auth::new(
+            auth_settings,
+            metrics.auth_keys.clone(),
+            metrics.auth_refusals.clone(),
+        )?;
+        let keys = auth.verifier.keys().clone();
         let state = AppState {
             pool: pool.clone(),
             max_images_per_product: settings.max_images_per_product,
@@ -54,6 +68,7 @@ impl Application {
             cache: cache.clone(),
             metrics: metrics.clone(),
             consumers: Default::default(),
+            auth,
         };
         let pruner = Pruner {
             pool: pool.clone(),
@@ -61,6 +76,9 @@ impl Application {
             metrics: metrics.clone(),
         };
         let mut background = cache.tasks();
+        background.push(Task::new("auth-keys", move |shutdown| {
+            keys.clone().keep_fresh(shutdown)
+        }));
         background.push(Task::new("pruner", move |shutdown| {
             pruner.clone().run(shutdown)
         }));
@@ -187,6 +205,7 @@ pub fn endpoint(
 /// The routes without the shared middleware (benchmarks add a baseline route to them).
 pub fn routes(state: AppState, images_dir: Option<std::path::PathBuf>) -> Route {
     let metrics = state.metrics.clone();
+    let auth = state.auth.clone();
     let api = routes::api(state);
     let docs = api.swagger_ui();
     let spec = api.spec_endpoint();
@@ -224,7 +243,8 @@ pub fn routes(state: AppState, images_dir: Option<std::path::PathBuf>) -> Route 
     let allowed = AllowedMethods::from_openapi(&api.spec());
     route.nest(
         "/",
-        api.around(move |ep, req| allow_header(ep, req, allowed.clone())),
+        api.around(move |ep, req| allow_header(ep, req, allowed.clone()))
+            .data(auth),
     )
 }
 
@@ -259,13 +279,22 @@ pub fn openapi_json() -> String {
         "postgres://localhost/unused",
     ))
     .expect("a static URL parses");
+    let metrics = ApiMetrics::new(&Default::default());
+    // No key is ever fetched: the document only names the security scheme.
+    let auth = Auth::new(
+        AuthSettings::for_issuer("http://127.0.0.1/unused"),
+        metrics.auth_keys.clone(),
+        metrics.auth_refusals.clone(),
+    )
+    .expect("a key set with static settings builds");
     routes::api(AppState {
         pool,
         max_images_per_product: 10,
         outbox: OutboxSignal::default(),
         cache: ProductCache::disabled(),
-        metrics: ApiMetrics::new(&Default::default()),
         consumers: Default::default(),
+        auth,
+        metrics,
     })
     .spec()
 }

@@ -38,6 +38,12 @@ async fn serve(database_url: &str, cache: ProductCache, constant: Vec<u8>) -> So
     let pool = db::pool(&db::DatabaseSettings::for_url(database_url)).unwrap();
     db::migrate(&pool).await.unwrap();
     let metrics = ApiMetrics::new(&cache.stats());
+    let auth = api::auth::Auth::new(
+        system_tests::auth::TestIssuer::shared().settings(),
+        metrics.auth_keys.clone(),
+        metrics.auth_refusals.clone(),
+    )
+    .unwrap();
     let state = AppState {
         pool,
         max_images_per_product: 10,
@@ -45,6 +51,7 @@ async fn serve(database_url: &str, cache: ProductCache, constant: Vec<u8>) -> So
         cache,
         metrics: metrics.clone(),
         consumers: Default::default(),
+        auth,
     };
     let route: Route =
         startup::routes(state, None).at("/baseline", get(baseline).data(Constant(constant)));
@@ -98,8 +105,13 @@ async fn setup() -> Setup {
     // The cached server creates the data; its body fixes the baseline's size.
     let cached = serve(&database_url, cache, Vec::new()).await;
     let http = reqwest::Client::new();
+    // The seller, signed in at the tests' own issuer.
+    let token = system_tests::auth::TestIssuer::shared().token("bench", &[api::auth::WRITE]);
     let post = |path: &str, body: serde_json::Value| {
-        let request = http.post(format!("http://{cached}{path}")).json(&body);
+        let request = http
+            .post(format!("http://{cached}{path}"))
+            .bearer_auth(&token)
+            .json(&body);
         async move {
             let answer = request.send().await.unwrap();
             answer.json::<serde_json::Value>().await.unwrap()

@@ -49,6 +49,46 @@ mod tests {
     /// Every event type's schema as first published stays readable by the current one
     /// (`crate::compat`). A new event type's schema is published by `make schemas`; a
     /// published file is never rewritten.
+    /// Kafka records are kept for long and read by anyone with access to a topic: nothing
+    /// that identifies a person may go into one. A field of such a name fails this test.
+    #[test]
+    fn no_event_carries_a_persons_email_name_or_sign_in_identity() {
+        const PERSONAL: [&str; 8] = [
+            "email",
+            "e_mail",
+            "username",
+            "user_name",
+            "subject",
+            "sub",
+            "issuer",
+            "iss",
+        ];
+        use serde_json::Value;
+        fn fields(value: &Value, out: &mut Vec<String>) {
+            match value {
+                Value::Object(map) => {
+                    if let Some(Value::Object(properties)) = map.get("properties") {
+                        out.extend(properties.keys().cloned());
+                    }
+                    map.values().for_each(|v| fields(v, out));
+                }
+                Value::Array(items) => items.iter().for_each(|v| fields(v, out)),
+                _ => {}
+            }
+        }
+        for (name, schema) in super::all() {
+            let mut found = Vec::new();
+            fields(&schema, &mut found);
+            assert!(!found.is_empty(), "{name} has fields");
+            for field in found {
+                assert!(
+                    !PERSONAL.contains(&field.to_ascii_lowercase().as_str()),
+                    "{name} carries {field}: personal data must not go into Kafka records"
+                );
+            }
+        }
+    }
+
     #[test]
     fn no_committed_published_schema_is_broken() {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas/published");

@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 
 import httpx
 
-from product_catalog_client import Client
+from product_catalog_client import AuthenticatedClient
 from product_catalog_client.api.health import readyz
 from product_catalog_client.api.products import (
     create_product,
@@ -111,7 +111,7 @@ def expect(response: Response[Any], status: int, kind: type[T]) -> T:
     return parsed
 
 
-def wait_for_images(client: Client, product_id: int, deadline_secs: float) -> Product:
+def wait_for_images(client: AuthenticatedClient, product_id: int, deadline_secs: float) -> Product:
     """Polls the product until no image is pending, or fails after the deadline."""
     deadline = time.monotonic() + deadline_secs
     while True:
@@ -126,8 +126,11 @@ def wait_for_images(client: Client, product_id: int, deadline_secs: float) -> Pr
         time.sleep(0.25)
 
 
-def main(api: str, images: str) -> None:
-    client = Client(base_url=api, raise_on_unexpected_status=True, timeout=httpx.Timeout(10.0))
+def main(api: str, images: str, token: str) -> None:
+    # A seller signed in at the issuer the api trusts (scripts/token.sh minted the token).
+    client = AuthenticatedClient(
+        base_url=api, token=token, raise_on_unexpected_status=True, timeout=httpx.Timeout(10.0)
+    )
 
     step(f"readyz at {api}")
     readyz.sync_detailed(client=client)
@@ -258,7 +261,7 @@ def main(api: str, images: str) -> None:
 
 if __name__ == "__main__":
     try:
-        main(sys.argv[1].rstrip("/"), sys.argv[2].rstrip("/"))
+        main(sys.argv[1].rstrip("/"), sys.argv[2].rstrip("/"), sys.argv[3])
     except DemoFailed as failure:
         print(f"[demo] FAILED: {failure}", file=sys.stderr)
         sys.exit(1)

@@ -10,6 +10,7 @@ async fn malformed_json_is_a_400() {
         let response = app
             .http
             .post(app.url("/products"))
+            .bearer_auth(app.admin_token())
             .header("content-type", "application/json")
             .body(raw)
             .send()
@@ -63,6 +64,7 @@ async fn a_body_in_another_content_type_is_refused() {
     let response = app
         .http
         .post(app.url("/products"))
+        .bearer_auth(app.admin_token())
         .header("content-type", "text/plain")
         .body("{}")
         .send()
@@ -83,6 +85,7 @@ async fn an_oversized_body_is_a_413_whether_its_length_is_declared_or_streamed()
     let declared = app
         .http
         .post(app.url("/products"))
+        .bearer_auth(app.admin_token())
         .header("content-type", "application/json")
         .body(big.clone())
         .send()
@@ -98,6 +101,7 @@ async fn an_oversized_body_is_a_413_whether_its_length_is_declared_or_streamed()
     let streamed = app
         .http
         .post(app.url("/products"))
+        .bearer_auth(app.admin_token())
         .header("content-type", "application/json")
         .body(reqwest::Body::wrap_stream(futures_stream(chunks)))
         .send()

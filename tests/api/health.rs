@@ -20,14 +20,23 @@ async fn readiness_fails_with_503_when_the_database_is_unreachable() {
     settings.database.url = "postgres://postgres@127.0.0.1:1/none".into();
     settings.database.acquire_timeout = std::time::Duration::from_millis(500);
     let pool = api::db::pool(&settings.database).unwrap();
+    let metrics = api::metrics::ApiMetrics::new(&Default::default());
+    let issuer = system_tests::auth::TestIssuer::shared();
+    let auth = api::auth::Auth::new(
+        issuer.settings(),
+        metrics.auth_keys.clone(),
+        metrics.auth_refusals.clone(),
+    )
+    .unwrap();
     let endpoint = api::startup::endpoint(
         api::routes::AppState {
             pool,
             max_images_per_product: 10,
             outbox: Default::default(),
             cache: api::cache::ProductCache::disabled(),
-            metrics: api::metrics::ApiMetrics::new(&Default::default()),
+            metrics,
             consumers: Default::default(),
+            auth,
         },
         settings.max_body_bytes,
         settings.http.request_timeout,

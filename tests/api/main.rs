@@ -1,5 +1,6 @@
 //! The HTTP API against a real PostgreSQL: one api and one database per test.
 
+mod auth;
 mod cache;
 mod errors;
 mod feed;

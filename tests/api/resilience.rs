@@ -249,11 +249,13 @@ async fn a_write_whose_client_leaves_during_the_commit_still_invalidates_the_cac
     let impatient = impatient_client(Duration::from_millis(300));
     let patch = impatient
         .patch(app.url(&format!("/products/{patched}")))
+        .bearer_auth(app.admin_token())
         .json(&json!({"product_price": 99.5}))
         .send()
         .await;
     let delete = impatient
         .delete(app.url(&format!("/products/{deleted}")))
+        .bearer_auth(app.admin_token())
         .send()
         .await;
     assert!(patch.is_err() && delete.is_err(), "both clients left first");

@@ -18,8 +18,15 @@ async fn a_registered_user_can_be_read_back() {
 
     let fetched: Value = app.get(&location).await.json().await.unwrap();
     assert_eq!(fetched["username"], "alice");
-    assert_eq!(fetched["email"], "alice@example.com");
     assert_eq!(fetched["user_id"], id);
+    assert!(
+        fetched.get("email").is_none(),
+        "e-mail shown to anyone: {fetched}"
+    );
+    // The user itself sees its e-mail address.
+    let token = app.token_of_user(id).await;
+    let own: Value = app.get_as(&location, &token).await.json().await.unwrap();
+    assert_eq!(own["email"], "alice@example.com");
 }
 
 #[tokio::test]

@@ -45,7 +45,7 @@ async fn main() -> anyhow::Result<()> {
     let brokers = std::env::var("KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".into());
     let prefix = std::env::var("KAFKA_TOPIC_PREFIX").unwrap_or_else(|_| "catalog.".into());
     let topic = format!("{prefix}products");
-    let http = reqwest::Client::new();
+    let http = system_tests::auth::seller_client().build()?;
 
     let name = format!(
         "feed-latency-{}",

@@ -67,7 +67,7 @@ async fn main() -> anyhow::Result<()> {
         std::env::var("PROCESSOR_ADDR").unwrap_or_else(|_| "127.0.0.1:8081".into())
     );
     let deadline = Duration::from_secs(env_or("DRILL_DEADLINE_SECS", 900));
-    let http = reqwest::Client::builder()
+    let http = system_tests::auth::seller_client()
         .timeout(Duration::from_secs(30))
         .pool_max_idle_per_host(64)
         .build()?;

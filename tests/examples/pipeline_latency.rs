@@ -96,7 +96,7 @@ async fn main() -> anyhow::Result<()> {
         .data(bytes_holder::Bytes(jpeg.clone(), burst.unwrap_or_default()));
     tokio::spawn(Server::new_with_acceptor(acceptor).run(app));
 
-    let http = reqwest::Client::new();
+    let http = system_tests::auth::seller_client().build()?;
     let username = format!("latency{}", std::process::id());
     let user: Value = http
         .post(format!("{api}/users"))

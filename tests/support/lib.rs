@@ -1,6 +1,7 @@
 //! Helpers shared by the whole-system tests: each test gets its own database and its own api
 //! on a random port, so tests run in parallel without seeing each other's data.
 
+pub mod auth;
 pub mod broker;
 pub mod feed;
 pub mod images;
@@ -48,12 +49,18 @@ pub struct TestApp {
     pub base: String,
     /// The test's own database.
     pub database_url: String,
-    /// A client that follows no redirects and has a timeout.
+    /// A client that follows no redirects, has a timeout and is signed in as an admin (a
+    /// token with `catalog:write` and `catalog:admin`), for the requests a test builds
+    /// itself; an `Authorization` header the request sets wins.
     pub http: reqwest::Client,
+    /// The same client without a token.
+    pub anonymous: reqwest::Client,
     /// The cache's counters (database loads, hits, misses, Redis errors).
     pub cache_stats: std::sync::Arc<api::cache::CacheStats>,
     /// The app's cache, for forcing interleavings.
     pub cache: api::cache::ProductCache,
+    /// The issuer whose tokens the app trusts.
+    pub issuer: std::sync::Arc<auth::TestIssuer>,
     shutdown: CancellationToken,
     running: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
 }
@@ -87,6 +94,8 @@ pub async fn spawn_app_on(database_url: String, configure: impl FnOnce(&mut Sett
     settings.serve_images_from = None;
     // No cache unless the test asks for one (see `cache_settings`).
     settings.cache = None;
+    let issuer = auth::TestIssuer::shared();
+    settings.auth = Some(issuer.settings());
     configure(&mut settings);
     let app = Application::build(&settings).await.expect("the api starts");
     let base = format!("http://{}", app.addr());
@@ -96,15 +105,39 @@ pub async fn spawn_app_on(database_url: String, configure: impl FnOnce(&mut Sett
     TestApp {
         base,
         database_url,
-        http: reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .timeout(Duration::from_secs(10))
-            .build()
-            .expect("a client"),
+        http: client(Some(
+            &issuer.token("test-admin", &[api::auth::WRITE, api::auth::ADMIN]),
+        )),
+        anonymous: client(None),
         cache_stats,
         cache,
+        issuer,
         shutdown,
         running,
+    }
+}
+
+/// A client that follows no redirects and has a timeout, sending `token` when given.
+fn client(token: Option<&str>) -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    if let Some(token) = token {
+        let value = format!("Bearer {token}").parse().expect("a header value");
+        headers.insert(reqwest::header::AUTHORIZATION, value);
+    }
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(10))
+        .default_headers(headers)
+        .build()
+        .expect("a client")
+}
+
+/// A user id as a body gives it: a string of digits or a number.
+fn user_id_of(value: &Value) -> Option<String> {
+    match value {
+        Value::String(id) => Some(id.clone()),
+        Value::Number(id) => Some(id.to_string()),
+        _ => None,
     }
 }
 
@@ -156,9 +189,20 @@ impl TestApp {
         format!("{}{path}", self.base)
     }
 
+    /// `GET` without a token, as a storefront reads.
     pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.anonymous
+            .get(self.url(path))
+            .send()
+            .await
+            .expect("the api answers")
+    }
+
+    /// `GET` with `token` as the bearer token.
+    pub async fn get_as(&self, path: &str, token: &str) -> reqwest::Response {
         self.http
             .get(self.url(path))
+            .bearer_auth(token)
             .send()
             .await
             .expect("the api answers")
@@ -170,30 +214,109 @@ impl TestApp {
         response.text().await.expect("a text body")
     }
 
+    /// `POST` as the caller a test means: a new user registering (`/users`), a product's
+    /// owner (`/products` with `user_id`), an admin otherwise.
     pub async fn post(&self, path: &str, body: &Value) -> reqwest::Response {
+        let token = match path {
+            "/users" => {
+                let name = body["username"].as_str().unwrap_or("user");
+                let subject = format!("{name}#{}", uuid::Uuid::new_v4().simple());
+                self.issuer.token(&subject, &[api::auth::WRITE])
+            }
+            "/products" => match user_id_of(&body["user_id"]) {
+                Some(id) => self.token_of_user(&id).await,
+                None => self.admin_token(),
+            },
+            _ => self.admin_token(),
+        };
+        self.post_as(path, body, &token).await
+    }
+
+    /// `POST` with `token` as the bearer token.
+    pub async fn post_as(&self, path: &str, body: &Value, token: &str) -> reqwest::Response {
         self.http
             .post(self.url(path))
+            .bearer_auth(token)
             .json(body)
             .send()
             .await
             .expect("the api answers")
     }
 
+    /// `PATCH` as the owner of the product the path names (an admin when it has none).
     pub async fn patch(&self, path: &str, body: &Value) -> reqwest::Response {
+        let token = self.token_of_owner(path).await;
+        self.patch_as(path, body, &token).await
+    }
+
+    pub async fn patch_as(&self, path: &str, body: &Value, token: &str) -> reqwest::Response {
         self.http
             .patch(self.url(path))
+            .bearer_auth(token)
             .json(body)
             .send()
             .await
             .expect("the api answers")
     }
 
+    /// `DELETE` as the owner of the product the path names (an admin when it has none).
     pub async fn delete(&self, path: &str) -> reqwest::Response {
+        let token = self.token_of_owner(path).await;
+        self.delete_as(path, &token).await
+    }
+
+    pub async fn delete_as(&self, path: &str, token: &str) -> reqwest::Response {
         self.http
             .delete(self.url(path))
+            .bearer_auth(token)
             .send()
             .await
             .expect("the api answers")
+    }
+
+    /// A token with `catalog:write` and `catalog:admin`.
+    pub fn admin_token(&self) -> String {
+        self.issuer
+            .token("test-admin", &[api::auth::WRITE, api::auth::ADMIN])
+    }
+
+    /// A `catalog:write` token of user `user_id` (the identity it registered with); an
+    /// admin's when it has none.
+    pub async fn token_of_user(&self, user_id: &str) -> String {
+        let Ok(id) = user_id.parse::<i64>() else {
+            return self.admin_token();
+        };
+        let row = self
+            .db()
+            .await
+            .query_opt("SELECT subject FROM users WHERE id = $1", &[&id])
+            .await
+            .expect("users can be read");
+        match row.and_then(|r| r.get::<_, Option<String>>(0)) {
+            Some(subject) => self.issuer.token(&subject, &[api::auth::WRITE]),
+            None => self.admin_token(),
+        }
+    }
+
+    /// The token of the owner of the product `/products/{id}` names.
+    async fn token_of_owner(&self, path: &str) -> String {
+        let id = path
+            .strip_prefix("/products/")
+            .and_then(|rest| rest.split(['?', '/']).next())
+            .and_then(|id| id.parse::<i64>().ok());
+        let Some(id) = id else {
+            return self.admin_token();
+        };
+        let owner = self
+            .db()
+            .await
+            .query_opt("SELECT user_id FROM products WHERE id = $1", &[&id])
+            .await
+            .expect("products can be read");
+        match owner {
+            Some(row) => self.token_of_user(&row.get::<_, i64>(0).to_string()).await,
+            None => self.admin_token(),
+        }
     }
 
     /// `GET /products/{id}` as JSON.

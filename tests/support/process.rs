@@ -94,6 +94,8 @@ pub fn api_binary_in(
         .env("KAFKA_TOPIC_PARTITIONS", kafka.partitions.to_string())
         .env("PROJECTOR_GROUP", projector_group)
         .env("CACHE_ENABLED", "false")
+        .env("AUTH_ISSUER", &crate::auth::TestIssuer::shared().url)
+        .env("AUTH_AUDIENCE", crate::auth::AUDIENCE)
         .env("IMAGE_STORAGE_URL", "memory://")
         .env("RUST_LOG", "warn")
         .stdout(Stdio::inherit())

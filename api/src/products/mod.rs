@@ -19,7 +19,7 @@ mod nullable;
 pub mod row;
 pub mod store;
 
-pub use changes::{NewProduct, ProductChanges};
+pub use changes::{Actor, NewProduct, ProductChanges, Written};
 pub use cursor::Cursor;
 pub use document::Product;
 pub use images::StoredImages;

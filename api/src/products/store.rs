@@ -10,7 +10,7 @@ use tokio_postgres::{Transaction, types::ToSql};
 use uuid::Uuid;
 
 use super::{
-    Cursor, NewProduct, Product, ProductChanges, StoredImages,
+    Actor, Cursor, NewProduct, Product, ProductChanges, StoredImages, Written,
     row::{COLUMNS, ProductRow, unreadable},
 };
 use crate::{
@@ -29,7 +29,7 @@ fn pending_images(count: usize) -> (StoredImages, Vec<Option<String>>) {
 
 /// Inserts the product and its `ProductCreated` event in one transaction; returns the id.
 #[tracing::instrument(name = "postgres insert product", skip_all, fields(otel.kind = "client", db.system = "postgresql", db.operation.name = "insert product"))]
-pub async fn insert(pool: &Pool, product: &NewProduct) -> Result<i64, DbError> {
+pub async fn insert(pool: &Pool, owner: UserId, product: &NewProduct) -> Result<i64, DbError> {
     let mut client = pool.get().await?;
     let tx = client.transaction().await?;
     let (status, compressed) = pending_images(product.images.as_slice().len());
@@ -41,7 +41,7 @@ pub async fn insert(pool: &Pool, product: &NewProduct) -> Result<i64, DbError> {
                  VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING {COLUMNS}"
             ),
             &[
-                &product.user_id.get(),
+                &owner.get(),
                 &product.name.as_str(),
                 &product.description.as_str(),
                 &product.images.as_slice(),
@@ -55,7 +55,7 @@ pub async fn insert(pool: &Pool, product: &NewProduct) -> Result<i64, DbError> {
     let id = row.id;
     let event = ProductCreated {
         product_id: id.to_string(),
-        user_id: product.user_id.to_string(),
+        user_id: owner.to_string(),
         image_revision: 1,
         product_images: product.images.as_slice().to_vec(),
     };
@@ -151,19 +151,23 @@ fn escape_like(text: &str) -> String {
 pub async fn update(
     pool: &Pool,
     id: i64,
+    actor: Actor,
     changes: &ProductChanges,
-) -> Result<Option<ProductRow>, DbError> {
+) -> Result<Written<ProductRow>, DbError> {
     let mut client = pool.get().await?;
     let tx = client.transaction().await?;
     let current = tx
         .query_opt(
-            "SELECT product_images, image_revision FROM products WHERE id = $1 FOR UPDATE",
+            "SELECT product_images, image_revision, user_id FROM products WHERE id = $1 FOR UPDATE",
             &[&id],
         )
         .await?;
     let Some(current) = current else {
-        return Ok(None);
+        return Ok(Written::NoSuchProduct);
     };
+    if !actor.may_change(current.try_get("user_id")?) {
+        return Ok(Written::NotOwner);
+    }
     let current_images: Vec<String> = current.try_get("product_images")?;
     let current_revision: i32 = current.try_get("image_revision")?;
     let new_images = changes
@@ -213,27 +217,35 @@ pub async fn update(
     let row = ProductRow::try_from(&row)?;
     record_state(&tx, &row).await?;
     tx.commit().await?;
-    Ok(Some(row))
+    Ok(Written::Done(row))
 }
 
-/// Deletes the product and writes `ProductDeleted`; false when there was none.
+/// Deletes the product (when `actor` may) and writes `ProductDeleted`.
 #[tracing::instrument(name = "postgres delete product", skip_all, fields(otel.kind = "client", db.system = "postgresql", db.operation.name = "delete product"))]
-pub async fn delete(pool: &Pool, id: i64) -> Result<bool, DbError> {
+pub async fn delete(pool: &Pool, id: i64, actor: Actor) -> Result<Written<()>, DbError> {
     let mut client = pool.get().await?;
     let tx = client.transaction().await?;
-    let deleted = tx
-        .execute("DELETE FROM products WHERE id = $1", &[&id])
+    let owner = tx
+        .query_opt(
+            "SELECT user_id FROM products WHERE id = $1 FOR UPDATE",
+            &[&id],
+        )
         .await?;
-    if deleted == 0 {
-        return Ok(false);
+    let Some(owner) = owner else {
+        return Ok(Written::NoSuchProduct);
+    };
+    if !actor.may_change(owner.try_get("user_id")?) {
+        return Ok(Written::NotOwner);
     }
+    tx.execute("DELETE FROM products WHERE id = $1", &[&id])
+        .await?;
     let event = ProductDeleted {
         product_id: id.to_string(),
     };
     outbox::enqueue(&tx, id, EventType::ProductDeleted, &event).await?;
     record_deletion(&tx, id).await?;
     tx.commit().await?;
-    Ok(true)
+    Ok(Written::Done(()))
 }
 
 /// What applying an `ImagesCompressed` event did.

@@ -1,5 +1,6 @@
 //! The HTTP surface: one module per resource, composed once into the OpenAPI service.
 
+mod caller;
 mod health;
 mod json_body;
 mod number_or_string;
@@ -25,6 +26,8 @@ pub struct AppState {
     pub metrics: std::sync::Arc<crate::metrics::ApiMetrics>,
     /// Whether the projector's consumer group is stuck (readiness).
     pub consumers: platform::kafka::watchdog::ConsumerHealth,
+    /// Verifies access tokens (also given to the security scheme's checker as data).
+    pub auth: crate::auth::Auth,
 }
 
 #[derive(Tags)]

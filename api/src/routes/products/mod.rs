@@ -11,13 +11,19 @@ use poem_openapi::{
 };
 
 use self::model::{CreateProduct, ProductCreated, UpdateProduct};
-use super::{ApiTags, AppState, json_body::JsonBody, raw_json::RawJson};
+use super::{
+    ApiTags, AppState,
+    caller::{actor, not_registered, registered, require_write},
+    json_body::JsonBody,
+    raw_json::RawJson,
+};
 use crate::{
+    auth::BearerAuth,
     cache::{Cached, DELETED},
     db::DbError,
     domain::{PriceRange, ProductName, UserId, Validator},
     error::ApiError,
-    products::{Cursor, ListQuery, Product, store},
+    products::{Cursor, ListQuery, Product, Written, store},
 };
 
 /// The product endpoints.
@@ -91,20 +97,35 @@ impl ProductsApi {
     /// Stores the product; its images are fetched and compressed asynchronously and appear in
     /// `compressed_product_images` when done.
     #[oai(path = "/products", method = "post", operation_id = "createProduct")]
-    async fn create(&self, body: JsonBody<CreateProduct>) -> Result<CreateResponse, ApiError> {
-        let product = body.0.validate(self.state.max_images_per_product)?;
+    async fn create(
+        &self,
+        auth: BearerAuth,
+        body: JsonBody<CreateProduct>,
+    ) -> Result<CreateResponse, ApiError> {
+        require_write(&auth.0)?;
+        let (named, product) = body.0.validate(self.state.max_images_per_product)?;
+        let own = registered(&self.state, &auth.0).await?.map(|user| user.id);
+        let owner = match (named, own) {
+            (Some(named), _) if auth.0.is_admin() => named,
+            (Some(named), Some(own)) if named.get() == own => named,
+            (Some(_), Some(_)) => {
+                return Err(ApiError::forbidden(
+                    "user_id must be your own user's id (or omitted); only an admin creates products for others.",
+                ));
+            }
+            (_, Some(own)) => {
+                UserId::new(own).map_err(|e| ApiError::internal(anyhow::anyhow!(e)))?
+            }
+            (_, None) => return Err(not_registered()),
+        };
         let state = self.state.clone();
-        let (id, product) = after_commit_too(async move {
-            let id = store::insert(&state.pool, &product).await?;
+        let id = after_commit_too(async move {
+            let id = store::insert(&state.pool, owner, &product).await?;
             state.outbox.committed();
-            Ok((id, product))
+            Ok(id)
         })
         .await?;
-        tracing::info!(
-            product_id = id,
-            user_id = product.user_id.get(),
-            "Product created."
-        );
+        tracing::info!(product_id = id, user_id = owner.get(), "Product created.");
         Ok(CreateResponse::Created(
             Json(ProductCreated {
                 status: "success".into(),
@@ -239,25 +260,28 @@ impl ProductsApi {
         /// The product's id.
         #[oai(validator(minimum(value = "1")))]
         id: Path<i64>,
+        auth: BearerAuth,
         body: JsonBody<UpdateProduct>,
     ) -> Result<ProductResponse, ApiError> {
+        let actor = actor(&self.state, &auth.0).await?;
         let changes = body.0.validate(self.state.max_images_per_product)?;
         let (state, id) = (self.state.clone(), id.0);
         let updated = after_commit_too(async move {
-            let row = store::update(&state.pool, id, &changes).await?;
-            if let Some(row) = &row {
+            let written = store::update(&state.pool, id, actor, &changes).await?;
+            if let Written::Done(row) = &written {
                 state.outbox.committed();
                 state.cache.invalidate(id, row.version).await;
             }
-            Ok(row)
+            Ok(written)
         })
         .await?;
         match updated {
-            Some(row) => {
+            Written::Done(row) => {
                 tracing::info!(product_id = id, version = row.version, "Product updated.");
                 Ok(ProductResponse::Ok(Json(row.into())))
             }
-            None => Err(not_found(id)),
+            Written::NoSuchProduct => Err(not_found(id)),
+            Written::NotOwner => Err(not_yours(id)),
         }
     }
 
@@ -272,22 +296,26 @@ impl ProductsApi {
         /// The product's id.
         #[oai(validator(minimum(value = "1")))]
         id: Path<i64>,
+        auth: BearerAuth,
     ) -> Result<DeleteResponse, ApiError> {
+        let actor = actor(&self.state, &auth.0).await?;
         let (state, id) = (self.state.clone(), id.0);
         let deleted = after_commit_too(async move {
-            let deleted = store::delete(&state.pool, id).await?;
-            if deleted {
+            let written = store::delete(&state.pool, id, actor).await?;
+            if let Written::Done(()) = written {
                 state.outbox.committed();
                 state.cache.invalidate(id, DELETED).await;
             }
-            Ok(deleted)
+            Ok(written)
         })
         .await?;
-        if deleted {
-            tracing::info!(product_id = id, "Product deleted.");
-            Ok(DeleteResponse::Deleted)
-        } else {
-            Err(not_found(id))
+        match deleted {
+            Written::Done(()) => {
+                tracing::info!(product_id = id, "Product deleted.");
+                Ok(DeleteResponse::Deleted)
+            }
+            Written::NoSuchProduct => Err(not_found(id)),
+            Written::NotOwner => Err(not_yours(id)),
         }
     }
 }
@@ -320,6 +348,12 @@ fn etag_matches(header: &str, etag: &str) -> bool {
 
 fn not_found(id: i64) -> ApiError {
     ApiError::not_found(format!("There is no product {id}."))
+}
+
+fn not_yours(id: i64) -> ApiError {
+    ApiError::forbidden(format!(
+        "Product {id} belongs to another user; only its owner or an admin may change it."
+    ))
 }
 
 /// The URL of the next page: the same filters plus the cursor.

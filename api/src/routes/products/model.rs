@@ -13,8 +13,9 @@ use crate::{
 /// A new product.
 #[derive(Object)]
 pub struct CreateProduct {
-    /// The owner; must exist (POST /users). A number or a string of digits.
-    pub user_id: NumberOrString<UserIdFlavour>,
+    /// The owner, a number or a string of digits: the caller's own user when omitted. Only
+    /// `catalog:admin` may name another user.
+    pub user_id: MaybeUndefined<NumberOrString<UserIdFlavour>>,
     /// 1 to 255 characters after trimming.
     pub product_name: String,
     /// Up to 5,000 characters; empty when omitted.
@@ -27,9 +28,19 @@ pub struct CreateProduct {
 }
 
 impl CreateProduct {
-    pub fn validate(&self, max_images: usize) -> Result<NewProduct, ApiError> {
+    /// The owner named (if any) and the product.
+    pub fn validate(&self, max_images: usize) -> Result<(Option<UserId>, NewProduct), ApiError> {
+        if self.user_id.is_null() {
+            return Err(ApiError::invalid_body(vec![FieldError {
+                field: "user_id".into(),
+                message: "must not be null; omit it to create the product for yourself".into(),
+            }]));
+        }
         let mut v = Validator::default();
-        let user_id = v.check("user_id", UserId::parse(self.user_id.as_str()));
+        let user_id = match self.user_id.value() {
+            Some(id) => v.check("user_id", UserId::parse(id.as_str())).map(Some),
+            None => Some(None),
+        };
         let name = v.check("product_name", ProductName::parse(&self.product_name));
         let description = v.check(
             "product_description",
@@ -41,15 +52,15 @@ impl CreateProduct {
         let price = v.check("product_price", Price::parse(self.product_price.as_str()));
         v.finish().map_err(ApiError::validation)?;
         match (user_id, name, description, images, price) {
-            (Some(user_id), Some(name), Some(description), Some(images), Some(price)) => {
-                Ok(NewProduct {
-                    user_id,
+            (Some(user_id), Some(name), Some(description), Some(images), Some(price)) => Ok((
+                user_id,
+                NewProduct {
                     name,
                     description,
                     images,
                     price,
-                })
-            }
+                },
+            )),
             _ => unreachable!("a field that failed validation was recorded as an error"),
         }
     }
