@@ -27,6 +27,9 @@ fn healthz() -> Response {
 
 #[handler]
 async fn readyz(worker: Data<&Arc<Worker>>) -> Response {
+    // The consumers' state as the request found it: the broker and storage checks below can
+    // take seconds, and a stall that a rejoin clears meanwhile must still be reported.
+    let troubles = worker.health.troubles();
     let producer = worker.producer.clone();
     let broker = tokio::task::spawn_blocking(move || {
         producer
@@ -43,7 +46,7 @@ async fn readyz(worker: Data<&Arc<Worker>>) -> Response {
     if !matches!(storage, Ok(Ok(()))) {
         problems.push("the object store does not answer".to_owned());
     }
-    for (consumer, trouble) in worker.health.troubles() {
+    for (consumer, trouble) in troubles {
         problems.push(match trouble {
             Trouble::Stuck => format!(
                 "consumer {consumer} made no progress with records waiting (rejoining its group)"
