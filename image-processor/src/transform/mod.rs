@@ -20,6 +20,8 @@
 //! the decoder's own allocation limit backs that up.
 
 mod colour;
+#[cfg(test)]
+mod colour_tests;
 mod decode;
 mod encode;
 mod inspect;
