@@ -24,6 +24,14 @@ stack: ## Start only the local stack: PostgreSQL, Redis, tansu, storage director
 migrate: stack ## Apply the migrations in schema/ to POSTGRES_URL
 	@cargo run --quiet --bin api -- migrate
 
+.PHONY: observe
+observe: ## A local Prometheus with the SLO and alert rules, scraping `make run`'s services
+	@scripts/observe.sh
+
+.PHONY: rules
+rules: ## promtool: check the alert rules and run their unit tests (part of `make test`)
+	@scripts/check-rules.sh
+
 .PHONY: test
 test: stack ## Set up the stack and run every test
 	@scripts/test.sh

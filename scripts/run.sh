@@ -57,7 +57,7 @@ cat >&2 <<MSG
   API:      http://$addr
   Docs:     http://$addr/docs
   OpenAPI:  http://$addr/openapi.json
-  Metrics:  http://$addr/metrics   processor: http://${PROCESSOR_ADDR:-127.0.0.1:8081}/metrics (/healthz, /readyz)
+  Metrics:  http://${METRICS_ADDR:-127.0.0.1:9464}/metrics   processor: http://${PROCESSOR_ADDR:-127.0.0.1:8081}/metrics (/healthz, /readyz)
   Sign-in:  issuer ${AUTH_ISSUER}; a token: TOKEN=\$(scripts/token.sh alice)
   Images:   stored in ${IMAGE_STORAGE_URL}, served at ${IMAGE_PUBLIC_BASE_URL}/images/
   Fetching from 127.0.0.1 is allowed for local demos (IMAGE_FETCH_ALLOWED_NETWORKS=${IMAGE_FETCH_ALLOWED_NETWORKS}).

@@ -13,5 +13,6 @@ for pidfile in "$state"/api.pid "$state"/image-processor.pid; do
   rm -f "$pidfile"
 done
 "$root/scripts/oidc-provider.sh" down
+"$root/scripts/observe.sh" down
 # KEEP_STACK=1 (scripts/client-demo.sh) leaves PostgreSQL, Redis and the broker running.
 [ "${KEEP_STACK:-}" = 1 ] || "$root/scripts/stack.sh" down

@@ -19,6 +19,10 @@ if ! command -v moto_server >/dev/null; then
   hash -r
 fi
 
+# The alert rules: promtool's checks and unit tests. This also installs Prometheus, which
+# the live alert test (tests/pipeline/alerts.rs) starts.
+scripts/check-rules.sh
+
 # The SIGTERM test runs the real image-processor binary. Not --quiet: a first build takes
 # many minutes, and cargo's lines show where it is.
 cargo build --bins

@@ -79,6 +79,46 @@ pub enum ApiError {
     Unavailable(Json<Box<Problem>>),
 }
 
+/// The errors of a route anyone may call: an [`ApiError`] whose document leaves out the 401
+/// and 403 answers, which such a route never gives (a junk `Authorization` header on it is
+/// ignored). A generated client then has no auth errors to handle where there are none.
+#[derive(Debug)]
+pub struct PublicError(pub ApiError);
+
+impl<E> From<E> for PublicError
+where
+    ApiError: From<E>,
+{
+    fn from(error: E) -> Self {
+        Self(ApiError::from(error))
+    }
+}
+
+impl ApiResponse for PublicError {
+    fn meta() -> poem_openapi::registry::MetaResponses {
+        let mut meta = ApiError::meta();
+        meta.responses
+            .retain(|response| !matches!(response.status, Some(401 | 403)));
+        meta
+    }
+
+    fn register(registry: &mut poem_openapi::registry::Registry) {
+        ApiError::register(registry);
+    }
+}
+
+impl IntoResponse for PublicError {
+    fn into_response(self) -> Response {
+        self.0.into_response()
+    }
+}
+
+impl From<PublicError> for poem::Error {
+    fn from(error: PublicError) -> Self {
+        error.0.into()
+    }
+}
+
 fn problem(status: StatusCode, kind: &str, detail: impl Into<String>) -> Json<Box<Problem>> {
     Json(Box::new(Problem {
         kind: format!("urn:catalog:problem:{kind}"),

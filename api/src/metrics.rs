@@ -9,10 +9,8 @@ use crate::cache::CacheStats;
 use prometheus_client::{
     encoding::EncodeLabelSet,
     metrics::{
-        counter::Counter,
-        family::Family,
-        gauge::Gauge,
-        histogram::{Histogram, exponential_buckets},
+        counter::Counter, exemplar::HistogramWithExemplars, family::Family, gauge::Gauge,
+        histogram::Histogram,
     },
     registry::Registry,
 };
@@ -55,6 +53,34 @@ pub struct PrunedLabels {
     pub table: &'static str,
 }
 
+/// Labels of the outbox's publish latency: which stream the row went to (`events`: the
+/// pipeline's events; `products`: the change feed's state records).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StreamLabels {
+    pub stream: &'static str,
+}
+
+/// The exemplar of a freshness observation: the trace that carried the product's change
+/// from the request to the projector.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TraceLabels {
+    pub trace_id: String,
+}
+
+/// Buckets of the outbox's publish latency, in seconds (the change feed's SLO reads `le="5"`).
+const PUBLISH_BUCKETS: [f64; 14] = [
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0,
+];
+
+/// Buckets of the pipeline's freshness, in seconds (the images' SLO reads `le="60"`).
+const FRESHNESS_BUCKETS: [f64; 13] = [
+    0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0, 600.0,
+];
+
+fn publish_histogram() -> Histogram {
+    Histogram::new(PUBLISH_BUCKETS)
+}
+
 /// Every metric of the api.
 pub struct ApiMetrics {
     registry: Registry,
@@ -62,8 +88,16 @@ pub struct ApiMetrics {
     pub http: Family<HttpLabels, Histogram, fn() -> Histogram>,
     /// Outbox rows not yet published, as last seen by the relay.
     pub outbox_backlog: Gauge,
-    /// Time from an outbox row's commit to the broker's acknowledgement.
-    pub outbox_publish_latency: Histogram,
+    /// Time from an outbox row's commit to the broker's acknowledgement, by stream.
+    pub outbox_publish_latency: Family<StreamLabels, Histogram, fn() -> Histogram>,
+    /// Time from a product change's commit to the projector applying its images' result:
+    /// how long the change takes to show, with the trace of the slowest as exemplars.
+    pub pipeline_freshness: HistogramWithExemplars<TraceLabels>,
+    /// Products with images still pending, and the age of the oldest wait, in seconds.
+    pub images_pending: Gauge,
+    pub images_oldest_pending: Gauge<f64, std::sync::atomic::AtomicU64>,
+    /// Whether PostgreSQL, Redis and the broker answered the last check.
+    pub dependency_up: platform::dependencies::DependencyUp,
     /// Events the projector handled, by outcome.
     pub projector_events: Family<OutcomeLabels, Counter>,
     /// The projector group's lag per partition of `images-compressed` (from the group's
@@ -96,7 +130,11 @@ impl ApiMetrics {
         let metrics = Self {
             http: Family::new_with_constructor(platform::metrics::latency_histogram),
             outbox_backlog: Gauge::default(),
-            outbox_publish_latency: Histogram::new(exponential_buckets(0.001, 2.0, 16)),
+            outbox_publish_latency: Family::new_with_constructor(publish_histogram),
+            pipeline_freshness: HistogramWithExemplars::new(FRESHNESS_BUCKETS.into_iter()),
+            images_pending: Gauge::default(),
+            images_oldest_pending: Gauge::default(),
+            dependency_up: Family::default(),
             projector_events: Family::default(),
             projector_lag: Family::default(),
             projector_stalls: Family::default(),
@@ -159,8 +197,28 @@ impl ApiMetrics {
         );
         registry.register(
             "outbox_publish_latency_seconds",
-            "Time from an event's commit to the broker's acknowledgement",
+            "Time from an outbox row's commit to the broker's acknowledgement, by stream (events: the pipeline's; products: the change feed)",
             metrics.outbox_publish_latency.clone(),
+        );
+        registry.register(
+            "pipeline_freshness_seconds",
+            "Time from a product change's commit to the projector applying its images' result (what GET shows), with trace ids as exemplars",
+            metrics.pipeline_freshness.clone(),
+        );
+        registry.register(
+            "images_pending_products",
+            "Products with images the pipeline has not finished (refreshed every 5 s from PostgreSQL)",
+            metrics.images_pending.clone(),
+        );
+        registry.register(
+            "images_oldest_pending_seconds",
+            "How long the product waiting longest for its images has waited (0 when none waits); grows while nothing reports results",
+            metrics.images_oldest_pending.clone(),
+        );
+        registry.register(
+            "dependency_up",
+            "1 when the dependency (postgres, redis, kafka) answered its last check (every 10 s, 2 s timeout), else 0",
+            metrics.dependency_up.clone(),
         );
         registry.register(
             "projector_events",
@@ -207,6 +265,36 @@ impl ApiMetrics {
             "Panics of background tasks (relay, projector, pruner), by task; each was restarted",
             metrics.task_panics.clone(),
         );
+        // Known label values start at 0: a family with no series is not exported at all, and
+        // `increase()` cannot see a counter's first step from nothing.
+        for outcome in [
+            "updated",
+            "duplicate",
+            "stale_revision",
+            "no_such_product",
+            "kept_better",
+            "unreadable",
+            "unreadable_state",
+        ] {
+            let _ = metrics
+                .projector_events
+                .get_or_create(&OutcomeLabels { outcome });
+        }
+        let _ =
+            metrics
+                .projector_stalls
+                .get_or_create(&platform::kafka::watchdog::ConsumerLabels {
+                    consumer: "projector".to_owned(),
+                });
+        for outcome in ["ok", "failed"] {
+            let _ = metrics
+                .auth_keys
+                .fetches
+                .get_or_create(&OutcomeLabels { outcome });
+        }
+        for table in ["outbox", "applied_events"] {
+            let _ = metrics.pruned.get_or_create(&PrunedLabels { table });
+        }
         Arc::new(Self {
             registry,
             ..metrics
@@ -222,14 +310,13 @@ impl ApiMetrics {
 /// The route template of a path: digit segments become `{id}`; paths outside the API's
 /// resources are `unmatched`, so scanners cannot blow up the label set.
 pub fn route_template(path: &str) -> String {
-    const KNOWN: [&str; 7] = [
+    const KNOWN: [&str; 6] = [
         "products",
         "users",
         "healthz",
         "readyz",
         "openapi.json",
         "docs",
-        "metrics",
     ];
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
     match segments.first() {

@@ -31,7 +31,11 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 pub use crate::products::Applied;
-use crate::{cache::ProductCache, metrics::OutcomeLabels, products::store};
+use crate::{
+    cache::ProductCache,
+    metrics::{OutcomeLabels, TraceLabels},
+    products::store,
+};
 
 /// The projector of one api process.
 #[derive(Clone)]
@@ -207,6 +211,7 @@ impl Projector {
                     let product_id = event.product_id.parse::<i64>().unwrap_or_default();
                     if let Applied::Updated { version } = applied {
                         self.cache.invalidate(product_id, version).await;
+                        self.record_freshness(&envelope);
                     }
                     let outcome = match applied {
                         Applied::Updated { .. } => "updated",
@@ -242,6 +247,31 @@ impl Projector {
                 }
             }
         }
+    }
+}
+
+impl Projector {
+    /// How long the change took to show: from its commit (`ce_causetime`, set by processors
+    /// of this version) to now, its result applied. The trace id rides along as the bucket's
+    /// exemplar, so a slow bucket leads to its trace.
+    fn record_freshness(&self, envelope: &Envelope) {
+        let Some(caused) = envelope.causetime else {
+            return;
+        };
+        let seconds = (chrono::Utc::now() - caused)
+            .to_std()
+            .unwrap_or_default()
+            .as_secs_f64();
+        let exemplar = envelope
+            .traceparent
+            .as_deref()
+            .and_then(|t| t.split('-').nth(1))
+            .map(|trace_id| TraceLabels {
+                trace_id: trace_id.to_owned(),
+            });
+        self.metrics
+            .pipeline_freshness
+            .observe(seconds, exemplar, None);
     }
 }
 

@@ -14,6 +14,9 @@ use crate::{
 pub struct Settings {
     /// Where the HTTP server listens (`API_ADDR`).
     pub addr: SocketAddr,
+    /// Where `/metrics` is served, apart from the API (`METRICS_ADDR`, default
+    /// 127.0.0.1:9464): what Prometheus scrapes is not on the address clients reach.
+    pub metrics_addr: SocketAddr,
     /// PostgreSQL (`POSTGRES_URL`, `POSTGRES_POOL_SIZE`).
     pub database: DatabaseSettings,
     /// The most image URLs one product may have (`MAX_IMAGES_PER_PRODUCT`).
@@ -69,6 +72,7 @@ impl Settings {
         };
         let settings = Self {
             addr: env::parse("API_ADDR", SocketAddr::from(([127, 0, 0, 1], 8080)))?,
+            metrics_addr: env::parse("METRICS_ADDR", SocketAddr::from(([127, 0, 0, 1], 9464)))?,
             database: DatabaseSettings {
                 url: env::string("POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/catalog"),
                 pool_size: env::parse("POSTGRES_POOL_SIZE", 16)?,

@@ -4,7 +4,7 @@
 use std::{net::SocketAddr, time::Duration};
 
 use anyhow::Context;
-use platform::supervise::Task;
+use platform::{dependencies::DependencyChecks, supervise::Task};
 use poem::{EndpointExt, Route, endpoint::StaticFilesEndpoint, middleware::CatchPanic};
 use tokio_util::sync::CancellationToken;
 
@@ -18,6 +18,7 @@ use crate::{
     metrics::ApiMetrics,
     middleware::{AllowedMethods, access_log, allow_header, deadline, limit_body},
     outbox::{OutboxSignal, prune::Pruner, relay::Relay},
+    products::pending::PendingImages,
     projector::Projector,
     routes::{self, AppState},
     server::{self, HttpSettings},
@@ -30,6 +31,8 @@ pub struct Application {
     background: Vec<Task>,
     listener: tokio::net::TcpListener,
     addr: SocketAddr,
+    metrics_listener: tokio::net::TcpListener,
+    metrics_addr: SocketAddr,
     app: poem::endpoint::BoxEndpoint<'static>,
     http: HttpSettings,
     shutdown_grace: Duration,
@@ -75,6 +78,23 @@ impl Application {
             settings: settings.prune.clone(),
             metrics: metrics.clone(),
         };
+        let mut checks = DependencyChecks::new(metrics.dependency_up.clone()).with("postgres", {
+            let pool = pool.clone();
+            move || {
+                let pool = pool.clone();
+                async move {
+                    pool.get().await?.query_one("SELECT 1", &[]).await?;
+                    anyhow::Ok(())
+                }
+            }
+        });
+        if settings.cache.is_some() {
+            let cache = cache.clone();
+            checks = checks.with("redis", move || {
+                let cache = cache.clone();
+                async move { cache.ping().await }
+            });
+        }
         let mut background = cache.tasks();
         background.push(Task::new("auth-keys", move |shutdown| {
             keys.clone().keep_fresh(shutdown)
@@ -93,11 +113,15 @@ impl Application {
                 signal: state.outbox.clone(),
                 metrics: metrics.clone(),
             };
+            let producer = relay.producer.clone();
+            checks = checks.with("kafka", move || {
+                platform::kafka::check_broker(producer.clone())
+            });
             background.push(Task::new("outbox-relay", move |shutdown| {
                 relay.clone().run(shutdown)
             }));
             let projector = Projector {
-                pool,
+                pool: pool.clone(),
                 kafka: kafka.clone(),
                 group: settings.projector_group.clone(),
                 stall_after: settings.consumer_stall_after,
@@ -115,12 +139,40 @@ impl Application {
                 projector.clone().run(shutdown)
             }));
         }
+        let pending = PendingImages {
+            pool: pool.clone(),
+            metrics: metrics.clone(),
+        };
+        background.push(Task::new("pending-images", move |shutdown| {
+            pending.clone().run(shutdown)
+        }));
+        background.push(Task::new("dependency-checks", move |shutdown| {
+            checks.clone().run(shutdown)
+        }));
+        for task in &background {
+            let _ = metrics
+                .task_panics
+                .get_or_create(&platform::supervise::TaskLabels {
+                    task: task.name().to_owned(),
+                });
+        }
         let listener = tokio::net::TcpListener::bind(settings.addr)
             .await
             .with_context(|| format!("Failed to listen on {}", settings.addr))?;
         let addr = listener
             .local_addr()
             .context("The listener has no socket address")?;
+        let metrics_listener = tokio::net::TcpListener::bind(settings.metrics_addr)
+            .await
+            .with_context(|| {
+                format!(
+                    "Failed to listen on {} (METRICS_ADDR)",
+                    settings.metrics_addr
+                )
+            })?;
+        let metrics_addr = metrics_listener
+            .local_addr()
+            .context("The metrics listener has no socket address")?;
         let app = endpoint(
             state,
             settings.max_body_bytes,
@@ -132,6 +184,8 @@ impl Application {
             background,
             listener,
             addr,
+            metrics_listener,
+            metrics_addr,
             app,
             http: settings.http.clone(),
             shutdown_grace: settings.shutdown_grace,
@@ -154,6 +208,11 @@ impl Application {
         self.addr
     }
 
+    /// Where `/metrics` is served (useful with port 0).
+    pub fn metrics_addr(&self) -> SocketAddr {
+        self.metrics_addr
+    }
+
     /// Serves until `shutdown` is cancelled, then lets in-flight requests finish within the
     /// grace period. Background tasks run supervised: one that panics is restarted.
     pub async fn run_until(self, shutdown: CancellationToken) -> std::io::Result<()> {
@@ -164,9 +223,15 @@ impl Application {
                 tokio::spawn(task.supervised(shutdown.clone(), self.metrics.task_panics.clone()))
             })
             .collect();
+        let metrics_server = tokio::spawn(serve_metrics(
+            self.metrics_listener,
+            self.metrics.clone(),
+            shutdown.clone(),
+        ));
         tracing::info!(
             addr = %self.addr,
             docs = format!("http://{}/docs", self.addr),
+            metrics = format!("http://{}/metrics", self.metrics_addr),
             "API listening."
         );
         let served = server::serve(
@@ -181,6 +246,9 @@ impl Application {
         shutdown.cancel();
         for task in tasks {
             task.await.ok();
+        }
+        if let Ok(Err(error)) = metrics_server.await {
+            tracing::warn!(%error, "The metrics server failed.");
         }
         served
     }
@@ -204,15 +272,11 @@ pub fn endpoint(
 
 /// The routes without the shared middleware (benchmarks add a baseline route to them).
 pub fn routes(state: AppState, images_dir: Option<std::path::PathBuf>) -> Route {
-    let metrics = state.metrics.clone();
     let auth = state.auth.clone();
     let api = routes::api(state);
     let docs = api.swagger_ui();
     let spec = api.spec_endpoint();
-    let mut route = Route::new()
-        .at("/openapi.json", spec)
-        .nest("/docs", docs)
-        .at("/metrics", poem::get(render_metrics).data(metrics));
+    let mut route = Route::new().at("/openapi.json", spec).nest("/docs", docs);
     if let Some(dir) = images_dir {
         // Compressed images stored in a local directory (IMAGE_STORAGE_URL=file://…), so
         // their public URLs work without a separate file server. A stored object never
@@ -265,11 +329,27 @@ pub fn with_middleware(
         .boxed()
 }
 
-/// `/metrics` in the Prometheus text format.
+/// Serves `/metrics` on `listener` until `shutdown`.
+async fn serve_metrics(
+    listener: tokio::net::TcpListener,
+    metrics: Arc<ApiMetrics>,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    let app = Route::new().at("/metrics", poem::get(render_metrics).data(metrics));
+    poem::Server::new_with_acceptor(poem::listener::TcpAcceptor::from_tokio(listener)?)
+        .run_with_graceful_shutdown(
+            app,
+            shutdown.cancelled_owned(),
+            Some(Duration::from_secs(1)),
+        )
+        .await
+}
+
+/// `/metrics` in the OpenMetrics text format.
 #[poem::handler]
 fn render_metrics(metrics: poem::web::Data<&Arc<ApiMetrics>>) -> poem::Response {
     poem::Response::builder()
-        .content_type("text/plain; version=0.0.4; charset=utf-8")
+        .content_type(platform::metrics::CONTENT_TYPE)
         .body(metrics.render())
 }
 
@@ -318,5 +398,36 @@ mod tests {
             committed == generated,
             "api/openapi.json differs from the code; run `make openapi` and commit"
         );
+    }
+}
+
+#[cfg(test)]
+mod security_tests {
+    use serde_json::Value;
+
+    /// Every operation that takes a token says so and documents its 401 and 403; every
+    /// public one documents neither, so a generated client handles exactly what can come.
+    #[test]
+    fn only_operations_that_take_a_token_declare_401_and_403() {
+        let spec: Value = serde_json::from_str(&super::openapi_json()).unwrap();
+        let mut seen = 0;
+        for (path, item) in spec["paths"].as_object().unwrap() {
+            for (method, operation) in item.as_object().unwrap() {
+                let secured = operation
+                    .get("security")
+                    .and_then(Value::as_array)
+                    .is_some_and(|s| !s.is_empty());
+                let responses = &operation["responses"];
+                for status in ["401", "403"] {
+                    assert_eq!(
+                        responses.get(status).is_some(),
+                        secured,
+                        "{method} {path}: {status} declared iff the operation takes a token"
+                    );
+                }
+                seen += 1;
+            }
+        }
+        assert!(seen >= 8, "the document lists the API's operations");
     }
 }

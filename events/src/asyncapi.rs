@@ -185,6 +185,14 @@ fn cloud_event_headers(event_type: Option<EventType>) -> (Map<String, Value>, Ve
                 "description": "W3C trace context of the request that caused the event; absent when there was none.",
             }),
         ),
+        (
+            h::CE_CAUSETIME,
+            json!({
+                "type": "string",
+                "format": "date-time",
+                "description": "On com.catalog.images.compressed.v1 only: when the change that asked for these images was committed (the ce_time of the event they answer), RFC 3339, UTC. A CloudEvents extension attribute; absent on other types.",
+            }),
+        ),
     ];
     let required = [
         h::CE_SPECVERSION,

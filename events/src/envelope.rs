@@ -55,6 +55,8 @@ pub struct Envelope {
     pub subject: String,
     /// W3C trace context, when the event was caused by a traced request.
     pub traceparent: Option<String>,
+    /// When the change this event answers was committed (`ce_causetime`, on results).
+    pub causetime: Option<DateTime<Utc>>,
 }
 
 /// Why headers do not make an envelope.
@@ -80,6 +82,7 @@ impl Envelope {
             time: Utc::now(),
             subject: subject.into(),
             traceparent: None,
+            causetime: None,
         }
     }
 
@@ -99,6 +102,12 @@ impl Envelope {
         ];
         if let Some(traceparent) = &self.traceparent {
             out.push((headers::TRACEPARENT, traceparent.clone()));
+        }
+        if let Some(causetime) = self.causetime {
+            out.push((
+                headers::CE_CAUSETIME,
+                causetime.to_rfc3339_opts(SecondsFormat::Millis, true),
+            ));
         }
         out
     }
@@ -133,6 +142,12 @@ impl Envelope {
                 .with_timezone(&Utc),
             subject: take(headers::CE_SUBJECT)?,
             traceparent: take(headers::TRACEPARENT).ok(),
+            // An extension only informs metrics: one that does not parse is ignored rather
+            // than making the event unreadable.
+            causetime: take(headers::CE_CAUSETIME)
+                .ok()
+                .and_then(|t| DateTime::parse_from_rfc3339(&t).ok())
+                .map(|t| t.with_timezone(&Utc)),
         })
     }
 }
@@ -146,6 +161,7 @@ mod tests {
         let mut envelope = Envelope::new(EventType::ProductCreated, "/catalog/api", "42");
         envelope.traceparent =
             Some("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01".into());
+        envelope.causetime = Some(Utc::now() - chrono::Duration::seconds(3));
         let headers = envelope.headers();
         let back =
             Envelope::from_headers(headers.iter().map(|(k, v)| (*k, Some(v.as_bytes())))).unwrap();
@@ -153,6 +169,10 @@ mod tests {
         assert_eq!(back.event_type, EventType::ProductCreated);
         assert_eq!(back.subject, "42");
         assert_eq!(back.traceparent, envelope.traceparent);
+        assert_eq!(
+            back.causetime.map(|t| t.timestamp_millis()),
+            envelope.causetime.map(|t| t.timestamp_millis())
+        );
         assert_eq!(
             back.time.timestamp_millis(),
             envelope.time.timestamp_millis()

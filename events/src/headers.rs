@@ -15,6 +15,10 @@ pub const CE_TIME: &str = "ce_time";
 pub const CE_SUBJECT: &str = "ce_subject";
 /// The payload's media type, `application/json`.
 pub const CONTENT_TYPE: &str = "content-type";
+/// On results (`ImagesCompressed`): when the change that asked for them was committed, the
+/// `ce_time` of the event they answer (a CloudEvents extension attribute). Subtracted from
+/// the time a result is applied, it is the pipeline's freshness.
+pub const CE_CAUSETIME: &str = "ce_causetime";
 /// W3C trace context of the request that caused the event.
 pub const TRACEPARENT: &str = "traceparent";
 

@@ -13,7 +13,6 @@ use poem::{
     listener::{Acceptor, Listener, TcpAcceptor, TcpListener},
     web::Data,
 };
-use rdkafka::producer::Producer;
 use tokio_util::sync::CancellationToken;
 
 use crate::{metrics::ProcessorMetrics, worker::Worker};
@@ -30,17 +29,11 @@ async fn readyz(worker: Data<&Arc<Worker>>) -> Response {
     // The consumers' state as the request found it: the broker and storage checks below can
     // take seconds, and a stall that a rejoin clears meanwhile must still be reported.
     let troubles = worker.health.troubles();
-    let producer = worker.producer.clone();
-    let broker = tokio::task::spawn_blocking(move || {
-        producer
-            .client()
-            .fetch_metadata(None, Duration::from_secs(2))
-            .map(|_| ())
-    });
+    let broker = platform::kafka::check_broker(worker.producer.clone());
     let storage = tokio::time::timeout(Duration::from_secs(2), worker.storage.check());
     let (broker, storage) = tokio::join!(broker, storage);
     let mut problems = Vec::new();
-    if !matches!(broker, Ok(Ok(()))) {
+    if broker.is_err() {
         problems.push("the Kafka broker does not answer".to_owned());
     }
     if !matches!(storage, Ok(Ok(()))) {
@@ -77,7 +70,7 @@ async fn readyz(worker: Data<&Arc<Worker>>) -> Response {
 #[handler]
 fn metrics(metrics: Data<&Arc<ProcessorMetrics>>) -> Response {
     Response::builder()
-        .content_type("text/plain; version=0.0.4; charset=utf-8")
+        .content_type(platform::metrics::CONTENT_TYPE)
         .body(metrics.render())
 }
 

@@ -53,6 +53,8 @@ pub struct ProcessorMetrics {
     pub consumer_stalls: Family<ConsumerLabels, Counter>,
     /// Panics of supervised tasks (the consumers), by task; each was restarted.
     pub task_panics: platform::supervise::TaskPanics,
+    /// Whether the broker and the object store answered the last check.
+    pub dependency_up: platform::dependencies::DependencyUp,
 }
 
 fn stage_histogram() -> Histogram {
@@ -60,6 +62,50 @@ fn stage_histogram() -> Histogram {
 }
 
 impl ProcessorMetrics {
+    /// Every metric, with each counter's known label values at 0 for `retry_levels` retry
+    /// levels: a family with no series yet is not exported at all, and `increase()` cannot
+    /// see a counter's first step from nothing (dashboards and alerts would read neither).
+    pub fn for_levels(retry_levels: usize) -> Arc<Self> {
+        let metrics = Self::new();
+        for outcome in ["compressed", "reused", "failed", "gave_up"] {
+            let _ = metrics.images.get_or_create(&OutcomeLabels { outcome });
+        }
+        for outcome in ["transient", "permanent"] {
+            let _ = metrics
+                .dead_letters
+                .get_or_create(&OutcomeLabels { outcome });
+        }
+        for outcome in ["product_deleted", "older_revision", "unreferenced"] {
+            let _ = metrics
+                .images_deleted
+                .get_or_create(&OutcomeLabels { outcome });
+        }
+        for outcome in ["product_deleted", "newer_revision"] {
+            let _ = metrics
+                .jobs_superseded
+                .get_or_create(&OutcomeLabels { outcome });
+        }
+        for level in 0..=retry_levels {
+            let consumer = if level == 0 {
+                "main".to_owned()
+            } else {
+                let _ = metrics.retries.get_or_create(&LevelLabels {
+                    level: level as u32,
+                });
+                format!("retry-{level}")
+            };
+            let _ = metrics
+                .task_panics
+                .get_or_create(&platform::supervise::TaskLabels {
+                    task: format!("consumer-{consumer}"),
+                });
+            let _ = metrics
+                .consumer_stalls
+                .get_or_create(&ConsumerLabels { consumer });
+        }
+        metrics
+    }
+
     pub fn new() -> Arc<Self> {
         let mut registry = Registry::default();
         let metrics = Self {
@@ -73,6 +119,7 @@ impl ProcessorMetrics {
             jobs_superseded: Family::default(),
             consumer_stalls: Family::default(),
             task_panics: Family::default(),
+            dependency_up: Family::default(),
         };
         registry.register("images", "Images by final outcome", metrics.images.clone());
         registry.register(
@@ -109,6 +156,11 @@ impl ProcessorMetrics {
             "consumer_stalls",
             "Consumers that made no progress with records waiting for CONSUMER_STALL_SECS, and were recreated",
             metrics.consumer_stalls.clone(),
+        );
+        registry.register(
+            "dependency_up",
+            "1 when the dependency (kafka, object_store) answered its last check (every 10 s, 2 s timeout), else 0",
+            metrics.dependency_up.clone(),
         );
         registry.register(
             "background_task_panics",

@@ -3,7 +3,7 @@
 
 use std::{net::SocketAddr, sync::Arc};
 
-use platform::kafka::KafkaSettings;
+use platform::{dependencies::DependencyChecks, kafka::KafkaSettings};
 use tokio_util::sync::CancellationToken;
 
 use crate::{
@@ -42,13 +42,32 @@ impl Application {
     /// Consumes and serves until `shutdown` (jobs in hand finish first). The consumers
     /// ending for any other reason stop the health server too: nothing outlives the run.
     pub async fn run_until(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let checks = dependency_checks(&self.worker);
         let consumers = async {
             let consumed =
                 worker::run(self.worker, &self.kafka, &self.group, shutdown.clone()).await;
             shutdown.cancel();
             consumed
         };
-        let ((), consumed) = tokio::join!(self.health.run(shutdown.clone()), consumers);
+        let ((), (), consumed) = tokio::join!(
+            self.health.run(shutdown.clone()),
+            checks.run(shutdown.clone()),
+            consumers
+        );
         consumed
     }
+}
+
+/// What `dependency_up` reports: the broker and the object store, as readiness checks them.
+fn dependency_checks(worker: &Arc<Worker>) -> DependencyChecks {
+    let producer = worker.producer.clone();
+    let storage = worker.clone();
+    DependencyChecks::new(worker.metrics.dependency_up.clone())
+        .with("kafka", move || {
+            platform::kafka::check_broker(producer.clone())
+        })
+        .with("object_store", move || {
+            let worker = storage.clone();
+            async move { worker.storage.check().await }
+        })
 }

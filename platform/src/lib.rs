@@ -5,6 +5,7 @@
 //! plumbing that the api and the image-processor would otherwise each write again.
 
 pub mod backoff;
+pub mod dependencies;
 pub mod env;
 pub mod kafka;
 pub mod metrics;

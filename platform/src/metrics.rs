@@ -3,11 +3,7 @@
 
 use prometheus_client::{
     encoding::{EncodeLabelSet, text::encode},
-    metrics::{
-        family::Family,
-        gauge::Gauge,
-        histogram::{Histogram, exponential_buckets},
-    },
+    metrics::{family::Family, gauge::Gauge, histogram::Histogram},
     registry::Registry,
 };
 
@@ -27,10 +23,21 @@ pub struct PartitionLabels {
 /// Records behind the high watermark, per partition of a consumer group's topic.
 pub type ConsumerLag = Family<PartitionLabels, Gauge>;
 
-/// A latency histogram from 0.5 ms doubling up to about 16 s.
+/// Request latency buckets, in seconds: every SLO threshold (50 ms for reads, 250 ms for
+/// writes) is a bucket boundary, so its burn rate is read exactly, not interpolated.
+pub const LATENCY_BUCKETS: [f64; 13] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+/// A request latency histogram over [`LATENCY_BUCKETS`].
 pub fn latency_histogram() -> Histogram {
-    Histogram::new(exponential_buckets(0.0005, 2.0, 16))
+    Histogram::new(LATENCY_BUCKETS)
 }
+
+/// The content type of [`render`]'s output: OpenMetrics, which carries exemplars (the trace
+/// of one observation in a bucket); Prometheus asks for it and stores them with
+/// `--enable-feature=exemplar-storage`.
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 /// The registry in the Prometheus text exposition format.
 pub fn render(registry: &Registry) -> String {

@@ -52,6 +52,11 @@ impl Task {
         }
     }
 
+    /// Its name, as logs and `background_task_panics_total{task}` give it.
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+
     /// Runs it until it returns or `shutdown` fires, started again after every panic
     /// (see [`supervise`]).
     pub fn supervised(

@@ -3,7 +3,10 @@
 The schema validators (compose spec, Kubernetes schemas) say a file is well formed; this says
 it configures *this* system: every environment key the deployments set is one the binaries
 read, every key the binaries read is documented with its default, the topics the compose file
-creates are the AsyncAPI document's, and the Kubernetes objects point at each other.
+creates are the AsyncAPI document's, and the Kubernetes objects point at each other. The
+monitoring component's objects (Prometheus Operator kinds) scrape the services under the job
+names the rules select, and its PrometheusRule holds exactly deploy/observability/rules.yml's
+groups (scripts/contracts/sync_prometheus_rule.py writes it).
 
 Usage: python check_deploy.py <repository root>. Prints each problem; exits 1 if any.
 """
@@ -338,6 +341,8 @@ def check_objects(objects: list[tuple[str, dict]], keys: set[str], operations: s
                 f"KAFKA_TOPIC_PARTITIONS {partitions}; the extra consumers would idle"
             )
 
+    check_monitoring(objects, by_kind)
+
 
 def check_trigger_authentication(
     name: str, trigger: dict, settings: dict[str, str], by_kind: dict[str, dict[str, dict]]
@@ -374,6 +379,105 @@ def check_trigger_authentication(
     tls = params.get("tls", (None, None, None))[2]
     if (tls == "enable") != protocol.endswith("ssl"):
         problem(f"TriggerAuthentication {ref}: tls is {tls!r}, the services use {protocol}")
+
+
+# The Prometheus job each binary's metrics must carry: the rules select on these
+# (deploy/observability/rules.yml; prometheus.yml names its scrape jobs the same).
+JOB_OF_BINARY = {"api": "catalog-api", "image-processor": "image-processor"}
+MONITORING_KINDS = ("PrometheusRule", "ServiceMonitor", "PodMonitor")
+
+
+def relabelled_job(endpoint: dict) -> str | None:
+    """The value a monitor's endpoint gives `job` with a replace relabelling, if any."""
+    job = None
+    for r in endpoint.get("relabelings", []):
+        if r.get("targetLabel") == "job" and r.get("action", "replace") == "replace":
+            job = r.get("replacement")
+    return job
+
+
+def check_monitoring(objects: list[tuple[str, dict]], by_kind: dict[str, dict[str, dict]]) -> None:
+    """ServiceMonitors and PodMonitors reach the services' /metrics under the jobs the rules
+    select; a PrometheusRule holds rules.yml's groups, unchanged."""
+    if not any(kind in by_kind for kind in MONITORING_KINDS):
+        return
+    deployments = by_kind.get("Deployment", {})
+
+    def binary_of(pod_labels_match) -> set[str]:
+        return {
+            c["args"][0]
+            for d in deployments.values()
+            if pod_labels_match(d["spec"]["template"]["metadata"]["labels"])
+            for c in d["spec"]["template"]["spec"]["containers"]
+        }
+
+    scraped: set[str] = set()
+    for name, sm in by_kind.get("ServiceMonitor", {}).items():
+        where = f"ServiceMonitor {name}"
+        sel = sm["spec"].get("selector", {}).get("matchLabels", {})
+        namespaces = sm["spec"].get("namespaceSelector", {}).get("matchNames", [sm["metadata"]["namespace"]])
+        services = [
+            svc
+            for svc in by_kind.get("Service", {}).values()
+            if sel.items() <= svc["metadata"].get("labels", {}).items()
+            and svc["metadata"]["namespace"] in namespaces
+        ]
+        if not sel or not services:
+            problem(f"{where}: its selector matches no Service")
+            continue
+        for svc in services:
+            ports = {p.get("name") for p in svc["spec"]["ports"]}
+            pod_sel = svc["spec"]["selector"]
+            binaries = binary_of(lambda labels: pod_sel.items() <= labels.items())
+            for endpoint in sm["spec"].get("endpoints", []):
+                check_endpoint(where, endpoint, ports, binaries, f"Service {svc['metadata']['name']}")
+                scraped.add(relabelled_job(endpoint) or "")
+    for name, pm in by_kind.get("PodMonitor", {}).items():
+        where = f"PodMonitor {name}"
+        sel = pm["spec"].get("selector", {}).get("matchLabels", {})
+        matched = [
+            d
+            for d in deployments.values()
+            if sel and sel.items() <= d["spec"]["template"]["metadata"]["labels"].items()
+            and d["metadata"]["namespace"] == pm["metadata"]["namespace"]
+        ]
+        if not matched:
+            problem(f"{where}: its selector matches no Deployment's pods")
+            continue
+        ports = {
+            p.get("name") for d in matched for c in d["spec"]["template"]["spec"]["containers"] for p in c.get("ports", [])
+        }
+        binaries = {c["args"][0] for d in matched for c in d["spec"]["template"]["spec"]["containers"]}
+        for endpoint in pm["spec"].get("podMetricsEndpoints", []):
+            check_endpoint(where, endpoint, ports, binaries, "its pods")
+            scraped.add(relabelled_job(endpoint) or "")
+    if by_kind.get("ServiceMonitor") or by_kind.get("PodMonitor"):
+        for job in sorted(set(JOB_OF_BINARY.values()) - scraped):
+            problem(f"monitoring: no ServiceMonitor or PodMonitor scrapes the job {job} the rules select")
+
+    rules_path = ROOT / "deploy/observability/rules.yml"
+    groups = yaml.safe_load(rules_path.read_text())["groups"]
+    for name, rule in by_kind.get("PrometheusRule", {}).items():
+        if rule.get("spec", {}).get("groups") != groups:
+            problem(
+                f"PrometheusRule {name}: its groups differ from deploy/observability/rules.yml; "
+                "run python3 scripts/contracts/sync_prometheus_rule.py"
+            )
+
+
+def check_endpoint(where: str, endpoint: dict, ports: set, binaries: set[str], target: str) -> None:
+    if endpoint.get("port") not in ports:
+        problem(f"{where}: port {endpoint.get('port')!r} is not a named port of {target}")
+    if endpoint.get("path", "/metrics") != "/metrics":
+        problem(f"{where}: path {endpoint.get('path')!r}; the services serve /metrics")
+    jobs = {JOB_OF_BINARY.get(b) for b in binaries}
+    if len(jobs) != 1 or None in jobs:
+        problem(f"{where}: scrapes {sorted(binaries)}, not exactly one of the binaries")
+    elif relabelled_job(endpoint) not in jobs:
+        problem(
+            f"{where}: sets job to {relabelled_job(endpoint)!r}, but the rules select "
+            f"job={next(iter(jobs))!r} for {next(iter(binaries))} (relabel job with a replace)"
+        )
 
 
 def main() -> int:

@@ -463,7 +463,7 @@ async fn with_no_key_set_ever_loaded_protected_routes_are_503_and_public_ones_wo
         "{problem}"
     );
     assert_eq!(app.get("/products?user_id=1").await.status(), 200);
-    let metrics = app.get("/metrics").await.text().await.unwrap();
+    let metrics = app.text_of(&app.metrics_url).await;
     assert!(
         metrics.contains("auth_refusals_total{reason=\"keys_unavailable\"}"),
         "{metrics}"

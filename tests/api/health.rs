@@ -85,8 +85,20 @@ async fn metrics_count_requests_by_route_template_not_by_id() {
     let id = app.create_product(&user, "Lamp", 1.0).await;
     app.get(&format!("/products/{id}")).await;
     app.get("/products/999999").await;
-    let response = app.get("/metrics").await;
+    assert_eq!(
+        app.get("/metrics").await.status(),
+        404,
+        "/metrics is served on METRICS_ADDR only, not where clients reach the API"
+    );
+    let response = app.anonymous.get(&app.metrics_url).send().await.unwrap();
     assert_eq!(response.status(), 200);
+    assert!(
+        response.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("application/openmetrics-text"),
+        "exemplars need OpenMetrics"
+    );
     let text = response.text().await.unwrap();
     assert!(
         text.contains(r#"http_request_duration_seconds_count{method="GET",route="/products/{id}",status="200"} 1"#),

@@ -108,7 +108,7 @@ async fn a_request_stuck_on_the_database_answers_503_at_the_request_timeout() {
 #[tokio::test]
 async fn made_up_methods_do_not_grow_the_metrics() {
     let app = spawn_app_with(|_| {}).await;
-    let before = app.text_of(&app.url("/metrics")).await.len();
+    let before = app.text_of(&app.metrics_url).await.len();
     for i in 0..50 {
         let method =
             reqwest::Method::from_bytes(format!("M{i}{}", "X".repeat(2_000)).as_bytes()).unwrap();
@@ -120,7 +120,7 @@ async fn made_up_methods_do_not_grow_the_metrics() {
             .unwrap();
         assert_eq!(response.status(), 405);
     }
-    let metrics = app.text_of(&app.url("/metrics")).await;
+    let metrics = app.text_of(&app.metrics_url).await;
     assert!(
         metrics.contains(r#"method="OTHER""#),
         "made-up methods count as OTHER"

@@ -1,6 +1,7 @@
 //! The asynchronous half, end to end: real broker, PostgreSQL, object storage (a directory
 //! the api serves) and images served over HTTP by the test.
 
+mod alerts;
 mod broker_outage;
 mod broker_volume;
 mod cleanup;

@@ -110,7 +110,7 @@ async fn both_consumer_groups_report_their_lag_per_partition() {
     pipeline.wait_until_processed(&id).await;
     let topics = pipeline.kafka.topics();
     let processor = format!("http://{}/metrics", pipeline.processor_http.unwrap());
-    let api = pipeline.app.url("/metrics");
+    let api = pipeline.app.metrics_url.clone();
     for (url, line) in [
         (
             processor,
@@ -187,5 +187,78 @@ async fn sigterm_mid_load_drains_the_processor_without_loss_or_repeats() {
             1,
             "image {n} processed exactly once"
         );
+    }
+}
+
+/// The value of the sample `name` (with its labels, if any) in a metrics page.
+fn sample(text: &str, name: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
+        .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
+}
+
+#[tokio::test]
+async fn the_api_reports_what_waits_for_images_and_how_fresh_results_are() {
+    let mut pipeline = spawn_pipeline_without_processor().await;
+    let id = pipeline
+        .create_product(&[pipeline.images.url("/img/chelsea.png")])
+        .await;
+    let metrics = pipeline.app.metrics_url.clone();
+    // No processor: the product waits, and the oldest wait grows, whatever consumers say.
+    poll_until(
+        "the api to report the waiting product and its age",
+        Duration::from_secs(30),
+        || async {
+            let text = pipeline.app.text_of(&metrics).await;
+            match (
+                sample(&text, "images_pending_products"),
+                sample(&text, "images_oldest_pending_seconds"),
+            ) {
+                (Some(1.0), Some(age)) if age > 0.0 => Ok(()),
+                other => Err(other),
+            }
+        },
+    )
+    .await;
+    pipeline.start_processor().await;
+    pipeline.wait_until_processed(&id).await;
+    let text = poll_until(
+        "the wait to end and the result's freshness to be observed",
+        Duration::from_secs(30),
+        || async {
+            let text = pipeline.app.text_of(&metrics).await;
+            match (
+                sample(&text, "images_pending_products"),
+                sample(&text, "pipeline_freshness_seconds_count"),
+            ) {
+                (Some(0.0), Some(1.0)) => Ok(text),
+                other => Err(other),
+            }
+        },
+    )
+    .await;
+    for (line, wanted) in [
+        (
+            r#"outbox_publish_latency_seconds_count{stream="events"}"#,
+            1.0,
+        ),
+        (
+            r#"outbox_publish_latency_seconds_count{stream="products"}"#,
+            1.0,
+        ),
+        (r#"dependency_up{dependency="postgres"}"#, 1.0),
+        (r#"dependency_up{dependency="kafka"}"#, 1.0),
+    ] {
+        assert!(
+            sample(&text, line).is_some_and(|v| v >= wanted),
+            "{line} at least {wanted}: {text}"
+        );
+    }
+    let processor = pipeline.processor_metrics().await;
+    for line in [
+        r#"dependency_up{dependency="kafka"} 1"#,
+        r#"dependency_up{dependency="object_store"} 1"#,
+    ] {
+        assert!(processor.contains(line), "{line}: {processor}");
     }
 }

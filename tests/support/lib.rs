@@ -47,6 +47,8 @@ pub async fn create_database() -> String {
 pub struct TestApp {
     /// `http://127.0.0.1:PORT`.
     pub base: String,
+    /// `http://127.0.0.1:PORT/metrics`, on the api's metrics listener (`METRICS_ADDR`).
+    pub metrics_url: String,
     /// The test's own database.
     pub database_url: String,
     /// A client that follows no redirects, has a timeout and is signed in as an admin (a
@@ -86,6 +88,7 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
 pub async fn spawn_app_on(database_url: String, configure: impl FnOnce(&mut Settings)) -> TestApp {
     let mut settings = Settings::from_env().expect("default settings are valid");
     settings.addr = "127.0.0.1:0".parse().expect("a valid address");
+    settings.metrics_addr = "127.0.0.1:0".parse().expect("a valid address");
     settings.database.url = database_url.clone();
     settings.database.pool_size = 4;
     settings.shutdown_grace = Duration::from_secs(1);
@@ -99,11 +102,13 @@ pub async fn spawn_app_on(database_url: String, configure: impl FnOnce(&mut Sett
     configure(&mut settings);
     let app = Application::build(&settings).await.expect("the api starts");
     let base = format!("http://{}", app.addr());
+    let metrics_url = format!("http://{}/metrics", app.metrics_addr());
     let (cache_stats, cache) = (app.cache_stats(), app.cache());
     let shutdown = CancellationToken::new();
     let running = Some(tokio::spawn(app.run_until(shutdown.clone())));
     TestApp {
         base,
+        metrics_url,
         database_url,
         http: client(Some(
             &issuer.token("test-admin", &[api::auth::WRITE, api::auth::ADMIN]),

@@ -88,6 +88,7 @@ pub fn api_binary_in(
     let child = command
         .current_dir(std::env::temp_dir())
         .env("API_ADDR", format!("127.0.0.1:{port}"))
+        .env("METRICS_ADDR", "127.0.0.1:0")
         .env("POSTGRES_URL", database_url)
         .env("KAFKA_BROKERS", &kafka.brokers)
         .env("KAFKA_TOPIC_PREFIX", &kafka.topic_prefix)

@@ -32,6 +32,29 @@ pub struct ReasonLabels {
     pub reason: &'static str,
 }
 
+/// Every reason a token is refused for, as `auth_refusals_total` counts them (each starts at
+/// 0, so the family is exported before the first refusal).
+pub const REFUSAL_REASONS: [&str; 18] = [
+    "malformed",
+    "token_type",
+    "header",
+    "algorithm",
+    "key_id",
+    "unknown_key",
+    "signature",
+    "expired",
+    "not_yet_valid",
+    "issued_in_future",
+    "issuer",
+    "audience",
+    "claims",
+    "subject",
+    "too_long",
+    "two_headers",
+    "query_token",
+    "keys_unavailable",
+];
+
 /// What the checker needs: the verifier, and where it counts refusals.
 #[derive(Clone)]
 pub struct Auth {
@@ -48,6 +71,9 @@ impl Auth {
         refusals: Family<ReasonLabels, Counter>,
     ) -> anyhow::Result<Self> {
         let keys = Arc::new(keys::KeySet::new(settings.clone(), key_metrics)?);
+        for reason in REFUSAL_REASONS {
+            let _ = refusals.get_or_create(&ReasonLabels { reason });
+        }
         Ok(Self {
             verifier: Arc::new(Verifier::new(settings, keys)),
             refusals,
@@ -92,6 +118,10 @@ impl Auth {
     }
 
     fn refuse(&self, reason: &'static str, error: ApiError) -> ApiError {
+        debug_assert!(
+            REFUSAL_REASONS.contains(&reason),
+            "{reason} is listed in REFUSAL_REASONS"
+        );
         self.refusals.get_or_create(&ReasonLabels { reason }).inc();
         error
     }

@@ -208,6 +208,21 @@ impl ProductCache {
         })
     }
 
+    /// Whether Redis answers a PING on a connected client (for `dependency_up`); an error
+    /// when it does not or when the cache is disabled. Not counted in `cache_errors_total`:
+    /// that counts the reads and writes that fell back to the database.
+    pub async fn ping(&self) -> anyhow::Result<()> {
+        let pool = self
+            .inner
+            .client
+            .as_ref()
+            .ok_or_else(|| anyhow::anyhow!("the cache is disabled"))?;
+        let client = pool.next_connected();
+        anyhow::ensure!(client.is_connected(), "no connection to Redis is up");
+        client.ping::<fred::types::Value>(None).await?;
+        Ok(())
+    }
+
     /// The key of product `id`, a connected client if there is one, and the settings.
     fn key(&self, id: i64) -> Option<(String, &Client, &CacheSettings)> {
         let (pool, settings) = (self.inner.client.as_ref()?, self.inner.settings.as_ref()?);

@@ -21,6 +21,7 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use super::{OutboxSignal, SOURCE};
+use crate::metrics::StreamLabels;
 
 /// How long a batch in flight at shutdown may take to be acknowledged.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
@@ -226,9 +227,9 @@ impl Relay {
         let event_type = EventType::parse(&row.event_type).ok_or_else(|| {
             anyhow::anyhow!("outbox row {} has unknown type {}", row.id, row.event_type)
         })?;
-        let topic = match event_type {
-            EventType::ProductState => self.topics.products(),
-            _ => self.topics.product_events(),
+        let (topic, stream) = match event_type {
+            EventType::ProductState => (self.topics.products(), "products"),
+            _ => (self.topics.product_events(), "events"),
         };
         let span = tracing::info_span!(
             "publish",
@@ -249,6 +250,7 @@ impl Relay {
             subject: row.product_id.to_string(),
             traceparent: platform::telemetry::traceparent_of(&span)
                 .or_else(|| row.traceparent.clone()),
+            causetime: None,
         };
         let mut headers = envelope.headers();
         // A state record without a value is a tombstone: the product is gone. It says nothing
@@ -270,6 +272,11 @@ impl Relay {
             .map_err(|(error, _)| {
                 anyhow::anyhow!("Failed to publish outbox row {}: {error}", row.id)
             })?;
+        let latency = (Utc::now() - row.created_at).to_std().unwrap_or_default();
+        self.metrics
+            .outbox_publish_latency
+            .get_or_create(&StreamLabels { stream })
+            .observe(latency.as_secs_f64());
         Ok(())
     }
 }

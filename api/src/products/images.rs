@@ -52,6 +52,11 @@ impl StoredImages {
         Json(&self.0)
     }
 
+    /// Whether any image still waits for its result.
+    pub fn any_pending(&self) -> bool {
+        self.0.iter().any(|s| s.status == ImageStatus::Pending)
+    }
+
     /// `compressed_product_images`: each image's compressed URL, `None` until compressed.
     pub fn compressed_urls(&self) -> Vec<Option<String>> {
         self.0

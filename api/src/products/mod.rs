@@ -7,7 +7,9 @@
 //! - [`row`]: a row, read by column name;
 //! - [`images`]: the `image_status` column, the state of each image;
 //! - [`document`]: the product as `GET /products/{id}` and the `products` topic show it;
-//! - [`changes`]: the validated input of a create or an update.
+//! - [`changes`]: the validated input of a create or an update;
+//! - [`pending`]: how many products wait for images, and since when (for the freshness
+//!   alerts).
 //!
 //! The HTTP routes only translate requests into these calls and results into responses.
 
@@ -16,6 +18,7 @@ mod cursor;
 pub mod document;
 pub mod images;
 mod nullable;
+pub mod pending;
 pub mod row;
 pub mod store;
 

@@ -37,8 +37,9 @@ pub async fn insert(pool: &Pool, owner: UserId, product: &NewProduct) -> Result<
         .query_one(
             &format!(
                 "INSERT INTO products (user_id, product_name, product_description, product_images, \
-                   product_price, image_status, compressed_product_images) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING {COLUMNS}"
+                   product_price, image_status, compressed_product_images, images_pending_since) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, \
+                   CASE WHEN cardinality($4::text[]) > 0 THEN now() END) RETURNING {COLUMNS}"
             ),
             &[
                 &owner.get(),
@@ -189,6 +190,8 @@ pub async fn update(
                    product_images = COALESCE($5, product_images), \
                    image_status = COALESCE($6, image_status), \
                    compressed_product_images = COALESCE($7, compressed_product_images), \
+                   images_pending_since = CASE WHEN $5::text[] IS NULL THEN images_pending_since \
+                     WHEN cardinality($5::text[]) > 0 THEN now() END, \
                    image_revision = $8, \
                    version = version + 1, \
                    updated_at = now() \
@@ -326,10 +329,17 @@ pub async fn apply_images(
     let row = tx
         .query_one(
             &format!(
-                "UPDATE products SET image_status = $2, compressed_product_images = $3, version = version + 1 \
+                "UPDATE products SET image_status = $2, compressed_product_images = $3, \
+                   images_pending_since = CASE WHEN $4 THEN images_pending_since END, \
+                   version = version + 1 \
                  WHERE id = $1 RETURNING {COLUMNS}"
             ),
-            &[&product_id, &images.to_column(), &images.compressed_urls()],
+            &[
+                &product_id,
+                &images.to_column(),
+                &images.compressed_urls(),
+                &images.any_pending(),
+            ],
         )
         .await?;
     let row = ProductRow::try_from(&row)?;

@@ -7,7 +7,7 @@ use platform::kafka::watchdog::Trouble;
 use poem_openapi::{ApiResponse, Object, OpenApi, payload::Json};
 
 use super::{ApiTags, AppState};
-use crate::error::ApiError;
+use crate::error::{ApiError, PublicError};
 
 /// The health endpoints.
 pub struct HealthApi {
@@ -54,7 +54,7 @@ impl HealthApi {
     ///
     /// 200 when the database answers within two seconds, 503 otherwise.
     #[oai(path = "/readyz", method = "get", operation_id = "readyz")]
-    async fn readyz(&self) -> Result<HealthResponse, ApiError> {
+    async fn readyz(&self) -> Result<HealthResponse, PublicError> {
         // A projector group that does not move leaves every product's images pending. A
         // broker that is away is not counted: writes go on into the outbox meanwhile.
         let stuck: Vec<String> = self
@@ -70,7 +70,8 @@ impl HealthApi {
                 "The {} consumer group made no progress with records waiting; it is being \
                  recreated.",
                 stuck.join(", ")
-            )));
+            ))
+            .into());
         }
         let check = async {
             let client = self.state.pool.get().await?;
@@ -79,10 +80,11 @@ impl HealthApi {
         };
         match tokio::time::timeout(Duration::from_secs(2), check).await {
             Ok(Ok(())) => Ok(ok()),
-            Ok(Err(e)) => Err(ApiError::unavailable(e)),
+            Ok(Err(e)) => Err(ApiError::unavailable(e).into()),
             Err(_) => Err(ApiError::unavailable(anyhow::anyhow!(
                 "the database did not answer within 2s"
-            ))),
+            ))
+            .into()),
         }
     }
 }

@@ -11,7 +11,7 @@ use super::{
 use crate::{
     auth::BearerAuth,
     domain::{Email, Username, Validator},
-    error::ApiError,
+    error::{ApiError, PublicError},
     users::{self, UserRow},
 };
 
@@ -124,9 +124,9 @@ impl UsersApi {
         /// The user's id.
         #[oai(validator(minimum(value = "1")))]
         id: Path<i64>,
-    ) -> Result<UserResponse, ApiError> {
+    ) -> Result<UserResponse, PublicError> {
         let Some(row) = users::find(&self.state.pool, id.0).await? else {
-            return Err(ApiError::not_found(format!("There is no user {}.", id.0)));
+            return Err(ApiError::not_found(format!("There is no user {}.", id.0)).into());
         };
         let with_email = match self.state.auth.optional_caller(request).await {
             Some(caller) if caller.is_admin() => true,

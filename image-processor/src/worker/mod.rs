@@ -101,7 +101,7 @@ impl Worker {
             images_at_once: Arc::new(Semaphore::new(
                 (settings.jobs_in_flight * settings.image_concurrency).max(1),
             )),
-            metrics: ProcessorMetrics::new(),
+            metrics: ProcessorMetrics::for_levels(settings.retry_delays.len()),
             stall_after: settings.stall_after,
             health: Default::default(),
         }))

@@ -28,6 +28,7 @@ impl Worker {
             events::Envelope::new(EventType::ImagesCompressed, SOURCE, job.product_id.clone());
         envelope.traceparent =
             platform::telemetry::current_traceparent().or_else(|| job.envelope.traceparent.clone());
+        envelope.causetime = Some(job.envelope.time);
         let event = ImagesCompressed {
             product_id: job.product_id.clone(),
             image_revision: job.revision,

@@ -34,6 +34,22 @@ use crate::env;
 
 pub use security::{ClientCertificate, KafkaSecurity, Sasl, SaslMechanism, SecurityProtocol};
 
+/// Whether the broker answers a metadata request within 2 s, asked through `producer`'s
+/// connections (on a blocking thread: librdkafka's call blocks). Readiness and
+/// `dependency_up` ask this.
+pub async fn check_broker(producer: FutureProducer) -> anyhow::Result<()> {
+    use rdkafka::producer::Producer;
+    tokio::task::spawn_blocking(move || {
+        producer
+            .client()
+            .fetch_metadata(None, Duration::from_secs(2))
+            .map(|_| ())
+            .context("The broker did not return metadata")
+    })
+    .await
+    .context("The metadata request panicked")?
+}
+
 /// Record headers from (name, value) pairs, e.g. an envelope's `ce_*` attributes.
 pub fn owned_headers<K, V>(pairs: impl IntoIterator<Item = (K, V)>) -> OwnedHeaders
 where

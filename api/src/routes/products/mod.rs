@@ -22,7 +22,7 @@ use crate::{
     cache::{Cached, DELETED},
     db::DbError,
     domain::{PriceRange, ProductName, UserId, Validator},
-    error::ApiError,
+    error::{ApiError, PublicError},
     products::{Cursor, ListQuery, Product, Written, store},
 };
 
@@ -148,7 +148,7 @@ impl ProductsApi {
         /// An `ETag` from an earlier response: answered with 304 while still current.
         #[oai(name = "If-None-Match")]
         if_none_match: Header<Option<String>>,
-    ) -> Result<GetResponse, ApiError> {
+    ) -> Result<GetResponse, PublicError> {
         let (pool, id) = (self.state.pool.clone(), id.0);
         let (entry, source) = self
             .state
@@ -163,7 +163,7 @@ impl ProductsApi {
             .await
             .map_err(|error| ApiError::from_shared(&error))?;
         let Some(entry) = entry else {
-            return Err(not_found(id));
+            return Err(not_found(id).into());
         };
         let etag = format!("W/\"{id}-{}\"", entry.version);
         if if_none_match
@@ -199,7 +199,7 @@ impl ProductsApi {
         limit: Query<Option<i64>>,
         /// The `X-Next-Cursor` of the previous page.
         cursor: Query<Option<String>>,
-    ) -> Result<ListResponse, ApiError> {
+    ) -> Result<ListResponse, PublicError> {
         let mut v = Validator::default();
         let owner = v.check("user_id", UserId::parse(&user_id.0));
         let range = price_range
