@@ -14,7 +14,11 @@
 #      Allow. Its positive_data_acceptance check is left out: the document gives types, and
 #      the server refuses well-typed but invalid values (an empty image list, an unknown
 #      user) with a documented 422 or 404, which that check counts as a failure. The seed is
-#      fixed, so a run can be repeated.
+#      fixed, so a run can be repeated;
+#   6. the docs page's Authorize button signs in at the local provider (authorization code
+#      with PKCE) in headless Chromium, and GET /users/me accepts the token it got
+#      (scripts/docs-signin/check.mjs; Debian's chromium and npm's playwright-core, installed
+#      when missing).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -81,6 +85,14 @@ if [ "$status" = 0 ]; then
   (cd "$work" && "$TOOLS_VENV/bin/schemathesis" run --url "http://$addr" "$root/api/openapi.json" \
     --checks all --exclude-checks positive_data_acceptance --max-examples 30 --seed 1 \
     --header "Authorization: Bearer $token" --no-color) || status=$?
+fi
+if [ "$status" = 0 ] && [ -n "${AUTH_DOCS_CLIENT_ID-catalog-swagger}" ]; then
+  say "signing in through the docs page's Authorize button (headless Chromium)"
+  command -v chromium >/dev/null || apt_install --no-install-recommends chromium
+  if [ ! -d scripts/docs-signin/node_modules/playwright-core ]; then
+    npm ci --prefix scripts/docs-signin --no-audit --no-fund --loglevel=error >/dev/null
+  fi
+  node scripts/docs-signin/check.mjs "http://$addr" "$root/.local/docs-signin-failure.png" || status=$?
 fi
 if [ "$status" != 0 ] && [ -n "$started" ]; then
   say "the demo failed; the services' last output:"; tail -n 40 "$work/run.log" >&2

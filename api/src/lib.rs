@@ -7,6 +7,7 @@
 pub mod auth;
 pub mod cache;
 pub mod db;
+pub mod docs;
 pub mod domain;
 pub mod error;
 pub mod feed;

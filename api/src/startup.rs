@@ -274,7 +274,12 @@ pub fn endpoint(
 pub fn routes(state: AppState, images_dir: Option<std::path::PathBuf>) -> Route {
     let auth = state.auth.clone();
     let api = routes::api(state);
-    let docs = api.swagger_ui();
+    let docs = crate::docs::endpoint(
+        &api.swagger_ui_html(),
+        &api.spec(),
+        auth.verifier.settings(),
+        api.swagger_ui(),
+    );
     let spec = api.spec_endpoint();
     let mut route = Route::new().at("/openapi.json", spec).nest("/docs", docs);
     if let Some(dir) = images_dir {
@@ -355,6 +360,16 @@ fn render_metrics(metrics: poem::web::Data<&Arc<ApiMetrics>>) -> poem::Response 
 
 /// The OpenAPI document as JSON, as `/openapi.json` serves it.
 pub fn openapi_json() -> String {
+    document_api().spec()
+}
+
+/// poem-openapi's Swagger UI page for the document (what `/docs` starts from).
+pub fn swagger_html() -> String {
+    document_api().swagger_ui_html()
+}
+
+/// The API's routes on settings that never connect anywhere: for its documents.
+fn document_api() -> routes::Api {
     let pool = db::pool(&db::DatabaseSettings::for_url(
         "postgres://localhost/unused",
     ))
@@ -376,7 +391,6 @@ pub fn openapi_json() -> String {
         auth,
         metrics,
     })
-    .spec()
 }
 
 #[cfg(test)]

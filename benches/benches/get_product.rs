@@ -6,7 +6,12 @@
 //!   body of the same size: the ceiling a cache hit can reach.
 //!
 //! Each is measured one request at a time (latency) and as batches of 32 concurrent requests
-//! (throughput). Run with `make bench`; figures in docs/benchmarks.md.
+//! (throughput). Beside them, what sign-in costs a write:
+//! - `authenticated/patch`: `PATCH /products/{id}` by its owner, with a bearer token;
+//! - `authenticated/verify`: verifying that token alone (signature, claims; keys cached), in
+//!   process: its share of the PATCH's latency is what sign-in costs.
+//!
+//! Run with `make bench`; figures in docs/benchmarks.md.
 
 use std::{net::SocketAddr, time::Duration};
 
@@ -33,8 +38,13 @@ fn baseline(body: Data<&Constant>) -> poem::Response {
         .body(body.0.0.clone())
 }
 
-/// Serves the api (with `cache`) plus `/baseline` on a free loopback port.
-async fn serve(database_url: &str, cache: ProductCache, constant: Vec<u8>) -> SocketAddr {
+/// Serves the api (with `cache`) plus `/baseline` on a free loopback port; returns where,
+/// and the verifier of its tokens.
+async fn serve(
+    database_url: &str,
+    cache: ProductCache,
+    constant: Vec<u8>,
+) -> (SocketAddr, std::sync::Arc<api::auth::Verifier>) {
     let pool = db::pool(&db::DatabaseSettings::for_url(database_url)).unwrap();
     db::migrate(&pool).await.unwrap();
     let metrics = ApiMetrics::new(&cache.stats());
@@ -44,6 +54,7 @@ async fn serve(database_url: &str, cache: ProductCache, constant: Vec<u8>) -> So
         metrics.auth_refusals.clone(),
     )
     .unwrap();
+    let verifier = auth.verifier.clone();
     let state = AppState {
         pool,
         max_images_per_product: 10,
@@ -66,10 +77,15 @@ async fn serve(database_url: &str, cache: ProductCache, constant: Vec<u8>) -> So
         tokio_util::sync::CancellationToken::new(),
         Duration::from_secs(1),
     ));
-    addr
+    (addr, verifier)
 }
 
 struct Setup {
+    /// The product's URL on the uncached server, for its owner's PATCH.
+    patch_url: String,
+    /// The owner's token, and the verifier that checks it.
+    token: String,
+    verifier: std::sync::Arc<api::auth::Verifier>,
     hit_url: String,
     hit_redis_url: String,
     miss_url: String,
@@ -103,7 +119,7 @@ async fn setup() -> Setup {
         tokio::spawn(task.supervised(keep.clone(), Default::default()));
     }
     // The cached server creates the data; its body fixes the baseline's size.
-    let cached = serve(&database_url, cache, Vec::new()).await;
+    let (cached, _) = serve(&database_url, cache, Vec::new()).await;
     let http = reqwest::Client::new();
     // The seller, signed in at the tests' own issuer.
     let token = system_tests::auth::TestIssuer::shared().token("bench", &[api::auth::WRITE]);
@@ -141,8 +157,8 @@ async fn setup() -> Setup {
         .bytes()
         .await
         .unwrap();
-    let uncached = serve(&database_url, ProductCache::disabled(), body.to_vec()).await;
-    let from_redis = serve(&database_url, redis_only, Vec::new()).await;
+    let (uncached, verifier) = serve(&database_url, ProductCache::disabled(), body.to_vec()).await;
+    let (from_redis, _) = serve(&database_url, redis_only, Vec::new()).await;
     // Warm both caches: from here on they answer hits, the first from its memory (once Redis
     // tracks its keys, which starts in the background).
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
@@ -171,6 +187,9 @@ async fn setup() -> Setup {
         "the Redis cache serves hits"
     );
     Setup {
+        patch_url: format!("http://{uncached}/products/{id}"),
+        token: token.clone(),
+        verifier,
         hit_url: format!("http://{cached}/products/{id}"),
         hit_redis_url: format!("http://{from_redis}/products/{id}"),
         miss_url: format!("http://{uncached}/products/{id}"),
@@ -228,6 +247,35 @@ fn get_product(c: &mut Criterion) {
         });
     }
     throughput.finish();
+
+    let mut authenticated = c.benchmark_group("authenticated");
+    authenticated
+        .sample_size(50)
+        .measurement_time(Duration::from_secs(5));
+    let price = std::sync::atomic::AtomicU32::new(1);
+    authenticated.bench_function("patch", |b| {
+        b.to_async(&runtime).iter(|| async {
+            // A new price each time: every PATCH writes the row, its event and its record.
+            let cents = price.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let response = http
+                .patch(setup.patch_url.as_str())
+                .bearer_auth(&setup.token)
+                .json(&json!({ "product_price": f64::from(cents % 100_000) / 100.0 + 1.0 }))
+                .send()
+                .await
+                .unwrap();
+            assert!(response.status().is_success(), "{}", response.status());
+            response.bytes().await.unwrap()
+        })
+    });
+    authenticated.bench_function("verify", |b| {
+        b.to_async(&runtime).iter(|| async {
+            let caller = setup.verifier.verify(&setup.token).await;
+            assert!(caller.is_ok());
+            caller
+        })
+    });
+    authenticated.finish();
 }
 
 criterion_group!(benches, get_product);

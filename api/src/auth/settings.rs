@@ -45,6 +45,13 @@ pub struct AuthSettings {
     /// `AUTH_KEYS_REFRESH_SECS`: the key set is fetched again this often, to learn rotated
     /// keys before a token needs them (default 600).
     pub refresh_every: Duration,
+    /// `AUTH_DOCS_CLIENT_ID`: a public client registered at the issuer for the docs page
+    /// (authorization code with PKCE, redirect URI `<API>/docs/oauth-receiver.html`). Set,
+    /// the page's Authorize button signs in at the issuer; unset, it takes a pasted token.
+    pub docs_client_id: Option<String>,
+    /// `AUTH_DOCS_SCOPES`: the scopes the docs page asks for (default
+    /// `openid catalog:write`).
+    pub docs_scopes: String,
 }
 
 impl AuthSettings {
@@ -60,6 +67,8 @@ impl AuthSettings {
             token_types: vec!["at+jwt".to_owned(), "JWT".to_owned()],
             refetch_cooldown: Duration::from_secs(30),
             refresh_every: Duration::from_secs(600),
+            docs_client_id: None,
+            docs_scopes: "openid catalog:write".to_owned(),
         }
     }
 
@@ -85,6 +94,8 @@ impl AuthSettings {
             )?,
             refetch_cooldown: Duration::from_secs(env::parse("AUTH_KEYS_REFETCH_SECS", 30)?),
             refresh_every: Duration::from_secs(env::parse("AUTH_KEYS_REFRESH_SECS", 600)?.max(10)),
+            docs_client_id: env::optional("AUTH_DOCS_CLIENT_ID"),
+            docs_scopes: env::string("AUTH_DOCS_SCOPES", &defaults.docs_scopes),
             ..defaults
         };
         settings.check()?;

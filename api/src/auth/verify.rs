@@ -79,6 +79,11 @@ impl Verifier {
         Self { settings, keys }
     }
 
+    /// What it demands of a token, and where the issuer is.
+    pub fn settings(&self) -> &AuthSettings {
+        &self.settings
+    }
+
     pub fn keys(&self) -> &Arc<KeySet> {
         &self.keys
     }
