@@ -94,6 +94,16 @@ if [ "$status" = 0 ] && [ -n "${AUTH_DOCS_CLIENT_ID-catalog-swagger}" ]; then
   fi
   node scripts/docs-signin/check.mjs "http://$addr" "$root/.local/docs-signin-failure.png" || status=$?
 fi
+# Secrets stay secret: the services' logs of the whole run (at `make run`'s level) hold
+# neither the demo's access token nor any e-mail address it registered.
+if [ "$status" = 0 ] && [ -n "$started" ]; then
+  say "checking the services' logs for the token and e-mail addresses"
+  if grep -qF "$token" "$work/run.log"; then say "an access token was logged"; status=1; fi
+  if grep -qE '[A-Za-z0-9._-]+@example\.com' "$work/run.log"; then
+    say "an e-mail address was logged:"; grep -oE '[^"]*@example\.com' "$work/run.log" | head -3 >&2
+    status=1
+  fi
+fi
 if [ "$status" != 0 ] && [ -n "$started" ]; then
   say "the demo failed; the services' last output:"; tail -n 40 "$work/run.log" >&2
 fi

@@ -260,7 +260,7 @@ fn get_product(c: &mut Criterion) {
             let response = http
                 .patch(setup.patch_url.as_str())
                 .bearer_auth(&setup.token)
-                .json(&json!({ "product_price": f64::from(cents % 100_000) / 100.0 + 1.0 }))
+                .json(&json!({ "product_price": cents % 100_000 + 1 }))
                 .send()
                 .await
                 .unwrap();
