@@ -52,8 +52,8 @@ sleep 6
 curl -fsS "http://$addr/api/v1/targets?state=active" | python3 -c '
 import json, sys
 for t in json.load(sys.stdin)["data"]["activeTargets"]:
-    error = t.get("lastError") or ""
-    print(f"  {t[\"labels\"][\"job\"]:<16} {t[\"scrapeUrl\"]:<36} {t[\"health\"]} {error}")
+    job, url, health = t["labels"]["job"], t["scrapeUrl"], t["health"]
+    print("  %-16s %-36s %s %s" % (job, url, health, t.get("lastError") or ""))
 ' >&2 || true
 cat >&2 <<TXT
 
