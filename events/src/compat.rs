@@ -9,7 +9,10 @@
 //!
 //! The rule is the reader's: every value valid under the new schema must still be valid
 //! under the published one, as far as the parts compared here (types, properties, required
-//! fields, items, allowed values and alternatives) can tell.
+//! fields, closed objects, items, allowed values and alternatives) can tell. So a field may
+//! be added only where the published schema leaves the object open: where it says
+//! `additionalProperties: false` (a payload whose type refuses unknown fields, as the
+//! projector's `ImagesCompressed` does), a subscriber built on it would refuse the event.
 
 use serde_json::Value;
 
@@ -165,6 +168,20 @@ fn compare(published: &Schema, current: &Schema, path: &str, found: &mut Vec<Str
                 found.push(format!("{path}.{name}: was required, now optional"));
             }
         }
+        if published.get("additionalProperties") == Some(&Value::Bool(false)) {
+            if current.get("additionalProperties") != Some(&Value::Bool(false)) {
+                found.push(format!(
+                    "{path}: allowed no other properties, now allows any"
+                ));
+            }
+            for name in new.into_iter().flat_map(|n| n.keys()) {
+                if !old.contains_key(name) {
+                    found.push(format!(
+                        "{path}.{name}: added where the published schema allows no other properties"
+                    ));
+                }
+            }
+        }
         for (name, old) in old {
             match new.and_then(|n| n.get(name)) {
                 Some(new) => compare(
@@ -220,6 +237,28 @@ mod tests {
         // Narrowing is fine too: a nullable field that is now always a string.
         grown["properties"]["note"] = json!({ "type": "string" });
         assert!(breaking_changes(&product(), &grown).is_empty());
+    }
+
+    #[test]
+    fn a_field_added_to_a_closed_object_or_opening_it_is_breaking() {
+        let mut closed = product();
+        closed["additionalProperties"] = json!(false);
+        let mut grown = closed.clone();
+        grown["properties"]["colour"] = json!({ "type": "string" });
+        assert_eq!(
+            breaking_changes(&closed, &grown),
+            ["$.colour: added where the published schema allows no other properties"]
+        );
+        let mut opened = closed.clone();
+        opened
+            .as_object_mut()
+            .unwrap()
+            .remove("additionalProperties");
+        assert_eq!(
+            breaking_changes(&closed, &opened),
+            ["$: allowed no other properties, now allows any"]
+        );
+        assert!(breaking_changes(&closed, &closed).is_empty());
     }
 
     #[test]
