@@ -328,7 +328,21 @@ pub fn with_middleware(
     route
         .around(move |ep, req| limit_body(ep, req, max_body_bytes))
         .with(CatchPanic::new())
-        .catch_all_error(|error| async move { problem_response(error) })
+        .catch_all_error({
+            let refusals = metrics.auth_refusals.clone();
+            move |error: poem::Error| {
+                // A protected route without a bearer token, refused by poem-openapi before
+                // the checker (which counts every other refusal) runs.
+                if error.status() == poem::http::StatusCode::UNAUTHORIZED
+                    && !error.is_from_response()
+                {
+                    refusals
+                        .get_or_create(&crate::auth::ReasonLabels { reason: "missing" })
+                        .inc();
+                }
+                async move { problem_response(error) }
+            }
+        })
         .around(move |ep, req| deadline(ep, req, request_timeout))
         .around(move |ep, req| access_log(ep, req, metrics.clone()))
         .boxed()

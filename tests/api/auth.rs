@@ -90,6 +90,11 @@ async fn protected_routes_without_a_token_are_401_with_a_challenge() {
         );
         expect_problem(response, 401).await;
     }
+    let metrics = app.text_of(&app.metrics_url).await;
+    assert!(
+        metrics.contains(r#"auth_refusals_total{reason="missing"} 5"#),
+        "each request without a token is counted: {metrics}"
+    );
 }
 
 #[tokio::test]

@@ -34,7 +34,8 @@ pub struct ReasonLabels {
 
 /// Every reason a token is refused for, as `auth_refusals_total` counts them (each starts at
 /// 0, so the family is exported before the first refusal).
-pub const REFUSAL_REASONS: [&str; 18] = [
+pub const REFUSAL_REASONS: [&str; 19] = [
+    "missing",
     "malformed",
     "token_type",
     "header",
