@@ -5,9 +5,13 @@
 -- processor that is down), which a histogram of applied results cannot show.
 ALTER TABLE products ADD COLUMN images_pending_since TIMESTAMPTZ;
 
+-- Products still pending from before: those changed in the last day may yet be processed;
+-- older ones (e.g. marked pending by V3 without an event) never will be, and would otherwise
+-- look like a pipeline days behind.
 UPDATE products SET images_pending_since = updated_at
- WHERE image_status @> '[{"status": "pending"}]'
-    OR jsonb_array_length(image_status) < cardinality(product_images);
+ WHERE updated_at > now() - interval '1 day'
+   AND (image_status @> '[{"status": "pending"}]'
+        OR jsonb_array_length(image_status) < cardinality(product_images));
 
 CREATE INDEX products_images_pending_since_idx ON products (images_pending_since)
  WHERE images_pending_since IS NOT NULL;

@@ -13,7 +13,11 @@ pidfile="$state/prometheus.pid"
 addr=${PROMETHEUS_ADDR:-127.0.0.1:9090}
 say() { printf '[observe] %s\n' "$*" >&2; }
 
-running() { [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; }
+# Ours when the pid file's process is a Prometheus (a stale file after a reboot may name
+# someone else's process).
+running() {
+  [ -f "$pidfile" ] && [ "$(ps -p "$(cat "$pidfile")" -o comm= 2>/dev/null)" = prometheus ]
+}
 
 if [ "${1:-up}" = down ]; then
   if running; then

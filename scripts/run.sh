@@ -38,7 +38,7 @@ export IMAGE_FETCH_ALLOWED_NETWORKS=${IMAGE_FETCH_ALLOWED_NETWORKS:-127.0.0.1/32
 export AUTH_ISSUER=${AUTH_ISSUER:-http://127.0.0.1:${OIDC_PORT:-8090}}
 export AUTH_AUDIENCE=${AUTH_AUDIENCE:-catalog-api}
 # The local provider's public client for the docs page's Authorize button (PKCE).
-export AUTH_DOCS_CLIENT_ID=${AUTH_DOCS_CLIENT_ID-catalog-swagger}
+export AUTH_DOCS_CLIENT_ID=${AUTH_DOCS_CLIENT_ID:-catalog-swagger}
 # As the container image runs: two malloc arenas, not one per thread (deploy/Dockerfile).
 export MALLOC_ARENA_MAX=${MALLOC_ARENA_MAX:-2}
 "$bin/api" migrate

@@ -66,7 +66,13 @@ pub fn page(swagger_html: &str, spec: &str, auth: &AuthSettings) -> String {
         "scopes": auth.docs_scopes,
     });
     let with_document = swagger_html.replacen(spec, &document.to_string(), 1);
-    let with_handle = with_document.replacen(BUNDLE_CALL, "const ui = SwaggerUIBundle({", 1);
+    // Swagger UI's redirect URI is the page's address plus `/oauth-receiver.html`; with deep
+    // links the address carries a fragment (`#/Users/getMe`) the issuer would not recognise.
+    let without_fragment = with_document.replace(
+        PAGE_ADDRESS,
+        "(window.location.origin + window.location.pathname)",
+    );
+    let with_handle = without_fragment.replacen(BUNDLE_CALL, "const ui = SwaggerUIBundle({", 1);
     let page = with_handle.replacen(
         BUNDLE_END,
         &format!("    }});\n    ui.initOAuth({init});\n</script>"),
@@ -78,6 +84,9 @@ pub fn page(swagger_html: &str, spec: &str, auth: &AuthSettings) -> String {
     );
     page
 }
+
+/// How poem-openapi's page reads its own address (to derive the redirect URI).
+const PAGE_ADDRESS: &str = "window.location.href";
 
 /// Where poem-openapi's page creates Swagger UI, and where that call ends.
 const BUNDLE_CALL: &str = "SwaggerUIBundle({";
@@ -114,6 +123,10 @@ mod tests {
         assert!(
             !page.contains(&spec),
             "the page carries its own copy of the document"
+        );
+        assert!(
+            !page.contains(PAGE_ADDRESS),
+            "the redirect URI leaves out the deep link's fragment"
         );
     }
 }

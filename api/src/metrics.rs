@@ -95,6 +95,8 @@ pub struct ApiMetrics {
     pub pipeline_freshness: HistogramWithExemplars<TraceLabels>,
     /// Products with images still pending, and the age of the oldest wait, in seconds.
     pub images_pending: Gauge,
+    /// Products whose images have waited longer than a day: stuck for good.
+    pub images_stuck: Gauge,
     pub images_oldest_pending: Gauge<f64, std::sync::atomic::AtomicU64>,
     /// Whether PostgreSQL, Redis and the broker answered the last check.
     pub dependency_up: platform::dependencies::DependencyUp,
@@ -133,6 +135,7 @@ impl ApiMetrics {
             outbox_publish_latency: Family::new_with_constructor(publish_histogram),
             pipeline_freshness: HistogramWithExemplars::new(FRESHNESS_BUCKETS.into_iter()),
             images_pending: Gauge::default(),
+            images_stuck: Gauge::default(),
             images_oldest_pending: Gauge::default(),
             dependency_up: Family::default(),
             projector_events: Family::default(),
@@ -211,8 +214,13 @@ impl ApiMetrics {
             metrics.images_pending.clone(),
         );
         registry.register(
+            "images_stuck_products",
+            "Products whose images have waited more than a day: stuck for good (they need their event sent again), left out of images_oldest_pending_seconds",
+            metrics.images_stuck.clone(),
+        );
+        registry.register(
             "images_oldest_pending_seconds",
-            "How long the product waiting longest for its images has waited (0 when none waits); grows while nothing reports results",
+            "How long the product waiting longest for its images, within the last day, has waited (0 when none waits); grows while nothing reports results",
             metrics.images_oldest_pending.clone(),
         );
         registry.register(

@@ -83,6 +83,12 @@ impl Application {
             move || {
                 let pool = pool.clone();
                 async move {
+                    // Every connection busy serving requests: the database answers them, and
+                    // waiting for one would report a full pool as an unreachable database.
+                    let status = pool.status();
+                    if status.available == 0 && status.size >= status.max_size {
+                        return anyhow::Ok(());
+                    }
                     pool.get().await?.query_one("SELECT 1", &[]).await?;
                     anyhow::Ok(())
                 }

@@ -65,9 +65,10 @@ impl DependencyChecks {
     /// Runs every check once, concurrently, and records the results.
     pub async fn check_all(&self) {
         let mut runs = tokio::task::JoinSet::new();
+        let mut names = std::collections::HashMap::new();
         for (dependency, check) in &self.checks {
             let (dependency, check) = (*dependency, check.clone());
-            runs.spawn(async move {
+            let run = runs.spawn(async move {
                 let result = tokio::time::timeout(CHECK_TIMEOUT, check()).await;
                 let up = matches!(result, Ok(Ok(())));
                 if !up {
@@ -77,11 +78,17 @@ impl DependencyChecks {
                     };
                     tracing::debug!(dependency, error, "Dependency check failed.");
                 }
-                (dependency, up)
+                up
             });
+            names.insert(run.id(), dependency);
         }
-        while let Some(joined) = runs.join_next().await {
-            if let Ok((dependency, up)) = joined {
+        while let Some(joined) = runs.join_next_with_id().await {
+            // A check that panicked reports its dependency down.
+            let (id, up) = match joined {
+                Ok((id, up)) => (id, up),
+                Err(error) => (error.id(), false),
+            };
+            if let Some(&dependency) = names.get(&id) {
                 self.up
                     .get_or_create(&DependencyLabels { dependency })
                     .set(i64::from(up));
@@ -116,10 +123,16 @@ mod tests {
         let checks = DependencyChecks::new(up.clone())
             .with("answers", || async { Ok(()) })
             .with("fails", || async { anyhow::bail!("refused") })
-            .with("hangs", std::future::pending);
+            .with("hangs", std::future::pending)
+            .with("panics", || async { panic!("a bug in the check") });
+        // Each was up before: a failed check must bring it down, whatever way it fails.
+        for dependency in ["answers", "fails", "hangs", "panics"] {
+            up.get_or_create(&DependencyLabels { dependency }).set(1);
+        }
         checks.check_all().await;
         assert_eq!(value(&up, "answers"), 1);
         assert_eq!(value(&up, "fails"), 0);
         assert_eq!(value(&up, "hangs"), 0);
+        assert_eq!(value(&up, "panics"), 0);
     }
 }

@@ -56,12 +56,14 @@ try {
   // oidc-provider's development login: any name signs in as that subject.
   await popup.locator('input[name="login"]').fill(subject);
   await popup.locator('input[name="password"]').fill('any');
-  await popup.locator('button[type="submit"]').click();
-  // Consent for the client's scopes, then back to the docs page's OAuth receiver.
-  const consent = popup.locator('button[type="submit"]');
+  await popup.locator('button', { hasText: 'Sign-in' }).click();
+  // Consent for the client's scopes (a page of its own, after the login), then back to the
+  // docs page's OAuth receiver, which closes the popup.
+  const consent = popup.locator('button', { hasText: 'Continue' });
   await consent.waitFor();
+  const closed = popup.waitForEvent('close');
   await consent.click();
-  await popup.waitForEvent('close');
+  await closed;
   // Authorized: the dialog now offers to log out (its flow blocks are redrawn).
   await dialog.locator('button', { hasText: 'Logout' }).first().waitFor();
   say(`signed in as ${subject}; Swagger UI holds the access token`);

@@ -282,8 +282,10 @@ fn metric_names(expr: &str) -> Vec<String> {
                 let word: String = chars[start..i].iter().collect();
                 let next = chars[i..].iter().find(|c| !c.is_whitespace());
                 if KEYWORDS.contains(&word.as_str()) {
-                    // `by (a, b)`, `on (slo)`: label names follow.
-                    skip_group = next == Some(&'(') && word != "and" && word != "or";
+                    // `by (a, b)`, `on (slo)`: label names follow (not after a set operator,
+                    // `unless (x)`, whose parenthesis holds an expression).
+                    skip_group = next == Some(&'(')
+                        && !["and", "or", "unless", "bool", "offset"].contains(&word.as_str());
                 } else if next != Some(&'(')
                     && !skip_group
                     && !AGGREGATIONS.contains(&word.as_str())
@@ -333,6 +335,7 @@ fn metric_names_are_read_from_expressions() {
         ["a_bucket", "b:c"]
     );
     assert_eq!(metric_names("x and y or z"), ["x", "y", "z"]);
+    assert_eq!(metric_names("x unless (y)"), ["x", "y"]);
     assert_eq!(
         metric_names("max by (job) (x offset 15m) > 120 unless y"),
         ["x", "y"]

@@ -179,8 +179,9 @@ impl Relay {
             })
             .collect();
         let sends = rows.iter().map(|row| self.send(row));
+        let mut streams = Vec::with_capacity(rows.len());
         for result in futures_util::future::join_all(sends).await {
-            result?;
+            streams.push(result?);
         }
         let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
         tx.execute(
@@ -189,6 +190,16 @@ impl Relay {
         )
         .await?;
         tx.commit().await?;
+        // Observed once the rows are marked published: a batch that fails part-way is sent
+        // again, and its acknowledged rows must not count twice.
+        let now = Utc::now();
+        for (row, stream) in rows.iter().zip(streams) {
+            let latency = (now - row.created_at).to_std().unwrap_or_default();
+            self.metrics
+                .outbox_publish_latency
+                .get_or_create(&StreamLabels { stream })
+                .observe(latency.as_secs_f64());
+        }
         let oldest = rows
             .iter()
             .map(|r| r.created_at)
@@ -223,7 +234,8 @@ impl Relay {
         Some(Duration::from_secs_f64(oldest.max(0.0)))
     }
 
-    async fn send(&self, row: &OutboxRow) -> anyhow::Result<()> {
+    /// Publishes `row`; returns the stream it went to (`events` or `products`).
+    async fn send(&self, row: &OutboxRow) -> anyhow::Result<&'static str> {
         let event_type = EventType::parse(&row.event_type).ok_or_else(|| {
             anyhow::anyhow!("outbox row {} has unknown type {}", row.id, row.event_type)
         })?;
@@ -272,11 +284,6 @@ impl Relay {
             .map_err(|(error, _)| {
                 anyhow::anyhow!("Failed to publish outbox row {}: {error}", row.id)
             })?;
-        let latency = (Utc::now() - row.created_at).to_std().unwrap_or_default();
-        self.metrics
-            .outbox_publish_latency
-            .get_or_create(&StreamLabels { stream })
-            .observe(latency.as_secs_f64());
-        Ok(())
+        Ok(stream)
     }
 }

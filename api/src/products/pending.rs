@@ -15,7 +15,11 @@ use crate::metrics::ApiMetrics;
 /// How often the gauges are refreshed.
 pub const INTERVAL: Duration = Duration::from_secs(5);
 
-/// Refreshes `images_pending_products` and `images_oldest_pending_seconds`.
+/// A product that has waited this long is stuck, not late.
+pub const STUCK_AFTER: Duration = Duration::from_secs(24 * 3600);
+
+/// Refreshes `images_pending_products`, `images_stuck_products` and
+/// `images_oldest_pending_seconds`.
 #[derive(Clone)]
 pub struct PendingImages {
     pub pool: Pool,
@@ -42,20 +46,29 @@ impl PendingImages {
         }
     }
 
-    /// One refresh: the partial index holds only products with images pending.
+    /// One refresh: the partial index holds only products with images pending. A product
+    /// that has waited longer than [`STUCK_AFTER`] is counted apart, as stuck: the oldest
+    /// wait is the pipeline's freshness, and one product stuck for good (an event lost
+    /// before the outbox existed, a result that can never be applied) must not hide whether
+    /// the pipeline moves.
     pub async fn refresh(&self) -> anyhow::Result<()> {
         let client = self.pool.get().await?;
         let row = client
             .query_one(
                 "SELECT count(*) AS waiting, \
-                        COALESCE(EXTRACT(EPOCH FROM now() - min(images_pending_since)), 0)::float8 AS oldest \
+                        count(*) FILTER (WHERE images_pending_since <= now() - make_interval(secs => $1)) AS stuck, \
+                        COALESCE(EXTRACT(EPOCH FROM now() - min(images_pending_since) \
+                          FILTER (WHERE images_pending_since > now() - make_interval(secs => $1))), 0)::float8 AS oldest \
                  FROM products WHERE images_pending_since IS NOT NULL",
-                &[],
+                &[&STUCK_AFTER.as_secs_f64()],
             )
             .await?;
         self.metrics
             .images_pending
             .set(row.try_get::<_, i64>("waiting")?);
+        self.metrics
+            .images_stuck
+            .set(row.try_get::<_, i64>("stuck")?);
         self.metrics
             .images_oldest_pending
             .set(row.try_get::<_, f64>("oldest")?.max(0.0));
