@@ -174,7 +174,10 @@ def main(api: str, images: str, token: str) -> None:
     )
     step(f"created products {poster.product_id} and {lamp.product_id} (price as a number and as a string)")
 
-    product = wait_for_images(client, int(poster.product_id), deadline_secs=60)
+    # Two minutes: the processor's group may first have to recover on the local broker (a
+    # member it still holds from an earlier run: the watchdog rejoins after 45 s without
+    # progress, docs/operations.md "Consumer groups"); a healthy run takes seconds.
+    product = wait_for_images(client, int(poster.product_id), deadline_secs=120)
     statuses = [i.status for i in product.images]
     if product.processing_status != ProcessingStatus.PARTLY_FAILED or statuses != [
         ImageStatus.COMPRESSED,
