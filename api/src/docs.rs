@@ -1,4 +1,5 @@
-//! `/docs`: Swagger UI over the API's OpenAPI document.
+//! The API's documents: the OpenAPI document (`/openapi.json`, committed as
+//! `api/openapi.json` for SDKs) and `/docs`, Swagger UI over it.
 //!
 //! With `AUTH_DOCS_CLIENT_ID`, the page offers sign-in at the issuer: its copy of the
 //! document gains an `openIdConnect` scheme naming the issuer's discovery document, accepted
@@ -11,7 +12,14 @@
 use poem::{Endpoint, EndpointExt, Route, endpoint::make_sync, web::Html};
 use serde_json::{Value, json};
 
-use crate::auth::AuthSettings;
+use crate::{
+    auth::{Auth, AuthSettings},
+    cache::ProductCache,
+    db,
+    metrics::ApiMetrics,
+    outbox::OutboxSignal,
+    routes::{self, AppState},
+};
 
 /// The scheme the docs page adds for sign-in at the issuer.
 pub const SIGN_IN: &str = "signIn";
@@ -92,13 +100,48 @@ const PAGE_ADDRESS: &str = "window.location.href";
 const BUNDLE_CALL: &str = "SwaggerUIBundle({";
 const BUNDLE_END: &str = "    })\n</script>";
 
+/// The OpenAPI document as JSON, as `/openapi.json` serves it.
+pub fn openapi_json() -> String {
+    document_api().spec()
+}
+
+/// poem-openapi's Swagger UI page for the document (what `/docs` starts from).
+pub fn swagger_html() -> String {
+    document_api().swagger_ui_html()
+}
+
+/// The API's routes on settings that never connect anywhere: for its documents.
+fn document_api() -> routes::Api {
+    let pool = db::pool(&db::DatabaseSettings::for_url(
+        "postgres://localhost/unused",
+    ))
+    .expect("a static URL parses");
+    let metrics = ApiMetrics::new(&Default::default());
+    // No key is ever fetched: the document only names the security scheme.
+    let auth = Auth::new(
+        AuthSettings::for_issuer("http://127.0.0.1/unused"),
+        metrics.auth_keys.clone(),
+        metrics.auth_refusals.clone(),
+    )
+    .expect("a key set with static settings builds");
+    routes::api(AppState {
+        pool,
+        max_images_per_product: 10,
+        outbox: OutboxSignal::default(),
+        cache: ProductCache::disabled(),
+        consumers: Default::default(),
+        auth,
+        metrics,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn html() -> (String, String) {
-        let spec = crate::startup::openapi_json();
-        (crate::startup::swagger_html(), spec)
+        let spec = openapi_json();
+        (swagger_html(), spec)
     }
 
     #[test]
@@ -128,5 +171,58 @@ mod tests {
             !page.contains(PAGE_ADDRESS),
             "the redirect URI leaves out the deep link's fragment"
         );
+    }
+}
+
+#[cfg(test)]
+mod document_tests {
+    use std::path::Path;
+
+    /// `api/openapi.json` is what client developers generate SDKs from; it must be the
+    /// document the code serves. `make openapi` rewrites it.
+    #[test]
+    fn the_committed_openapi_document_matches_the_code() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("openapi.json");
+        let generated = super::openapi_json() + "\n";
+        if std::env::var_os("UPDATE_OPENAPI").is_some() {
+            std::fs::write(&path, &generated).unwrap();
+            return;
+        }
+        let committed = std::fs::read_to_string(&path).unwrap_or_default();
+        assert!(
+            committed == generated,
+            "api/openapi.json differs from the code; run `make openapi` and commit"
+        );
+    }
+}
+
+#[cfg(test)]
+mod security_tests {
+    use serde_json::Value;
+
+    /// Every operation that takes a token says so and documents its 401 and 403; every
+    /// public one documents neither, so a generated client handles exactly what can come.
+    #[test]
+    fn only_operations_that_take_a_token_declare_401_and_403() {
+        let spec: Value = serde_json::from_str(&super::openapi_json()).unwrap();
+        let mut seen = 0;
+        for (path, item) in spec["paths"].as_object().unwrap() {
+            for (method, operation) in item.as_object().unwrap() {
+                let secured = operation
+                    .get("security")
+                    .and_then(Value::as_array)
+                    .is_some_and(|s| !s.is_empty());
+                let responses = &operation["responses"];
+                for status in ["401", "403"] {
+                    assert_eq!(
+                        responses.get(status).is_some(),
+                        secured,
+                        "{method} {path}: {status} declared iff the operation takes a token"
+                    );
+                }
+                seen += 1;
+            }
+        }
+        assert!(seen >= 8, "the document lists the API's operations");
     }
 }

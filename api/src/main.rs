@@ -4,7 +4,7 @@
 //! links a user from before sign-in to its identity.
 
 use anyhow::Context;
-use api::{db, feed, settings::Settings, startup, users};
+use api::{db, docs, feed, settings::Settings, startup, users};
 use clap::{Parser, Subcommand};
 
 /// The product catalog's HTTP API. Every setting is read from the environment (and from
@@ -60,7 +60,7 @@ async fn main() -> anyhow::Result<()> {
     platform::env::load_dotenv();
     let command = Cli::parse().command.unwrap_or(Command::Serve);
     if let Command::Openapi = command {
-        println!("{}", startup::openapi_json());
+        println!("{}", docs::openapi_json());
         return Ok(());
     }
     let _telemetry = platform::telemetry::init("api");

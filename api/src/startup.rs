@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 use std::sync::Arc;
 
 use crate::{
-    auth::{Auth, AuthSettings},
+    auth::Auth,
     cache::ProductCache,
     db,
     error::problem_response,
@@ -376,92 +376,4 @@ fn render_metrics(metrics: poem::web::Data<&Arc<ApiMetrics>>) -> poem::Response 
     poem::Response::builder()
         .content_type(platform::metrics::CONTENT_TYPE)
         .body(metrics.render())
-}
-
-/// The OpenAPI document as JSON, as `/openapi.json` serves it.
-pub fn openapi_json() -> String {
-    document_api().spec()
-}
-
-/// poem-openapi's Swagger UI page for the document (what `/docs` starts from).
-pub fn swagger_html() -> String {
-    document_api().swagger_ui_html()
-}
-
-/// The API's routes on settings that never connect anywhere: for its documents.
-fn document_api() -> routes::Api {
-    let pool = db::pool(&db::DatabaseSettings::for_url(
-        "postgres://localhost/unused",
-    ))
-    .expect("a static URL parses");
-    let metrics = ApiMetrics::new(&Default::default());
-    // No key is ever fetched: the document only names the security scheme.
-    let auth = Auth::new(
-        AuthSettings::for_issuer("http://127.0.0.1/unused"),
-        metrics.auth_keys.clone(),
-        metrics.auth_refusals.clone(),
-    )
-    .expect("a key set with static settings builds");
-    routes::api(AppState {
-        pool,
-        max_images_per_product: 10,
-        outbox: OutboxSignal::default(),
-        cache: ProductCache::disabled(),
-        consumers: Default::default(),
-        auth,
-        metrics,
-    })
-}
-
-#[cfg(test)]
-mod tests {
-    use std::path::Path;
-
-    /// `api/openapi.json` is what client developers generate SDKs from; it must be the
-    /// document the code serves. `make openapi` rewrites it.
-    #[test]
-    fn the_committed_openapi_document_matches_the_code() {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("openapi.json");
-        let generated = super::openapi_json() + "\n";
-        if std::env::var_os("UPDATE_OPENAPI").is_some() {
-            std::fs::write(&path, &generated).unwrap();
-            return;
-        }
-        let committed = std::fs::read_to_string(&path).unwrap_or_default();
-        assert!(
-            committed == generated,
-            "api/openapi.json differs from the code; run `make openapi` and commit"
-        );
-    }
-}
-
-#[cfg(test)]
-mod security_tests {
-    use serde_json::Value;
-
-    /// Every operation that takes a token says so and documents its 401 and 403; every
-    /// public one documents neither, so a generated client handles exactly what can come.
-    #[test]
-    fn only_operations_that_take_a_token_declare_401_and_403() {
-        let spec: Value = serde_json::from_str(&super::openapi_json()).unwrap();
-        let mut seen = 0;
-        for (path, item) in spec["paths"].as_object().unwrap() {
-            for (method, operation) in item.as_object().unwrap() {
-                let secured = operation
-                    .get("security")
-                    .and_then(Value::as_array)
-                    .is_some_and(|s| !s.is_empty());
-                let responses = &operation["responses"];
-                for status in ["401", "403"] {
-                    assert_eq!(
-                        responses.get(status).is_some(),
-                        secured,
-                        "{method} {path}: {status} declared iff the operation takes a token"
-                    );
-                }
-                seen += 1;
-            }
-        }
-        assert!(seen >= 8, "the document lists the API's operations");
-    }
 }

@@ -65,6 +65,7 @@ impl ProcessorMetrics {
     /// Every metric, with each counter's known label values at 0 for `retry_levels` retry
     /// levels: a family with no series yet is not exported at all, and `increase()` cannot
     /// see a counter's first step from nothing (dashboards and alerts would read neither).
+    /// Each consumer's own counters (stalls, panics) start where it is started.
     pub fn for_levels(retry_levels: usize) -> Arc<Self> {
         let metrics = Self::new();
         for outcome in ["compressed", "reused", "failed", "gave_up"] {
@@ -85,23 +86,10 @@ impl ProcessorMetrics {
                 .jobs_superseded
                 .get_or_create(&OutcomeLabels { outcome });
         }
-        for level in 0..=retry_levels {
-            let consumer = if level == 0 {
-                "main".to_owned()
-            } else {
-                let _ = metrics.retries.get_or_create(&LevelLabels {
-                    level: level as u32,
-                });
-                format!("retry-{level}")
-            };
-            let _ = metrics
-                .task_panics
-                .get_or_create(&platform::supervise::TaskLabels {
-                    task: format!("consumer-{consumer}"),
-                });
-            let _ = metrics
-                .consumer_stalls
-                .get_or_create(&ConsumerLabels { consumer });
+        for level in 1..=retry_levels {
+            let _ = metrics.retries.get_or_create(&LevelLabels {
+                level: level as u32,
+            });
         }
         metrics
     }

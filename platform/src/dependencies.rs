@@ -98,14 +98,7 @@ impl DependencyChecks {
 
     /// Checks every [`CHECK_INTERVAL`] until `shutdown`.
     pub async fn run(self, shutdown: CancellationToken) {
-        let mut tick = tokio::time::interval(CHECK_INTERVAL);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                () = shutdown.cancelled() => return,
-                _ = tick.tick() => self.check_all().await,
-            }
-        }
+        crate::supervise::every(CHECK_INTERVAL, &shutdown, || self.check_all()).await;
     }
 }
 

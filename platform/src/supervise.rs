@@ -123,6 +123,24 @@ fn panic_message(panic: Box<dyn std::any::Any + Send>) -> String {
         .unwrap_or_else(|| "a panic without a message".to_owned())
 }
 
+/// Runs `round()` every `interval`, the first at once, until `shutdown`: the loop of a
+/// periodic task (a refresh, a check). A round that overruns delays the next one instead of
+/// letting rounds bunch up; a round in progress finishes before shutdown is noticed.
+pub async fn every<F, Fut>(interval: Duration, shutdown: &CancellationToken, mut round: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let mut tick = tokio::time::interval(interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            _ = tick.tick() => round().await,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::{

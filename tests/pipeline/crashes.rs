@@ -1,9 +1,9 @@
 //! kill -9 drills at the worst moments, each several times in a row on one broker that is
-//! never restarted: while idle, in the middle of a burst, and seconds after the previous
-//! replacement joined its groups. A broker that keeps a dead member in its group (tansu
-//! never expires one) must not stop the pipeline: after each kill every product is
-//! compressed and visible within [`CRASH_RECOVERY`]. Each drill prints the recovery it
-//! measured:
+//! never restarted: while idle, in the middle of a burst, and as soon as the next records
+//! reach the broker after the previous replacement joined its groups. A broker that keeps a
+//! dead member in its group (tansu never expires one) must not stop the pipeline: after each
+//! kill every product is compressed and visible within [`CRASH_RECOVERY`]. Each drill
+//! prints the recovery it measured:
 //! `cargo nextest run -p system-tests --test pipeline -E 'test(kill_9s) | test(survivor)'
 //! --no-capture`.
 
@@ -22,10 +22,6 @@ use system_tests::{
 /// Every product is compressed and visible within this of the replacement's start.
 const CRASH_RECOVERY: Duration = Duration::from_secs(90);
 
-/// How long after the previous replacement started the third kill lands: the fault's own
-/// timing (a replacement still joining its groups), not a wait for something to happen.
-const JUST_JOINED: Duration = Duration::from_secs(3);
-
 const SOURCES: [&str; 4] = ["rocket.jpg", "chelsea.png", "coffee.png", "astronaut.png"];
 
 /// Where a kill lands.
@@ -35,7 +31,8 @@ enum Moment {
     Idle,
     /// Records published and being worked on.
     MidBurst,
-    /// Seconds after the previous replacement started, while it joins its groups.
+    /// As soon as new records reach the broker (for the api, through the previous
+    /// replacement's own relay), before they are processed: the replacement has just joined.
     JustJoined,
 }
 
@@ -67,6 +64,30 @@ async fn wait_all_visible(pipeline: &Pipeline, ids: &[String], since: Instant) -
     pipeline
         .wait_all_compressed(ids, since, CRASH_RECOVERY, "the replacement")
         .await
+}
+
+/// Waits until every outbox row of `ids` is published: their records are in the broker.
+async fn wait_published(pipeline: &Pipeline, ids: &[String]) {
+    let ids: Vec<i64> = ids.iter().map(|id| id.parse().unwrap()).collect();
+    poll_until(
+        "the products' events to be published",
+        CRASH_RECOVERY,
+        || async {
+            let waiting: i64 = pipeline
+            .app
+            .db()
+            .await
+            .query_one(
+                "SELECT count(*) FROM outbox WHERE published_at IS NULL AND product_id = ANY($1)",
+                &[&ids],
+            )
+            .await
+            .unwrap()
+            .get(0);
+            if waiting == 0 { Ok(()) } else { Err(waiting) }
+        },
+    )
+    .await;
 }
 
 /// Waits until any of `ids` is done (the burst is being worked on).
@@ -121,7 +142,7 @@ async fn three_kill_9s_of_the_processor_in_a_row_each_recover() {
                     let url = image(&pipeline, &tag, i, false);
                     burst.push(pipeline.create_product(&[url]).await);
                 }
-                tokio::time::sleep(JUST_JOINED).await;
+                wait_published(&pipeline, &burst).await;
             }
         }
         processor.kill_9();
@@ -318,13 +339,14 @@ async fn three_kill_9s_of_the_api_in_a_row_each_recover() {
                 }
             }
             Moment::JustJoined => {
-                // Written through the test's api: the outbox holds them for the binary.
+                // Written through the test's api: the outbox holds them for the binary, which
+                // is killed as soon as its relay has published them.
+                let mut written = Vec::new();
                 for i in 0..3 {
-                    pipeline
-                        .create_product(&[image(&pipeline, &tag, i, false)])
-                        .await;
+                    let url = image(&pipeline, &tag, i, false);
+                    written.push(pipeline.create_product(&[url]).await);
                 }
-                tokio::time::sleep(JUST_JOINED).await;
+                wait_published(&pipeline, &written).await;
                 api.child.kill_9();
             }
         }

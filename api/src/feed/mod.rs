@@ -74,7 +74,7 @@ mod tests {
     #[test]
     fn the_state_schema_has_the_fields_of_the_api_product() {
         let openapi: serde_json::Value =
-            serde_json::from_str(&crate::startup::openapi_json()).unwrap();
+            serde_json::from_str(&crate::docs::openapi_json()).unwrap();
         let schema = events::schema::of(events::EventType::ProductState);
         for (api, feed) in [
             (&openapi["components"]["schemas"]["Product"], &schema),

@@ -30,20 +30,15 @@ impl PendingImages {
     /// Refreshes the gauges every [`INTERVAL`] until `shutdown`; a failed read leaves them as
     /// they were (`dependency_up{dependency="postgres"}` says why).
     pub async fn run(self, shutdown: CancellationToken) {
-        let mut tick = tokio::time::interval(INTERVAL);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                () = shutdown.cancelled() => return,
-                _ = tick.tick() => {}
-            }
+        platform::supervise::every(INTERVAL, &shutdown, || async {
             if let Err(error) = self.refresh().await {
                 tracing::debug!(
                     error = format!("{error:#}"),
                     "Could not count pending images."
                 );
             }
-        }
+        })
+        .await;
     }
 
     /// One refresh: the partial index holds only products with images pending. A product

@@ -212,6 +212,13 @@ pub async fn run(
         };
         let (panics, stop) = (worker.metrics.task_panics.clone(), shutdown.clone());
         let task = format!("consumer-{}", consumer_name(level));
+        // The consumer's counters start at 0, exported before their first step.
+        let _ = panics.get_or_create(&platform::supervise::TaskLabels { task: task.clone() });
+        let _ = worker.metrics.consumer_stalls.get_or_create(
+            &platform::kafka::watchdog::ConsumerLabels {
+                consumer: consumer_name(level),
+            },
+        );
         tasks.spawn(platform::supervise::supervise(
             task,
             shutdown.clone(),
