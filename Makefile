@@ -74,7 +74,7 @@ bench: stack ## Criterion benchmarks of GET /products/{id}: cache hit, miss, bas
 	cargo bench -p benches --bench get_product
 
 .PHONY: bench-images
-bench-images: build-deps ## The processor's ladder beside libvips's on the sample photos: CPU time, bytes, SSIM (docs/benchmarks.md)
+bench-images: build-deps ## The processor's ladder beside libvips's on six camera photos (downloaded once): CPU time, bytes, SSIM (docs/benchmarks.md)
 	@scripts/bench-images.sh
 
 .PHONY: contracts

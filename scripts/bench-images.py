@@ -1,7 +1,7 @@
 """`make bench-images`: the processor's ladder beside libvips's, on the same photos, in one run.
 
-For each photo (the samples of tests/fixtures/images scaled up to 2560x1600 and 5120x2880
-with libvips, saved as JPEG Q 90):
+For each photo (the camera photographs `scripts/photos.sh` downloads: 4.5 to 16 megapixels at
+their cameras' own sizes, nothing upscaled, as sellers upload them; tests/fixtures/photos.md):
 - ours: the `compress` example (the processor's own transform, one thread) makes the whole
   ladder, IMAGE_VARIANT_WIDTHS in each of IMAGE_VARIANT_FORMATS, from one decode;
 - libvips: `thumbnail` per width (shrink-on-load), saved as WebP Q 80 and AVIF (libheif with
@@ -16,7 +16,7 @@ with libvips, saved as JPEG Q 90):
   the two settings that bracket it, and set against our bytes.
 
 Prints one table per photo and a summary in Markdown, for docs/benchmarks.md.
-Usage: python bench-images.py COMPRESS_BINARY SAMPLES_DIR WORK_DIR
+Usage: python bench-images.py COMPRESS_BINARY PHOTOS_DIR WORK_DIR
 """
 
 from __future__ import annotations
@@ -36,24 +36,6 @@ RUNS = int(os.environ.get("RUNS", "3"))
 WIDTHS = [int(w) for w in os.environ.get("IMAGE_VARIANT_WIDTHS", "320,640,960,1280,1600").split(",")]
 VIPS_WEBP_Q = 80
 VIPS_AVIF_Q = int(os.environ.get("VIPS_AVIF_Q", "50"))
-PHOTOS = [
-    ("coffee.png", 2560, 1600),
-    ("rocket.jpg", 2560, 1600),
-    ("chelsea.png", 2560, 1600),
-    ("astronaut.png", 5120, 2880),
-    ("coffee.png", 5120, 2880),
-]
-
-
-def make_photo(samples: Path, work: Path, name: str, width: int, height: int) -> Path:
-    out = work / f"{Path(name).stem}-{width}x{height}.jpg"
-    if not out.exists():
-        image = pyvips.Image.new_from_file(str(samples / name), access="sequential")
-        image = image.resize(width / image.width, vscale=height / image.height, kernel="lanczos3")
-        image.write_to_file(f"{out}[Q=90,strip]")
-    return out
-
-
 def luma(image: pyvips.Image) -> np.ndarray:
     image = image.colourspace("srgb")
     if image.hasalpha():
@@ -141,7 +123,7 @@ def vips_ladder(photo: Path, out: Path) -> tuple[float, dict[tuple[str, int], Pa
     return statistics.median(times), files
 
 
-def main(binary: str, samples: str, work: str) -> None:
+def main(binary: str, photos: str, work: str) -> None:
     pyvips.cache_set_max(0)
     work_dir = Path(work)
     work_dir.mkdir(parents=True, exist_ok=True)
@@ -150,8 +132,7 @@ def main(binary: str, samples: str, work: str) -> None:
           f"ours: IMAGE_AVIF_QUALITY={os.environ.get('IMAGE_AVIF_QUALITY', 'default')}, "
           f"IMAGE_AVIF_SPEED={os.environ.get('IMAGE_AVIF_SPEED', 'default')}, "
           f"IMAGE_AVIF_MODE={os.environ.get('IMAGE_AVIF_MODE', 'default')}; libvips: WebP Q {VIPS_WEBP_Q}, AVIF Q {VIPS_AVIF_Q}\n")
-    for name, width, height in PHOTOS:
-        photo = make_photo(Path(samples), work_dir, name, width, height)
+    for photo in sorted(Path(photos).glob("*.jpg")):
         source = pyvips.Image.new_from_file(str(photo))
         our_ms, our_files = ours(binary, photo, work_dir / "ours")
         vips_ms, vips_files = vips_ladder(photo, work_dir / "vips")

@@ -22,5 +22,6 @@ fi
 cargo build --quiet -p image-processor --example compress
 work=${BENCH_DIR:-$root/.local/bench-images}
 # One thread each: our transform runs on the calling thread; libvips is told so.
+photos=$(scripts/photos.sh)
 VIPS_CONCURRENCY=1 "$venv/bin/python" scripts/bench-images.py \
-  "$CARGO_TARGET_DIR/debug/examples/compress" tests/fixtures/images "$work"
+  "$CARGO_TARGET_DIR/debug/examples/compress" "$photos" "$work"

@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
 # Median time from POST /products to compressed images visible, for products with one
-# 1-megapixel JPEG, against the stack `make run` started. Usage: scripts/measure-latency.sh [COUNT]
+# 1-megapixel JPEG scaled from a camera photograph (scripts/photos.sh), against the stack
+# `make run` started: when the first variant shows and when the whole ladder does.
+# Usage: scripts/measure-latency.sh [COUNT]
 # (further arguments go to the measuring program: see scripts/measure-throughput.sh)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 . scripts/env.sh
 require_running_api
+CAMERA_PHOTO=${CAMERA_PHOTO:-$(scripts/photos.sh)/life_by_Aitzol_Berasategi.jpg}
+export CAMERA_PHOTO
 exec cargo run --quiet -p system-tests --example pipeline_latency -- "${1:-20}" "${@:2}"

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Throughput and peak memory of the image-processor `make run` started, on a burst of
-# products with several photos each, all posted at once (the whole ladder of each photo:
+# products with several photos each (scaled from a camera photograph, scripts/photos.sh),
+# all posted at once (the whole ladder of each photo:
 # IMAGE_VARIANT_WIDTHS in IMAGE_VARIANT_FORMATS). Usage:
 #   scripts/measure-processor-throughput.sh [PRODUCTS] [PHOTOS] [MEGAPIXELS]   (50, 3, 4)
 # Prints images per second, images per second per core (the processor's CPU time), and
@@ -10,6 +11,8 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 . scripts/env.sh
 require_running_api
+CAMERA_PHOTO=${CAMERA_PHOTO:-$(scripts/photos.sh)/life_by_Aitzol_Berasategi.jpg}
+export CAMERA_PHOTO
 products=${1:-50} photos=${2:-3}
 pid=$(processor_pid)
 # utime + stime of the processor, in clock ticks.

@@ -90,9 +90,12 @@ pub struct ApiMetrics {
     pub outbox_backlog: Gauge,
     /// Time from an outbox row's commit to the broker's acknowledgement, by stream.
     pub outbox_publish_latency: Family<StreamLabels, Histogram, fn() -> Histogram>,
-    /// Time from a product change's commit to the projector applying its images' result:
-    /// how long the change takes to show, with the trace of the slowest as exemplars.
+    /// Time from a product change's commit to the projector applying the result that shows
+    /// its last image (its WebP ladder; or its failure): how long the change takes to show,
+    /// with the trace of the slowest as exemplars. Once per image revision.
     pub pipeline_freshness: HistogramWithExemplars<TraceLabels>,
+    /// The same to the result that completes the last image's ladder (its AVIF).
+    pub pipeline_ladder_freshness: HistogramWithExemplars<TraceLabels>,
     /// Products with images still pending, and the age of the oldest wait, in seconds.
     pub images_pending: Gauge,
     /// Products whose images have waited longer than a day: stuck for good.
@@ -134,6 +137,7 @@ impl ApiMetrics {
             outbox_backlog: Gauge::default(),
             outbox_publish_latency: Family::new_with_constructor(publish_histogram),
             pipeline_freshness: HistogramWithExemplars::new(FRESHNESS_BUCKETS.into_iter()),
+            pipeline_ladder_freshness: HistogramWithExemplars::new(FRESHNESS_BUCKETS.into_iter()),
             images_pending: Gauge::default(),
             images_stuck: Gauge::default(),
             images_oldest_pending: Gauge::default(),
@@ -205,8 +209,13 @@ impl ApiMetrics {
         );
         registry.register(
             "pipeline_freshness_seconds",
-            "Time from a product change's commit to the projector applying its images' result (what GET shows), with trace ids as exemplars",
+            "Time from a product change's commit to the projector applying the result that shows its last image (WebP, or its failure; what GET shows), with trace ids as exemplars",
             metrics.pipeline_freshness.clone(),
+        );
+        registry.register(
+            "pipeline_ladder_freshness_seconds",
+            "Time from a product change's commit to the projector applying the result that completes its last image's ladder (the AVIF), with trace ids as exemplars",
+            metrics.pipeline_ladder_freshness.clone(),
         );
         registry.register(
             "images_pending_products",

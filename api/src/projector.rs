@@ -22,6 +22,7 @@ use platform::kafka::{
     Membership,
     watchdog::{self, ConsumerHealth, MemberProgress, SharedWatch, WatchSpec},
 };
+use prometheus_client::metrics::exemplar::HistogramWithExemplars;
 use rdkafka::{
     Message,
     consumer::{Consumer, StreamConsumer},
@@ -30,7 +31,7 @@ use rdkafka::{
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-pub use crate::products::Applied;
+pub use crate::products::{Applied, Reached};
 use crate::{
     cache::ProductCache,
     metrics::{OutcomeLabels, TraceLabels},
@@ -209,9 +210,17 @@ impl Projector {
             match applied.await {
                 Ok(applied) => {
                     let product_id = event.product_id.parse::<i64>().unwrap_or_default();
-                    if let Applied::Updated { version } = applied {
+                    if let Applied::Updated { version, reached } = applied {
                         self.cache.invalidate(product_id, version).await;
-                        self.record_freshness(&envelope);
+                        if reached.shown {
+                            self.record_freshness(&self.metrics.pipeline_freshness, &envelope);
+                        }
+                        if reached.complete {
+                            self.record_freshness(
+                                &self.metrics.pipeline_ladder_freshness,
+                                &envelope,
+                            );
+                        }
                     }
                     let outcome = match applied {
                         Applied::Updated { .. } => "updated",
@@ -251,10 +260,15 @@ impl Projector {
 }
 
 impl Projector {
-    /// How long the change took to show: from its commit (`ce_causetime`, set by processors
-    /// of this version) to now, its result applied. The trace id rides along as the bucket's
-    /// exemplar, so a slow bucket leads to its trace.
-    fn record_freshness(&self, envelope: &Envelope) {
+    /// How long the change took to reach a moment (its images shown, or their ladders
+    /// complete): from its commit (`ce_causetime`, set by processors of this version) to now,
+    /// its result applied. The trace id rides along as the bucket's exemplar, so a slow
+    /// bucket leads to its trace.
+    fn record_freshness(
+        &self,
+        histogram: &HistogramWithExemplars<TraceLabels>,
+        envelope: &Envelope,
+    ) {
         let Some(caused) = envelope.causetime else {
             return;
         };
@@ -269,9 +283,7 @@ impl Projector {
             .map(|trace_id| TraceLabels {
                 trace_id: trace_id.to_owned(),
             });
-        self.metrics
-            .pipeline_freshness
-            .observe(seconds, exemplar, None);
+        histogram.observe(seconds, exemplar, None);
     }
 }
 

@@ -48,7 +48,7 @@ const EVENTS: [Event; 5] = [
         id: "imagesCompressed",
         event_type: EventType::ImagesCompressed,
         payload: "ImagesCompressed",
-        summary: "Some images of a product reached their final outcome: compressed or failed.",
+        summary: "Some images of a product reached an outcome: the first step of compressed (the WebP ladder, with the AVIF in pending_formats), compressed with the whole ladder, or failed.",
     },
     Event {
         id: "productState",
@@ -504,14 +504,14 @@ fn operations() -> Value {
             "send",
             "imagesCompressed",
             &["imagesCompressed"],
-            "The image-processor reports each image's outcome.",
+            "The image-processor reports each image in two steps: as soon as its WebP ladder and placeholders are stored, a result with pending_formats [\"image/avif\"] (the image is shown); then the result with the whole ladder, or with the AVIF's reason in failed_formats. Both are produced durably before the job's offset is stored; retries and dead letters apply to each step.",
             None,
         ),
         "projectImagesCompressed": operation(
             "receive",
             "imagesCompressed",
             &["imagesCompressed"],
-            "The api's projector applies results to the product, once per ce_id, ignoring older revisions (consumer group PROJECTOR_GROUP).",
+            "The api's projector applies results to the product, once per ce_id, ignoring older revisions, and never lets a result with pending formats replace an image's whole ladder (consumer group PROJECTOR_GROUP).",
             Some("catalog-api-projector"),
         ),
         "scheduleRetry": operation(

@@ -51,10 +51,14 @@ pub struct SourceImage {
     pub url: String,
 }
 
-/// Images of a product reached a final outcome. Type `com.catalog.images.compressed.v1`.
+/// Images of a product reached an outcome. Type `com.catalog.images.compressed.v1`.
 ///
 /// One event may carry only some of the product's images: those finished in one attempt.
-/// Images that need a retry come in a later event; each image is final once reported.
+/// Images that need a retry come in a later event. An image is compressed in two steps: a
+/// first result with its WebP ladder and `pending_formats: ["image/avif"]`, then a result with
+/// the whole ladder (or the AVIF's reason in `failed_formats`). Apply a result with pending
+/// formats only where the image's stored state still has some (or is not compressed): the
+/// whole ladder is never replaced by a first step that arrives late.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ImagesCompressed {
@@ -156,6 +160,24 @@ pub struct ImageDetails {
     /// The image's most common colour, `#rrggbb` (when compressed).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dominant_color: Option<String>,
+    /// The media types still being made, e.g. `["image/avif"]`: the image is compressed and
+    /// shown with the variants it has, and a later result adds these formats' variants.
+    /// Absent (empty) once the ladder is complete. WebP comes first, AVIF a moment later.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[cfg_attr(feature = "openapi", oai(default))]
+    pub pending_formats: Vec<String>,
+    /// The media types that could not be made, each with why, e.g.
+    /// `{"image/avif": "AVIF encoding failed: …"}`: the image is shown without them.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[cfg_attr(feature = "openapi", oai(default))]
+    pub failed_formats: BTreeMap<String, String>,
+}
+
+impl ImageDetails {
+    /// Whether formats of this image are still being made.
+    pub fn ladder_pending(&self) -> bool {
+        !self.pending_formats.is_empty()
+    }
 }
 
 /// One compressed rendition of an image: a width of the ladder in one format.

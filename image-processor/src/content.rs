@@ -3,7 +3,9 @@
 //!
 //! Layout in the store:
 //! - `images/<digest>/<epoch>/<width>.<ext>`: the variants; `manifest.json` beside them is
-//!   written last, so its presence means the set is complete. The digest is the SHA-256 of
+//!   written last, so its presence means the set is complete. The first step's set (the
+//!   WebP ladder, published before the AVIF is made) has `first-step.json` instead, written
+//!   after its variants: a retry of the second step finds it and makes only the AVIF. The digest is the SHA-256 of
 //!   the pipeline's settings and the source bytes; the epoch is the period
 //!   (`IMAGE_GC_EPOCH`, a day by default, counted from 1970) the objects were written in.
 //! - `products/<id>/r<revision>/<index>/<digest>-<epoch>`: an empty object per product image
@@ -38,7 +40,14 @@ use crate::{
 
 /// Bumped whenever the transform's output for the same bytes and settings changes, so
 /// content made by an older version is not reused. 2: AVIF by libaom instead of rav1e.
-const TRANSFORM_VERSION: u32 = 2;
+/// 3: AVIF in libaom's all-intra mode, WebP published first.
+const TRANSFORM_VERSION: u32 = 3;
+
+/// Marks a complete set: every format's variants are stored.
+const MANIFEST: &str = "manifest.json";
+
+/// Marks the first step's set: the formats made before the rest (the WebP ladder).
+const FIRST_STEP: &str = "first-step.json";
 
 /// Content written this many epochs before the current one, or earlier, and named by no
 /// reference, is deleted.
@@ -151,11 +160,11 @@ impl ContentStore {
     /// than the reuse window; `None` when there is none (or the old one went meanwhile).
     pub async fn find(&self, digest: &str) -> Result<Option<(String, Manifest, Found)>, Failure> {
         let now = self.epoch_now();
-        let Some(epoch) = self.newest_complete(digest).await? else {
+        let Some(epoch) = self.newest_with(digest, MANIFEST).await? else {
             return Ok(None);
         };
         let content = Self::content_id(digest, epoch);
-        let Some(manifest) = self.manifest(&content).await? else {
+        let Some(manifest) = self.manifest(&content, MANIFEST).await? else {
             return Ok(None);
         };
         if epoch.saturating_add(1) >= now {
@@ -185,24 +194,42 @@ impl ContentStore {
         Ok(Some((fresh, manifest, Found::Copied)))
     }
 
-    /// The newest epoch with a complete set (a manifest) for `digest`.
-    async fn newest_complete(&self, digest: &str) -> Result<Option<u64>, Failure> {
+    /// The first step's set for `digest` (its WebP ladder) when one was written this epoch or
+    /// the previous one and the whole set was not: the source was made that far (by an
+    /// attempt whose second step failed, or by another product's job in flight), so only the
+    /// rest needs making. Older first steps are not reused: they may be near cleanup.
+    pub async fn find_first_step(
+        &self,
+        digest: &str,
+    ) -> Result<Option<(String, Manifest)>, Failure> {
+        let Some(epoch) = self.newest_with(digest, FIRST_STEP).await? else {
+            return Ok(None);
+        };
+        if epoch.saturating_add(1) < self.epoch_now() {
+            return Ok(None);
+        }
+        let content = Self::content_id(digest, epoch);
+        Ok(self
+            .manifest(&content, FIRST_STEP)
+            .await?
+            .map(|manifest| (content, manifest)))
+    }
+
+    /// The newest epoch of `digest` that holds `file` (a manifest).
+    async fn newest_with(&self, digest: &str, file: &str) -> Result<Option<u64>, Failure> {
         let listed = self
             .list(&format!("images/{digest}"))
             .await
             .map_err(|e| Failure::transient(format!("reading the store failed: {e}")))?;
         Ok(listed
             .iter()
-            .filter(|parts| parts.len() == 4 && parts[3] == "manifest.json")
+            .filter(|parts| parts.len() == 4 && parts[3] == file)
             .filter_map(|parts| parts[2].parse::<u64>().ok())
             .max())
     }
 
-    async fn manifest(&self, content: &str) -> Result<Option<Manifest>, Failure> {
-        let bytes = self
-            .storage
-            .read(&Self::key(content, "manifest.json"))
-            .await?;
+    async fn manifest(&self, content: &str, file: &str) -> Result<Option<Manifest>, Failure> {
+        let bytes = self.storage.read(&Self::key(content, file)).await?;
         Ok(bytes.and_then(|bytes| serde_json::from_slice(&bytes).ok()))
     }
 
@@ -222,13 +249,24 @@ impl ContentStore {
 
     /// Marks `content` complete: written after every variant.
     pub async fn put_manifest(&self, content: &str, manifest: &Manifest) -> Result<(), Failure> {
+        self.put_json(content, MANIFEST, manifest).await
+    }
+
+    /// Marks the first step of `content` stored: written after its variants (`manifest`
+    /// lists only them).
+    pub async fn put_first_step(&self, content: &str, manifest: &Manifest) -> Result<(), Failure> {
+        self.put_json(content, FIRST_STEP, manifest).await
+    }
+
+    async fn put_json(
+        &self,
+        content: &str,
+        file: &str,
+        manifest: &Manifest,
+    ) -> Result<(), Failure> {
         let json = serde_json::to_vec(manifest).expect("a manifest serialises");
         self.storage
-            .put(
-                &Self::key(content, "manifest.json"),
-                json,
-                "application/json",
-            )
+            .put(&Self::key(content, file), json, "application/json")
             .await
             .map(|_| ())
     }
@@ -279,10 +317,10 @@ impl ContentStore {
             if !old || referenced.contains(&content) {
                 continue;
             }
-            // The manifest first: a half-deleted set is never taken for complete.
+            // The manifests first: a half-deleted set is never taken for complete.
             let (manifests, variants): (Vec<_>, Vec<_>) = objects
                 .into_iter()
-                .partition(|p| p.filename() == Some("manifest.json"));
+                .partition(|p| matches!(p.filename(), Some(MANIFEST | FIRST_STEP)));
             for location in manifests.into_iter().chain(variants) {
                 match self.storage.store().delete(&location).await {
                     Ok(()) | Err(object_store::Error::NotFound { .. }) => deleted += 1,
@@ -464,6 +502,43 @@ mod tests {
             Some((fresh.clone(), manifest(), Found::Copied))
         );
         assert!(exists(&store, &fresh).await);
+    }
+
+    #[tokio::test]
+    async fn a_recent_first_step_is_found_for_its_second_step_and_a_whole_set_for_reuse() {
+        let store = store();
+        let now = store.epoch_now();
+        let digest = store.digest(b"photo");
+        assert_eq!(store.find_first_step(&digest).await.unwrap(), None);
+
+        let content = ContentStore::content_id(&digest, now);
+        store
+            .put_variant(&content, "640.webp", vec![1, 2, 3], "image/webp")
+            .await
+            .unwrap();
+        store.put_first_step(&content, &manifest()).await.unwrap();
+        assert_eq!(
+            store.find_first_step(&digest).await.unwrap(),
+            Some((content.clone(), manifest()))
+        );
+        assert_eq!(
+            store.find(&digest).await.unwrap(),
+            None,
+            "a first step is not the whole set"
+        );
+        store.put_manifest(&content, &manifest()).await.unwrap();
+        assert_eq!(
+            store.find(&digest).await.unwrap(),
+            Some((content, manifest(), Found::Reusable))
+        );
+
+        // Older than the reuse window: made again rather than finished.
+        let old = store.digest(b"old photo");
+        store
+            .put_first_step(&ContentStore::content_id(&old, now - 2), &manifest())
+            .await
+            .unwrap();
+        assert_eq!(store.find_first_step(&old).await.unwrap(), None);
     }
 
     #[tokio::test]

@@ -18,7 +18,7 @@
 
 use std::time::{Duration, Instant};
 
-use image::{ImageFormat, imageops::FilterType};
+use image::imageops::FilterType;
 use poem::{
     EndpointExt, Response, Route, Server, get, handler,
     listener::{Acceptor, Listener, TcpListener},
@@ -44,18 +44,23 @@ mod bytes_holder {
     pub struct Bytes(pub Vec<u8>, pub std::time::Duration);
 }
 
-/// A JPEG of about `megapixels` (3:2, like a camera's) made from a real photo (640x427,
-/// upscaled).
+/// A JPEG (quality 90) of about `megapixels`, scaled from a camera photograph
+/// (`CAMERA_PHOTO`, which `scripts/measure-latency.sh` points at one of the photos
+/// `scripts/photos.sh` downloads), as a seller exports one; without it, from a small sample
+/// photo (640x427, upscaled).
 fn photo_jpeg(megapixels: f64) -> Vec<u8> {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/images/rocket.jpg");
-    let source = image::open(path).expect("tests/fixtures/images/rocket.jpg");
-    let height = (megapixels * 1e6 / 1.5).sqrt().round() as u32;
+    let sample = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/images/rocket.jpg");
+    let path = std::env::var("CAMERA_PHOTO").unwrap_or_else(|_| sample.to_owned());
+    let source = image::open(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    let aspect = f64::from(source.width()) / f64::from(source.height());
+    let height = (megapixels * 1e6 / aspect).sqrt().round() as u32;
+    let width = (f64::from(height) * aspect).round() as u32;
     let resized = source
-        .resize_exact(height * 3 / 2, height, FilterType::Lanczos3)
+        .resize_exact(width, height, FilterType::Lanczos3)
         .into_rgb8();
     let mut out = std::io::Cursor::new(Vec::new());
-    resized
-        .write_to(&mut out, ImageFormat::Jpeg)
+    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 90)
+        .encode_image(&resized)
         .expect("JPEG encoding");
     out.into_inner()
 }

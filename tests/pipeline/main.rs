@@ -13,4 +13,5 @@ mod happy;
 mod operations;
 mod projector;
 mod s3;
+mod steps;
 mod tls;

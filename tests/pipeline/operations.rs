@@ -227,11 +227,13 @@ async fn the_api_reports_what_waits_for_images_and_how_fresh_results_are() {
         Duration::from_secs(30),
         || async {
             let text = pipeline.app.text_of(&metrics).await;
+            // Once each: the product shown (its WebP), then its ladder complete (its AVIF).
             match (
                 sample(&text, "images_pending_products"),
                 sample(&text, "pipeline_freshness_seconds_count"),
+                sample(&text, "pipeline_ladder_freshness_seconds_count"),
             ) {
-                (Some(0.0), Some(1.0)) => Ok(text),
+                (Some(0.0), Some(1.0), Some(1.0)) => Ok(text),
                 other => Err(other),
             }
         },

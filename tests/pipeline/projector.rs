@@ -1,4 +1,5 @@
-use events::{ImageDetails, ImageOutcome, ImageResult, ImagesCompressed};
+use api::projector::{Applied, Reached};
+use events::{ImageDetails, ImageOutcome, ImageResult, ImageVariant, ImagesCompressed};
 use serde_json::{Value, json};
 use system_tests::spawn_app;
 
@@ -23,6 +24,14 @@ fn compressed(product_id: &str, revision: i32, url: &str) -> ImagesCompressed {
     }
 }
 
+/// A result that shows the product and completes its ladder at once.
+fn both() -> Reached {
+    Reached {
+        shown: true,
+        complete: true,
+    }
+}
+
 #[tokio::test]
 async fn the_same_event_delivered_twice_is_applied_once_and_stale_revisions_are_ignored() {
     let app = spawn_app().await;
@@ -34,7 +43,13 @@ async fn the_same_event_delivered_twice_is_applied_once_and_stale_revisions_are_
     let first = api::projector::apply(&pool, event_id, &compressed(&id, 1, "https://cdn/a.webp"))
         .await
         .unwrap();
-    assert_eq!(first, api::projector::Applied::Updated { version: 2 });
+    assert_eq!(
+        first,
+        api::projector::Applied::Updated {
+            version: 2,
+            reached: both(),
+        }
+    );
     // Redelivered, even with other content: nothing changes.
     let again = api::projector::apply(
         &pool,
@@ -93,7 +108,13 @@ async fn a_late_failure_never_replaces_a_compressed_image() {
     )
     .await
     .unwrap();
-    assert_eq!(done, api::projector::Applied::Updated { version: 2 });
+    assert_eq!(
+        done,
+        api::projector::Applied::Updated {
+            version: 2,
+            reached: both(),
+        }
+    );
 
     // A redrive of an old dead letter for the same revision fails this time.
     let mut failed = compressed(&id, 1, "unused");
@@ -110,4 +131,139 @@ async fn a_late_failure_never_replaces_a_compressed_image() {
         json!(["https://cdn/a.webp"])
     );
     assert_eq!(product["images"][0]["status"], "compressed");
+}
+
+/// The first step of image 0 (the WebP ladder, AVIF pending), or with `avif` its whole ladder.
+fn step(product_id: &str, avif: bool) -> ImagesCompressed {
+    let variant = |format: &str, extension: &str| ImageVariant {
+        url: format!("https://cdn/640.{extension}"),
+        format: format.into(),
+        width: 640,
+        height: 480,
+        bytes: 100,
+    };
+    let mut event = compressed(product_id, 1, "https://cdn/640.webp");
+    let details = &mut event.images[0].details;
+    details.variants = vec![variant("image/webp", "webp")];
+    if avif {
+        details.variants.insert(0, variant("image/avif", "avif"));
+    } else {
+        details.pending_formats = vec!["image/avif".into()];
+    }
+    event
+}
+
+#[tokio::test]
+async fn the_webp_shows_first_the_avif_joins_it_and_a_late_first_step_never_takes_it_away() {
+    let app = spawn_app().await;
+    let user = app.create_user("carol").await;
+    let id = app.create_product(&user, "Lamp", 1.0).await;
+    let pool = api::db::pool(&api::db::DatabaseSettings::for_url(&app.database_url)).unwrap();
+    let apply = |event: ImagesCompressed| {
+        let pool = pool.clone();
+        async move {
+            api::projector::apply(&pool, uuid::Uuid::new_v4(), &event)
+                .await
+                .unwrap()
+        }
+    };
+
+    // The first step: visible (done, with its WebP), its ladder still growing.
+    let first = apply(step(&id, false)).await;
+    assert_eq!(
+        first,
+        Applied::Updated {
+            version: 2,
+            reached: Reached {
+                shown: true,
+                complete: false
+            }
+        }
+    );
+    let product = app.product(&id).await;
+    assert_eq!(product["processing_status"], "done");
+    assert_eq!(
+        product["compressed_product_images"],
+        json!(["https://cdn/640.webp"])
+    );
+    let image = &product["images"][0];
+    assert_eq!(image["pending_formats"], json!(["image/avif"]));
+    assert_eq!(
+        image["srcset"],
+        json!({"image/webp": "https://cdn/640.webp 640w"})
+    );
+
+    // The same first step again changes nothing.
+    assert_eq!(apply(step(&id, false)).await, Applied::KeptBetter);
+
+    // The second step completes the ladder.
+    let second = apply(step(&id, true)).await;
+    assert_eq!(
+        second,
+        Applied::Updated {
+            version: 3,
+            reached: Reached {
+                shown: false,
+                complete: true
+            }
+        }
+    );
+    let image = app.product(&id).await["images"][0].clone();
+    assert!(image.get("pending_formats").is_none(), "{image}");
+    assert_eq!(
+        image["srcset"]["image/avif"], "https://cdn/640.avif 640w",
+        "{image}"
+    );
+
+    // A first step arriving late (a redrive, a retry that found the first step stored)
+    // never replaces the whole ladder.
+    assert_eq!(apply(step(&id, false)).await, Applied::KeptBetter);
+    let image = app.product(&id).await["images"][0].clone();
+    assert_eq!(
+        image["srcset"]["image/avif"], "https://cdn/640.avif 640w",
+        "{image}"
+    );
+}
+
+#[tokio::test]
+async fn an_avif_that_cannot_be_made_leaves_the_webp_shown_with_the_reason() {
+    let app = spawn_app().await;
+    let user = app.create_user("dave").await;
+    let id = app.create_product(&user, "Lamp", 1.0).await;
+    let pool = api::db::pool(&api::db::DatabaseSettings::for_url(&app.database_url)).unwrap();
+    api::projector::apply(&pool, uuid::Uuid::new_v4(), &step(&id, false))
+        .await
+        .unwrap();
+    // What the processor sends when the AVIF fails for good: the first step, its pending
+    // format moved to the failed ones.
+    let mut given_up = step(&id, false);
+    let details = &mut given_up.images[0].details;
+    details.pending_formats.clear();
+    details.failed_formats.insert(
+        "image/avif".into(),
+        "AVIF encoding failed: out of memory".into(),
+    );
+    let applied = api::projector::apply(&pool, uuid::Uuid::new_v4(), &given_up)
+        .await
+        .unwrap();
+    assert_eq!(
+        applied,
+        Applied::Updated {
+            version: 3,
+            reached: Reached {
+                shown: false,
+                complete: true
+            }
+        }
+    );
+    let product = app.product(&id).await;
+    assert_eq!(product["processing_status"], "done");
+    let image = &product["images"][0];
+    assert_eq!(image["status"], "compressed");
+    assert_eq!(image["compressed_url"], "https://cdn/640.webp");
+    assert_eq!(
+        image["failed_formats"],
+        json!({"image/avif": "AVIF encoding failed: out of memory"})
+    );
+    assert!(image.get("pending_formats").is_none(), "{image}");
 }

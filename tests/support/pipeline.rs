@@ -365,7 +365,11 @@ impl Pipeline {
                 id,
                 &format!("image revision {revision} to be processed"),
                 Duration::from_secs(60),
-                |p| p["image_revision"] == revision && p["processing_status"] == "done",
+                |p| {
+                    p["image_revision"] == revision
+                        && p["processing_status"] == "done"
+                        && ladders_complete(p)
+                },
             )
             .await;
         assert!(
@@ -377,11 +381,19 @@ impl Pipeline {
         product
     }
 
-    /// Waits until processing of `id` is finished (no image pending); returns the product.
+    /// Waits until processing of `id` is finished: no image pending, and every compressed
+    /// image's ladder complete (its AVIF follows its WebP); returns the product.
     pub async fn wait_until_processed(&self, id: &str) -> Value {
         self.wait_for(id, "processing to finish", Duration::from_secs(60), |p| {
-            p["processing_status"] != "pending"
+            p["processing_status"] != "pending" && ladders_complete(p)
         })
         .await
     }
+}
+
+/// Whether no image of `product` has formats still to come (`pending_formats`).
+pub fn ladders_complete(product: &Value) -> bool {
+    product["images"]
+        .as_array()
+        .is_some_and(|images| images.iter().all(|i| i.get("pending_formats").is_none()))
 }

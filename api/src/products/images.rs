@@ -57,6 +57,13 @@ impl StoredImages {
         self.0.iter().any(|s| s.status == ImageStatus::Pending)
     }
 
+    /// Whether any image still waits for its result or for some of its formats.
+    pub fn ladder_pending(&self) -> bool {
+        self.0
+            .iter()
+            .any(|s| s.status == ImageStatus::Pending || s.details.ladder_pending())
+    }
+
     /// `compressed_product_images`: each image's compressed URL, `None` until compressed.
     pub fn compressed_urls(&self) -> Vec<Option<String>> {
         self.0
@@ -65,17 +72,24 @@ impl StoredImages {
             .collect()
     }
 
-    /// Records a final outcome from the image-processor; false when it changes nothing: an
-    /// index out of range, or a failure for an image already compressed (a redriven or late
-    /// job that failed again says nothing about the image already compressed).
+    /// Records a result from the image-processor; false when it changes nothing:
+    /// - an index out of range;
+    /// - a failure for an image already compressed (a redriven or late job that failed again
+    ///   says nothing about the image already compressed);
+    /// - a first step (formats still pending) for an image whose whole ladder is stored: a
+    ///   late or repeated first step never takes the AVIF away;
+    /// - the result already stored.
     pub fn record(&mut self, result: &ImageResult) -> bool {
         let Some(state) = self.0.get_mut(result.index as usize) else {
             return false;
         };
-        if result.outcome == ImageOutcome::Failed && state.status == ImageStatus::Compressed {
+        if state.status == ImageStatus::Compressed
+            && (result.outcome == ImageOutcome::Failed
+                || result.details.ladder_pending() && !state.details.ladder_pending())
+        {
             return false;
         }
-        *state = StoredImage {
+        let recorded = StoredImage {
             status: match result.outcome {
                 ImageOutcome::Compressed => ImageStatus::Compressed,
                 ImageOutcome::Failed => ImageStatus::Failed,
@@ -85,6 +99,10 @@ impl StoredImages {
                 ..result.details.clone()
             },
         };
+        if *state == recorded {
+            return false;
+        }
+        *state = recorded;
         true
     }
 
@@ -154,6 +172,7 @@ mod tests {
                 thumbhash: Some("1QcSHQRnh493V4dIh4eXh1h4kJUI".into()),
                 dominant_color: Some("#336699".into()),
                 failure_reason: None,
+                ..ImageDetails::default()
             },
         }
     }

@@ -27,4 +27,4 @@ pub use cursor::Cursor;
 pub use document::Product;
 pub use images::StoredImages;
 pub use row::ProductRow;
-pub use store::{Applied, ListQuery};
+pub use store::{Applied, ListQuery, Reached};

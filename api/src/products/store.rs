@@ -257,18 +257,32 @@ pub enum Applied {
     /// The product changed; it is now at `version`.
     Updated {
         version: i64,
+        /// What the change completed, for the freshness metrics.
+        reached: Reached,
     },
     Duplicate,
     StaleRevision {
         current: i32,
     },
     NoSuchProduct,
-    /// Every result was a failure for an image already compressed (a late retry or a
-    /// redrive that failed where an earlier attempt had succeeded): kept as it was.
+    /// Every result said less than what is stored: a failure for an image already
+    /// compressed (a late retry or a redrive that failed where an earlier attempt had
+    /// succeeded), a first step for an image with its whole ladder, or the stored result
+    /// again. Kept as it was.
     KeptBetter,
     /// The product's stored image states cannot be read (logged and counted): nothing was
     /// changed, and retrying cannot help.
     Unreadable,
+}
+
+/// The moments of a product's images that one applied result can reach, each once per image
+/// revision.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Reached {
+    /// Every image became visible or failed: none is pending any more.
+    pub shown: bool,
+    /// Every image's ladder became complete: no format is still to come either.
+    pub complete: bool,
 }
 
 /// Applies `event` (id `event_id`) unless it was applied before or belongs to an older
@@ -318,6 +332,7 @@ pub async fn apply_images(
             return Ok(Applied::Unreadable);
         }
     };
+    let (pending_before, ladder_pending_before) = (images.any_pending(), images.ladder_pending());
     let mut changed = false;
     for image in &event.images {
         changed |= images.record(image);
@@ -347,6 +362,10 @@ pub async fn apply_images(
     tx.commit().await?;
     Ok(Applied::Updated {
         version: row.version,
+        reached: Reached {
+            shown: pending_before && !images.any_pending(),
+            complete: ladder_pending_before && !images.ladder_pending(),
+        },
     })
 }
 

@@ -118,8 +118,56 @@ impl Compressed {
 
     /// `#rrggbb`.
     pub fn dominant_color_hex(&self) -> String {
-        let [r, g, b] = self.dominant_color;
-        format!("#{r:02x}{g:02x}{b:02x}")
+        hex(self.dominant_color)
+    }
+}
+
+fn hex([r, g, b]: [u8; 3]) -> String {
+    format!("#{r:02x}{g:02x}{b:02x}")
+}
+
+/// A source decoded once, in sRGB and upright, at every width of its ladder, with its
+/// placeholders: what each format's variants are encoded from. The processor encodes the
+/// WebP ladder from it, publishes that, then encodes the AVIF ladder from the same pixels.
+#[derive(Debug)]
+pub struct Prepared {
+    /// The source's size after EXIF orientation.
+    pub source_width: u32,
+    pub source_height: u32,
+    /// One image per width of the ladder, ascending.
+    sizes: Vec<DynamicImage>,
+    /// The ThumbHash of the image (at most 100 x 100 pixels' worth).
+    pub thumbhash: Vec<u8>,
+    /// The most common colour, 8-bit sRGB.
+    pub dominant_color: [u8; 3],
+}
+
+impl Prepared {
+    /// The ladder in `format`, ascending by width.
+    pub fn encode(
+        &self,
+        format: OutputFormat,
+        settings: &TransformSettings,
+    ) -> Result<Vec<Variant>, Failure> {
+        self.sizes
+            .iter()
+            .map(|image| {
+                let (width, height) = (image.width(), image.height());
+                let bytes = tracing::info_span!("encode", format = format.extension(), width)
+                    .in_scope(|| encode(image, format, settings))?;
+                Ok(Variant {
+                    format,
+                    width,
+                    height,
+                    bytes,
+                })
+            })
+            .collect()
+    }
+
+    /// `#rrggbb`.
+    pub fn dominant_color_hex(&self) -> String {
+        hex(self.dominant_color)
     }
 }
 
@@ -140,6 +188,28 @@ pub fn compress_inspected(
     header: &Header,
     settings: &TransformSettings,
 ) -> Result<Compressed, Failure> {
+    let prepared = prepare(bytes, header, settings)?;
+    let mut variants = Vec::with_capacity(prepared.sizes.len() * settings.formats.len());
+    for &format in &settings.formats {
+        variants.extend(prepared.encode(format, settings)?);
+    }
+    Ok(Compressed {
+        source_width: prepared.source_width,
+        source_height: prepared.source_height,
+        variants,
+        thumbhash: prepared.thumbhash,
+        dominant_color: prepared.dominant_color,
+    })
+}
+
+/// Decodes a source whose header [`inspect`] has read, scales it to each width of its
+/// ladder, converts it to sRGB, turns it upright and makes its placeholders: everything but
+/// the encoding. Every failure is permanent.
+pub fn prepare(
+    bytes: &[u8],
+    header: &Header,
+    settings: &TransformSettings,
+) -> Result<Prepared, Failure> {
     let (source_width, source_height) = header.upright_size();
     let ladder = ladder(source_width, source_height, &settings.widths);
     let (image, profile) =
@@ -160,34 +230,22 @@ pub fn compress_inspected(
     if let Some(orientation) = header.orientation {
         largest.apply_orientation(orientation);
     }
-    let mut variants = Vec::with_capacity(ladder.len() * settings.formats.len());
-    for &(width, height) in ladder.iter().rev() {
-        let scaled;
-        let image = if (width, height) == (largest.width(), largest.height()) {
-            &largest
-        } else {
-            scaled =
-                tracing::info_span!("resize", width).in_scope(|| scale(&largest, width, height))?;
-            &scaled
-        };
-        for &format in &settings.formats {
-            let bytes = tracing::info_span!("encode", format = format.extension(), width)
-                .in_scope(|| encode(image, format, settings))?;
-            variants.push(Variant {
-                format,
-                width,
-                height,
-                bytes,
-            });
+    let (thumbhash, dominant_color) = placeholders(&largest)?;
+    let mut sizes = Vec::with_capacity(ladder.len());
+    for &(width, height) in &ladder {
+        if (width, height) != (largest.width(), largest.height()) {
+            sizes.push(
+                tracing::info_span!("resize", width).in_scope(|| scale(&largest, width, height))?,
+            );
         }
     }
-    let position = |format| settings.formats.iter().position(|f| *f == format);
-    variants.sort_by_key(|v| (position(v.format), v.width));
-    let (thumbhash, dominant_color) = placeholders(&largest)?;
-    Ok(Compressed {
+    if ladder.last() == Some(&(largest.width(), largest.height())) {
+        sizes.push(largest);
+    }
+    Ok(Prepared {
         source_width,
         source_height,
-        variants,
+        sizes,
         thumbhash,
         dominant_color,
     })

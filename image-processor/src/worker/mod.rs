@@ -2,6 +2,9 @@
 //!
 //! For every job the worker processes the images it names, then makes the outcome durable
 //! before the offset is stored:
+//! - each image's first step (its WebP ladder) goes out as an `ImagesCompressed` of its own
+//!   as soon as it is stored, with the formats still to come in `pending_formats`
+//!   ([`process`]);
 //! - finished images (compressed or permanently failed) go out as one `ImagesCompressed`;
 //! - images that failed transiently go to the next retry topic, with a growing, jittered
 //!   delay, unless the retries are used up: then the original record goes to the dead-letter
@@ -29,7 +32,7 @@ pub use consume::run;
 use std::{sync::Arc, time::Duration};
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use events::{ImageResult, SourceImage, Topics, headers};
+use events::{SourceImage, Topics, headers};
 use rdkafka::{Message, producer::FutureProducer};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
@@ -185,7 +188,7 @@ impl Worker {
         if self.superseded(job, false).await {
             return true;
         }
-        let (mut results, failures) = self.process(job).await;
+        let (mut results, unfinished) = self.process(job, shutdown).await;
         if self.superseded(job, true).await {
             return true;
         }
@@ -193,21 +196,25 @@ impl Worker {
         let mut retry = None;
         let mut given_up = Vec::new();
         let mut retried = Vec::new();
-        for (image, failure) in failures {
-            match next_step(job.attempt, &failure, &self.retry_delays) {
+        for image in unfinished {
+            if shutdown.is_cancelled() {
+                // Interrupted, not failed: the record is processed again after the restart.
+                return false;
+            }
+            match next_step(job.attempt, &image.failure, &self.retry_delays) {
                 Step::Fail { reason } => {
                     self.metrics.image("failed");
-                    tracing::warn!(product_id = %job.product_id, index = image.index, reason, "Image failed permanently.");
-                    results.push(ImageResult::failed(image.index, image.url.clone(), reason));
+                    tracing::warn!(product_id = %job.product_id, index = image.image.index, reason, shown = image.shown.is_some(), "Image failed permanently.");
+                    results.push(image.given_up(reason));
                 }
                 Step::Retry { level, delay } => {
                     retry = Some((level, delay));
-                    retried.push((image, failure));
+                    retried.push(image);
                 }
                 Step::DeadLetter { reason } => {
                     self.metrics.image("gave_up");
-                    results.push(ImageResult::failed(image.index, image.url.clone(), reason));
-                    given_up.push((image, failure));
+                    given_up.push((image.image.clone(), image.failure.clone()));
+                    results.push(image.given_up(reason));
                 }
             }
         }
@@ -219,6 +226,10 @@ impl Worker {
                 .unwrap_or_else(|| Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true))
         };
         if let Some((level, delay)) = retry {
+            let retried: Vec<_> = retried
+                .into_iter()
+                .map(|image| (image.image, image.failure))
+                .collect();
             let (reason, delay) = (reasons(&retried), jittered(delay));
             tracing::warn!(
                 product_id = %job.product_id,

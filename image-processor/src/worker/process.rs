@@ -1,16 +1,30 @@
-//! Processing one job's images: download, reuse of identical content or compression, storage,
-//! and the result that reports it.
+//! Processing one job's images: download, reuse of identical content or compression in two
+//! steps, storage, and the results that report them.
+//!
+//! An image is made in two steps, so a product shows its pictures as soon as the cheap part
+//! is done:
+//! 1. decode, scale, the WebP ladder and the placeholders; stored (with `first-step.json`),
+//!    referred to, and published at once as a result with `pending_formats`;
+//! 2. the AVIF ladder from the same pixels; stored with the complete manifest, and returned
+//!    to the job, which publishes it as the image's final result.
+//!
+//! A second step that fails keeps the first step shown: a transient failure retries the
+//! image, and the retry finds the first step stored and makes only the AVIF; a permanent one
+//! (or retries used up) reports the image compressed with the AVIF's reason in
+//! `failed_formats`.
 
 use base64::Engine;
 use events::{ImageDetails, ImageOutcome, ImageResult, ImageVariant, SourceImage};
 use futures_util::StreamExt;
+use tokio::sync::OwnedSemaphorePermit;
+use tokio_util::sync::CancellationToken;
 
 use super::Worker;
 use crate::{
     content::{ContentStore, Found, Manifest, StoredVariant},
     failure::Failure,
     job::Job,
-    transform::{self, OutputFormat},
+    transform::{self, OutputFormat, Prepared, TransformSettings, Variant},
 };
 
 /// A finished image.
@@ -21,40 +35,105 @@ struct Processed {
     reused: bool,
 }
 
+/// An image this attempt did not finish.
+pub(super) struct Unfinished {
+    pub image: SourceImage,
+    pub failure: Failure,
+    /// What is already published for it when the second step failed: its first step, which
+    /// a final failure must not hide.
+    pub shown: Option<ImageResult>,
+}
+
+impl Unfinished {
+    /// The image's final result once it is given up on: its first step with the formats it
+    /// lacks marked failed, or a failed image.
+    pub fn given_up(self, reason: String) -> ImageResult {
+        match self.shown {
+            Some(mut shown) => {
+                for format in std::mem::take(&mut shown.details.pending_formats) {
+                    shown.details.failed_formats.insert(format, reason.clone());
+                }
+                shown
+            }
+            None => ImageResult::failed(self.image.index, self.image.url, reason),
+        }
+    }
+}
+
+/// A source being made: its decoded pixels, and the memory they are budgeted against.
+struct Made {
+    prepared: Prepared,
+    _memory: OwnedSemaphorePermit,
+}
+
+/// What an encode starts from.
+enum Source {
+    Made(Made),
+    /// Admitted against the memory budget; to decode.
+    ToMake {
+        header: transform::Header,
+        memory: OwnedSemaphorePermit,
+    },
+}
+
 impl Worker {
-    /// Processes the job's images; returns the compressed ones' results (by index) and the
-    /// failures, whose next step [`super::step::next_step`] decides.
+    /// Processes the job's images; returns the finished ones' results (by index) and the
+    /// unfinished ones, whose next step [`super::step::next_step`] decides. First steps are
+    /// published as they are made.
     pub(super) async fn process(
         &self,
         job: &Job,
-    ) -> (Vec<ImageResult>, Vec<(SourceImage, Failure)>) {
-        let outcomes: Vec<(SourceImage, Result<Processed, Failure>)> =
+        shutdown: &CancellationToken,
+    ) -> (Vec<ImageResult>, Vec<Unfinished>) {
+        let outcomes: Vec<Result<Processed, Unfinished>> =
             futures_util::stream::iter(job.images.clone())
-                .map(|image| async move {
-                    let outcome = self.process_image(job, &image).await;
-                    (image, outcome)
-                })
+                .map(|image| self.process_image(job, image, shutdown))
                 .buffer_unordered(self.image_concurrency.max(1))
                 .collect()
                 .await;
         let mut finished = Vec::new();
-        let mut failures = Vec::new();
-        for (image, outcome) in outcomes {
+        let mut unfinished = Vec::new();
+        for outcome in outcomes {
             match outcome {
                 Ok(Processed { result, reused }) => {
                     self.metrics
                         .image(if reused { "reused" } else { "compressed" });
                     finished.push(result);
                 }
-                Err(failure) => failures.push((image, failure)),
+                Err(image) => unfinished.push(image),
             }
         }
         finished.sort_by_key(|r| r.index);
-        (finished, failures)
+        (finished, unfinished)
     }
 
     /// Processes one image.
-    async fn process_image(&self, job: &Job, image: &SourceImage) -> Result<Processed, Failure> {
+    async fn process_image(
+        &self,
+        job: &Job,
+        image: SourceImage,
+        shutdown: &CancellationToken,
+    ) -> Result<Processed, Unfinished> {
+        let mut shown = None;
+        match self.make_image(job, &image, &mut shown, shutdown).await {
+            Ok(processed) => Ok(processed),
+            Err(failure) => Err(Unfinished {
+                image,
+                failure,
+                shown,
+            }),
+        }
+    }
+
+    /// Downloads, reuses or makes, and stores one image; `shown` is set once its first step
+    /// is published.
+    async fn make_image(
+        &self,
+        job: &Job,
+        image: &SourceImage,
+        shown: &mut Option<ImageResult>,
+        shutdown: &CancellationToken,
+    ) -> Result<Processed, Failure> {
         // Bounds the downloaded bytes held by the whole process, whichever consumers are busy.
         let _slot = self
             .images_at_once
@@ -81,7 +160,8 @@ impl Worker {
         };
         self.metrics
             .stage("download", started.elapsed().as_secs_f64());
-        let bytes_before = fetched.bytes.len() as u64;
+        let bytes = fetched.bytes;
+        let bytes_before = bytes.len() as u64;
         tracing::info!(
             product_id = %job.product_id,
             index = image.index,
@@ -90,115 +170,234 @@ impl Worker {
             ms = started.elapsed().as_millis() as u64,
             "Download succeeded."
         );
-        let digest = self.content.digest(&fetched.bytes);
-        let (content, manifest, reused) = match self.content.find(&digest).await? {
-            Some((content, manifest, found)) => {
-                tracing::info!(
-                    product_id = %job.product_id,
-                    index = image.index,
-                    content = %content,
-                    copied = found == Found::Copied,
-                    "Reused the stored images of identical bytes."
-                );
-                (content, manifest, true)
+        let digest = self.content.digest(&bytes);
+        if let Some((content, manifest, found)) = self.content.find(&digest).await? {
+            tracing::info!(
+                product_id = %job.product_id,
+                index = image.index,
+                content = %content,
+                copied = found == Found::Copied,
+                "Reused the stored images of identical bytes."
+            );
+            // The reference before the result: once a product shows content, cleanup keeps it.
+            self.content
+                .refer(&job.product_id, job.revision, image.index, &content)
+                .await?;
+            return Ok(Processed {
+                result: self.image_result(image, bytes_before, &content, &manifest, &[]),
+                reused: true,
+            });
+        }
+        let later: Vec<OutputFormat> = self
+            .transform
+            .formats
+            .iter()
+            .copied()
+            .filter(|f| *f != OutputFormat::Webp)
+            .collect();
+        let found = match later.is_empty() {
+            true => None,
+            false => self.content.find_first_step(&digest).await?,
+        };
+        let (content, first, made) = match found {
+            Some((content, first)) => {
+                tracing::info!(product_id = %job.product_id, index = image.index, content = %content, "Found the first step stored; making the rest.");
+                (content, first, None)
             }
             None => {
                 let content = ContentStore::content_id(&digest, self.content.epoch_now());
-                let manifest = self
-                    .compress_and_store(job, image, fetched, &content)
+                let (first, made) = self
+                    .make_first_step(job, image, &bytes, &content, later.is_empty())
                     .await?;
-                (content, manifest, false)
+                (content, first, Some(made))
             }
         };
-        // The reference before the result: once a product shows content, cleanup keeps it.
         self.content
             .refer(&job.product_id, job.revision, image.index, &content)
             .await?;
+        if later.is_empty() {
+            return Ok(Processed {
+                result: self.image_result(image, bytes_before, &content, &first, &[]),
+                reused: false,
+            });
+        }
+        let first_result = self.image_result(image, bytes_before, &content, &first, &later);
+        let published = self
+            .send_durably(
+                self.images_compressed(job, vec![first_result.clone()]),
+                shutdown,
+            )
+            .await;
+        if !published {
+            return Err(Failure::transient("shutting down"));
+        }
+        tracing::info!(product_id = %job.product_id, index = image.index, "Published the first step.");
+        *shown = Some(first_result);
+        let manifest = self
+            .make_second_step(job, image, &bytes, &content, first, made, &later)
+            .await?;
         Ok(Processed {
-            result: self.image_result(image, bytes_before, &content, manifest),
-            reused,
+            result: self.image_result(image, bytes_before, &content, &manifest, &[]),
+            reused: false,
         })
     }
 
-    /// Decodes, makes the ladder and stores it as `content` (the manifest last).
-    async fn compress_and_store(
+    /// Decodes and scales the source, makes its WebP ladder and placeholders, and stores them
+    /// as `content`'s first step (or as the whole set when WebP is the only format).
+    async fn make_first_step(
         &self,
         job: &Job,
         image: &SourceImage,
-        fetched: crate::fetch::Fetched,
+        bytes: &bytes::Bytes,
         content: &str,
+        only: bool,
+    ) -> Result<(Manifest, Made), Failure> {
+        let (made, variants) = self
+            .encode(job, image, bytes, None, OutputFormat::Webp, "compress")
+            .await?;
+        let webp = variants.last().expect("a ladder has a width");
+        tracing::info!(
+            product_id = %job.product_id,
+            index = image.index,
+            variants = variants.len(),
+            bytes_before = bytes.len(),
+            bytes_after = webp.bytes.len(),
+            width = webp.width,
+            height = webp.height,
+            "Compression succeeded."
+        );
+        let manifest = Manifest {
+            source_width: made.prepared.source_width,
+            source_height: made.prepared.source_height,
+            thumbhash: base64::engine::general_purpose::STANDARD.encode(&made.prepared.thumbhash),
+            dominant_color: made.prepared.dominant_color_hex(),
+            variants: Vec::new(),
+        };
+        let manifest = self.store(content, manifest, variants).await?;
+        if only {
+            self.content.put_manifest(content, &manifest).await?;
+        } else {
+            self.content.put_first_step(content, &manifest).await?;
+        }
+        Ok((manifest, made))
+    }
+
+    /// Makes the formats that follow WebP, from the first step's pixels when this attempt
+    /// made them (decoding the source again when a retry found the first step stored), and
+    /// stores them with the complete manifest.
+    #[allow(clippy::too_many_arguments)]
+    async fn make_second_step(
+        &self,
+        job: &Job,
+        image: &SourceImage,
+        bytes: &bytes::Bytes,
+        content: &str,
+        first: Manifest,
+        mut made: Option<Made>,
+        later: &[OutputFormat],
     ) -> Result<Manifest, Failure> {
-        let bytes_before = fetched.bytes.len() as u64;
-        let settings = self.transform.clone();
-        let header = match transform::inspect(&fetched.bytes, &settings) {
-            Ok(header) => header,
-            Err(failure) => {
-                tracing::info!(product_id = %job.product_id, index = image.index, reason = %failure, "Compression failed.");
-                return Err(failure);
+        let mut manifest = first;
+        for &format in later {
+            let (kept, variants) = self
+                .encode(job, image, bytes, made.take(), format, "compress_avif")
+                .await?;
+            made = Some(kept);
+            manifest = self.store(content, manifest, variants).await?;
+        }
+        let position = |media_type: &str| {
+            self.transform
+                .formats
+                .iter()
+                .position(|f| f.media_type() == media_type)
+        };
+        manifest
+            .variants
+            .sort_by_key(|v| (position(&v.format), v.width));
+        self.content.put_manifest(content, &manifest).await?;
+        Ok(manifest)
+    }
+
+    /// Encodes the ladder in `format` on a CPU permit, preparing the source first unless
+    /// `made` holds it; timed as `stage`.
+    async fn encode(
+        &self,
+        job: &Job,
+        image: &SourceImage,
+        bytes: &bytes::Bytes,
+        made: Option<Made>,
+        format: OutputFormat,
+        stage: &'static str,
+    ) -> Result<(Made, Vec<Variant>), Failure> {
+        let settings: TransformSettings = self.transform.clone();
+        let source = match made {
+            Some(made) => Source::Made(made),
+            None => {
+                let header = transform::inspect(bytes, &settings).inspect_err(|failure| {
+                    tracing::info!(product_id = %job.product_id, index = image.index, reason = %failure, "Compression failed.");
+                })?;
+                // Memory first, then a core: a source waiting for memory holds no core.
+                let admission = std::time::Instant::now();
+                let memory = self.decode_memory.admit(header.peak_bytes(&settings)).await;
+                self.metrics
+                    .stage("decode_admission", admission.elapsed().as_secs_f64());
+                Source::ToMake { header, memory }
             }
         };
-        // Memory first, then a core: a source waiting for memory holds no core.
-        let admission = std::time::Instant::now();
-        let memory = self.decode_memory.admit(header.peak_bytes(&settings)).await;
-        self.metrics
-            .stage("decode_admission", admission.elapsed().as_secs_f64());
         let permit = self
             .cpu
             .clone()
             .acquire_owned()
             .await
             .map_err(|_| Failure::transient("shutting down"))?;
-        let encode_started = std::time::Instant::now();
-        let compress_span = tracing::info_span!("compress", index = image.index);
-        let compressed = tokio::task::spawn_blocking(move || {
-            let _permits = (memory, permit);
-            let _span = compress_span.enter();
-            transform::compress_inspected(&fetched.bytes, &header, &settings)
+        let started = std::time::Instant::now();
+        let span =
+            tracing::info_span!("compress", index = image.index, format = format.extension());
+        let bytes = bytes.clone();
+        let encoded = tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            let _span = span.enter();
+            let made = match source {
+                Source::Made(made) => made,
+                Source::ToMake { header, memory } => Made {
+                    prepared: transform::prepare(&bytes, &header, &settings)?,
+                    _memory: memory,
+                },
+            };
+            let variants = made.prepared.encode(format, &settings)?;
+            Ok((made, variants))
         })
         .await
         .map_err(|e| Failure::transient(format!("the compression task failed: {e}")))?;
-        let compressed = match compressed {
-            Ok(compressed) => compressed,
-            Err(failure) => {
-                tracing::info!(product_id = %job.product_id, index = image.index, reason = %failure, "Compression failed.");
-                return Err(failure);
+        match encoded {
+            Ok(encoded) => {
+                self.metrics.stage(stage, started.elapsed().as_secs_f64());
+                Ok(encoded)
             }
-        };
-        self.metrics
-            .stage("compress", encode_started.elapsed().as_secs_f64());
-        let webp = compressed
-            .largest(OutputFormat::Webp)
-            .expect("WebP is always among the formats");
-        tracing::info!(
-            product_id = %job.product_id,
-            index = image.index,
-            variants = compressed.variants.len(),
-            bytes_before,
-            bytes_after = webp.bytes.len(),
-            width = webp.width,
-            height = webp.height,
-            ms = encode_started.elapsed().as_millis() as u64,
-            "Compression succeeded."
-        );
-        let store_started = std::time::Instant::now();
-        let manifest = Manifest {
-            source_width: compressed.source_width,
-            source_height: compressed.source_height,
-            thumbhash: base64::engine::general_purpose::STANDARD.encode(&compressed.thumbhash),
-            dominant_color: compressed.dominant_color_hex(),
-            variants: compressed
-                .variants
-                .iter()
-                .map(|v| StoredVariant {
-                    format: v.format.media_type().to_owned(),
-                    width: v.width,
-                    height: v.height,
-                    bytes: v.bytes.len() as u64,
-                    file: ContentStore::file_name(v.format, v.width),
-                })
-                .collect(),
-        };
-        futures_util::stream::iter(compressed.variants.into_iter().map(|variant| {
+            Err(failure) => {
+                tracing::info!(product_id = %job.product_id, index = image.index, format = format.extension(), reason = %failure, "Compression failed.");
+                Err(failure)
+            }
+        }
+    }
+
+    /// Stores `variants` of `content` and adds them to `manifest`.
+    async fn store(
+        &self,
+        content: &str,
+        mut manifest: Manifest,
+        variants: Vec<Variant>,
+    ) -> Result<Manifest, Failure> {
+        let started = std::time::Instant::now();
+        manifest
+            .variants
+            .extend(variants.iter().map(|v| StoredVariant {
+                format: v.format.media_type().to_owned(),
+                width: v.width,
+                height: v.height,
+                bytes: v.bytes.len() as u64,
+                file: ContentStore::file_name(v.format, v.width),
+            }));
+        futures_util::stream::iter(variants.into_iter().map(|variant| {
             let file = ContentStore::file_name(variant.format, variant.width);
             let span = tracing::info_span!("store", content = %content, file = %file);
             tracing::Instrument::instrument(
@@ -215,19 +414,19 @@ impl Worker {
         .await
         .into_iter()
         .collect::<Result<(), _>>()?;
-        self.content.put_manifest(content, &manifest).await?;
-        self.metrics
-            .stage("store", store_started.elapsed().as_secs_f64());
+        self.metrics.stage("store", started.elapsed().as_secs_f64());
         Ok(manifest)
     }
 
     /// The result of an image shown by `content`.
+    /// `pending` names the formats a later result adds.
     fn image_result(
         &self,
         image: &SourceImage,
         bytes_before: u64,
         content: &str,
-        manifest: Manifest,
+        manifest: &Manifest,
+        pending: &[OutputFormat],
     ) -> ImageResult {
         let variants: Vec<ImageVariant> = manifest
             .variants
@@ -266,9 +465,54 @@ impl Worker {
                         .map(|v| (v.format.as_str(), v.url.as_str(), v.width)),
                 ),
                 variants,
-                thumbhash: Some(manifest.thumbhash),
-                dominant_color: Some(manifest.dominant_color),
+                thumbhash: Some(manifest.thumbhash.clone()),
+                dominant_color: Some(manifest.dominant_color.clone()),
+                pending_formats: pending.iter().map(|f| f.media_type().to_owned()).collect(),
+                failed_formats: Default::default(),
             },
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn unfinished(shown: Option<ImageResult>) -> Unfinished {
+        Unfinished {
+            image: SourceImage {
+                index: 2,
+                url: "https://img.example/a.jpg".into(),
+            },
+            failure: Failure::transient("storing the image failed: disk full"),
+            shown,
+        }
+    }
+
+    #[test]
+    fn an_image_given_up_after_its_first_step_stays_compressed_with_the_reason() {
+        let mut first = ImageResult {
+            index: 2,
+            source_url: "https://img.example/a.jpg".into(),
+            outcome: ImageOutcome::Compressed,
+            details: ImageDetails {
+                compressed_url: Some("https://cdn.example/640.webp".into()),
+                pending_formats: vec!["image/avif".into()],
+                ..Default::default()
+            },
+        };
+        let given_up = unfinished(Some(first.clone())).given_up("disk full".into());
+        first.details.pending_formats.clear();
+        first
+            .details
+            .failed_formats
+            .insert("image/avif".into(), "disk full".into());
+        assert_eq!(given_up, first);
+
+        let never_shown = unfinished(None).given_up("disk full".into());
+        assert_eq!(
+            never_shown,
+            ImageResult::failed(2, "https://img.example/a.jpg", "disk full")
+        );
     }
 }
