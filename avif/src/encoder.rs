@@ -69,6 +69,14 @@ pub(crate) fn encode_frame(
         control::AOME_SET_TUNING,
         aom::aom_tune_metric::AOM_TUNE_SSIM as i32,
     )?;
+    if settings.search == Search::Square {
+        encoder.control(control::AV1E_SET_ENABLE_RECT_PARTITIONS, 0)?;
+        encoder.control(
+            control::AV1E_SET_SUPERBLOCK_SIZE,
+            aom::aom_superblock_size::AOM_SUPERBLOCK_SIZE_64X64 as i32,
+        )?;
+        encoder.control(control::AV1E_SET_ENABLE_TX_SIZE_SEARCH, 0)?;
+    }
     // No intra block copy: on pictures libaom takes for screen content (flat synthetic
     // areas, graphics) it builds hash tables that took 160 MB more and 4x the time for a
     // 1600 x 1065 picture, for the same bytes there.

@@ -40,7 +40,7 @@ use crate::{
 
 /// Bumped whenever the transform's output for the same bytes and settings changes, so
 /// content made by an older version is not reused. 2: AVIF by libaom instead of rav1e.
-/// 3: AVIF in libaom's all-intra mode, WebP published first.
+/// 3: AVIF with libaom's square search, WebP published first.
 const TRANSFORM_VERSION: u32 = 3;
 
 /// Marks a complete set: every format's variants are stored.
@@ -102,12 +102,13 @@ impl ContentStore {
     pub fn new(storage: Storage, epoch: Duration, settings: &TransformSettings) -> Self {
         let formats: Vec<&str> = settings.formats.iter().map(|f| f.extension()).collect();
         let fingerprint = format!(
-            "v{TRANSFORM_VERSION} widths={:?} formats={formats:?} webp={} avif={}@{}/{} max_pixels={}",
+            "v{TRANSFORM_VERSION} widths={:?} formats={formats:?} webp={} avif={}@{}/{}/{} max_pixels={}",
             settings.widths,
             settings.webp_quality,
             settings.avif_quality,
             settings.avif_speed,
             settings.avif_mode,
+            settings.avif_search,
             settings.max_pixels,
         );
         Self {

@@ -46,6 +46,7 @@ pub(super) fn encode_avif(
         settings.avif_quality,
         settings.avif_speed,
         settings.avif_mode,
+        settings.avif_search,
     );
     avif::encode(pixels, image.width(), image.height(), encoder)
         .map_err(|e| Failure::permanent(format!("AVIF encoding failed: {e}")))

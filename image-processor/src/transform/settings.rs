@@ -21,9 +21,12 @@ pub struct TransformSettings {
     pub avif_quality: u8,
     /// libaom's `cpu-used`, 0 (slowest, smallest) to the mode's fastest (`IMAGE_AVIF_SPEED`).
     pub avif_speed: u8,
-    /// libaom's mode (`IMAGE_AVIF_MODE`): `good`, or `all-intra` for about twice the images
-    /// per core at about 7% more bytes.
+    /// libaom's mode (`IMAGE_AVIF_MODE`): `good`, or `all-intra` for a little less CPU at
+    /// about 2% more bytes than `good` with the square search.
     pub avif_mode: avif::Mode,
+    /// How widely libaom searches block shapes and transforms (`IMAGE_AVIF_SEARCH`):
+    /// `square` (half the CPU of `full` for about 2% more bytes) or `full`.
+    pub avif_search: avif::Search,
 }
 
 impl Default for TransformSettings {
@@ -39,6 +42,7 @@ impl Default for TransformSettings {
             avif_quality: 62,
             avif_speed: 6,
             avif_mode: avif::Mode::Good,
+            avif_search: avif::Search::Square,
         }
     }
 }
@@ -63,6 +67,7 @@ impl TransformSettings {
             avif_quality: env::parse("IMAGE_AVIF_QUALITY", defaults.avif_quality)?,
             avif_speed: env::parse("IMAGE_AVIF_SPEED", defaults.avif_speed)?,
             avif_mode: env::parse("IMAGE_AVIF_MODE", defaults.avif_mode)?,
+            avif_search: env::parse("IMAGE_AVIF_SEARCH", defaults.avif_search)?,
         })
     }
 
