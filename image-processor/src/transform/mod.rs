@@ -149,20 +149,33 @@ impl Prepared {
         format: OutputFormat,
         settings: &TransformSettings,
     ) -> Result<Vec<Variant>, Failure> {
-        self.sizes
-            .iter()
-            .map(|image| {
-                let (width, height) = (image.width(), image.height());
-                let bytes = tracing::info_span!("encode", format = format.extension(), width)
-                    .in_scope(|| encode(image, format, settings))?;
-                Ok(Variant {
-                    format,
-                    width,
-                    height,
-                    bytes,
-                })
-            })
+        (0..self.sizes())
+            .map(|size| self.encode_size(size, format, settings))
             .collect()
+    }
+
+    /// How many widths the ladder has.
+    pub fn sizes(&self) -> usize {
+        self.sizes.len()
+    }
+
+    /// The variant of the `size`th width (from the smallest) in `format`.
+    pub fn encode_size(
+        &self,
+        size: usize,
+        format: OutputFormat,
+        settings: &TransformSettings,
+    ) -> Result<Variant, Failure> {
+        let image = &self.sizes[size];
+        let (width, height) = (image.width(), image.height());
+        let bytes = tracing::info_span!("encode", format = format.extension(), width)
+            .in_scope(|| encode(image, format, settings))?;
+        Ok(Variant {
+            format,
+            width,
+            height,
+            bytes,
+        })
     }
 
     /// `#rrggbb`.
