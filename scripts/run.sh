@@ -41,6 +41,11 @@ export AUTH_AUDIENCE=${AUTH_AUDIENCE:-catalog-api}
 export AUTH_DOCS_CLIENT_ID=${AUTH_DOCS_CLIENT_ID:-catalog-swagger}
 # As the container image runs: two malloc arenas, not one per thread (deploy/Dockerfile).
 export MALLOC_ARENA_MAX=${MALLOC_ARENA_MAX:-2}
+# tansu holds every fetch for the consumer's whole wait, even when records are there: at
+# Kafka's usual 100 ms each hop to a consumer costs 100 ms or more. 20 ms takes that off the
+# two hops a product's images wait for (docs/operations.md, "Consumer groups"), for more of
+# tansu's CPU while idle; the retry consumers wait 500 ms whatever this says.
+export KAFKA_FETCH_WAIT_MAX_MS=${KAFKA_FETCH_WAIT_MAX_MS:-20}
 "$bin/api" migrate
 # One replica each, with a stable identity: static group members (KIP-345), so a restarted
 # service takes its partitions back at once instead of waiting on its dead self

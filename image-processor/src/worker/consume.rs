@@ -203,9 +203,16 @@ pub async fn run(
         } else {
             (topics.image_retry(level), format!("{group}.retry-{level}"))
         };
+        let mut kafka = kafka.clone();
+        if level > 0 {
+            // A retry waits seconds for its due time anyway: its consumers need not ask the
+            // broker as often as the main one (tansu holds every fetch for the whole wait,
+            // and each costs it CPU; docs/operations.md, "Consumer groups").
+            kafka.fetch_wait_max_ms = kafka.fetch_wait_max_ms.max(RETRY_FETCH_WAIT_MS);
+        }
         let consumer = ConsumerSpec {
             worker: worker.clone(),
-            kafka: kafka.clone(),
+            kafka,
             topic,
             group,
             level,
@@ -230,6 +237,9 @@ pub async fn run(
     while tasks.join_next().await.is_some() {}
     Ok(())
 }
+
+/// The least a retry topic's consumer waits for data per fetch: librdkafka's default.
+const RETRY_FETCH_WAIT_MS: u32 = 500;
 
 /// What it takes to (re)create one consumer.
 #[derive(Clone)]
