@@ -69,10 +69,16 @@ def reference(source: pyvips.Image, width: int, height: int) -> np.ndarray:
     return luma(source.resize(width / source.width, vscale=height / source.height, kernel="lanczos3"))
 
 
+def thumbnail(photo: Path, width: int) -> pyvips.Image:
+    """libvips's thumbnail `width` pixels wide, as our ladder's widths are: without a height
+    it would fit a width x width square, and a portrait photo would come out narrower."""
+    return pyvips.Image.thumbnail(str(photo), width, height=10_000_000)
+
+
 def vips_avif_bytes_at(photo: Path, source: pyvips.Image, target_ssim: float, out: Path) -> float:
     """The bytes libvips's AVIF needs at 1280 w to reach `target_ssim`, interpolated between
     the qualities that bracket it (NaN if none does)."""
-    thumb = pyvips.Image.thumbnail(str(photo), 1280).copy_memory()
+    thumb = thumbnail(photo, 1280).copy_memory()
     ref = reference(source, thumb.width, thumb.height)
     points = []
     for q in range(40, 81, 5):
@@ -116,7 +122,7 @@ def vips_ladder(photo: Path, out: Path) -> tuple[float, dict[tuple[str, int], Pa
         for width in WIDTHS:
             for ext, options in (("avif", f"Q={VIPS_AVIF_Q},strip"), ("webp", f"Q={VIPS_WEBP_Q},strip")):
                 path = out / f"{photo.stem}-{width}.{ext}"
-                thumb = pyvips.Image.thumbnail(str(photo), width)
+                thumb = thumbnail(photo, width)
                 thumb.write_to_file(f"{path}[{options}]")
                 files[(ext, width)] = path
         times.append((time.process_time() - started) * 1000)
@@ -131,7 +137,8 @@ def main(binary: str, photos: str, work: str) -> None:
     print(f"libvips {pyvips.version(0)}.{pyvips.version(1)}.{pyvips.version(2)}, one thread each, median of {RUNS} runs; "
           f"ours: IMAGE_AVIF_QUALITY={os.environ.get('IMAGE_AVIF_QUALITY', 'default')}, "
           f"IMAGE_AVIF_SPEED={os.environ.get('IMAGE_AVIF_SPEED', 'default')}, "
-          f"IMAGE_AVIF_MODE={os.environ.get('IMAGE_AVIF_MODE', 'default')}; libvips: WebP Q {VIPS_WEBP_Q}, AVIF Q {VIPS_AVIF_Q}\n")
+          f"IMAGE_AVIF_MODE={os.environ.get('IMAGE_AVIF_MODE', 'default')}, "
+          f"IMAGE_AVIF_SEARCH={os.environ.get('IMAGE_AVIF_SEARCH', 'default')}; libvips: WebP Q {VIPS_WEBP_Q}, AVIF Q {VIPS_AVIF_Q}\n")
     for photo in sorted(Path(photos).glob("*.jpg")):
         source = pyvips.Image.new_from_file(str(photo))
         our_ms, our_files = ours(binary, photo, work_dir / "ours")

@@ -5,7 +5,7 @@
 # AVIF support through libheif and aom) and a virtualenv with pyvips and numpy.
 #   RUNS=3                 runs per ladder (the median is reported)
 #   IMAGE_AVIF_QUALITY=…   our settings, as the processor reads them (also IMAGE_AVIF_SPEED,
-#                          IMAGE_AVIF_MODE)
+#                          IMAGE_AVIF_MODE, IMAGE_AVIF_SEARCH)
 #   VIPS_AVIF_Q=50         libvips's AVIF quality (its default)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)

@@ -11,7 +11,7 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 . scripts/env.sh
 require_running_api
-CAMERA_PHOTO=${CAMERA_PHOTO:-$(scripts/photos.sh)/life_by_Aitzol_Berasategi.jpg}
+CAMERA_PHOTO=${CAMERA_PHOTO:-$(scripts/photos.sh)/Picture_0B_by_freespace.jpg}
 export CAMERA_PHOTO
 products=${1:-50} photos=${2:-3}
 pid=$(processor_pid)
