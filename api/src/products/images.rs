@@ -75,7 +75,8 @@ impl StoredImages {
     /// Records a result from the image-processor; false when it changes nothing:
     /// - an index out of range;
     /// - a failure for an image already compressed (a redriven or late job that failed again
-    ///   says nothing about the image already compressed);
+    ///   says nothing about the image already compressed), except that formats it still
+    ///   waited for are then failed with the reason;
     /// - a first step (formats still pending) for an image whose whole ladder is stored: a
     ///   late or repeated first step never takes the AVIF away;
     /// - the result already stored.
@@ -83,9 +84,26 @@ impl StoredImages {
         let Some(state) = self.0.get_mut(result.index as usize) else {
             return false;
         };
+        if state.status == ImageStatus::Compressed && result.outcome == ImageOutcome::Failed {
+            // A failure for an image shown by its first step: a later attempt at the formats
+            // still to come failed before it could show anything (its download, say). The
+            // image stays shown; the formats it waited for are failed with the reason.
+            let Some(reason) = result
+                .details
+                .failure_reason
+                .as_ref()
+                .filter(|_| state.details.ladder_pending())
+            else {
+                return false;
+            };
+            for format in std::mem::take(&mut state.details.pending_formats) {
+                state.details.failed_formats.insert(format, reason.clone());
+            }
+            return true;
+        }
         if state.status == ImageStatus::Compressed
-            && (result.outcome == ImageOutcome::Failed
-                || result.details.ladder_pending() && !state.details.ladder_pending())
+            && result.details.ladder_pending()
+            && !state.details.ladder_pending()
         {
             return false;
         }
@@ -225,6 +243,27 @@ mod tests {
             "https://cdn.example/320.webp 320w, https://cdn.example/a.webp 640w"
         );
         assert!(shown[1].details.srcset.is_empty());
+    }
+
+    #[test]
+    fn a_failure_after_a_first_step_fails_only_the_formats_still_to_come() {
+        let mut first = compressed(0);
+        first.details.pending_formats = vec!["image/avif".into()];
+        let mut images = StoredImages::pending(1);
+        assert!(images.record(&first));
+        assert!(images.ladder_pending());
+        // A retry of the AVIF whose download then failed for good.
+        assert!(images.record(&ImageResult::failed(0, "u", "HTTP 404")));
+        assert!(!images.ladder_pending());
+        let shown = images.clone().shown(&["a".into()]);
+        assert_eq!(shown[0].status, ImageStatus::Compressed);
+        assert_eq!(
+            shown[0].details.compressed_url.as_deref(),
+            Some("https://cdn.example/a.webp")
+        );
+        assert_eq!(shown[0].details.failed_formats["image/avif"], "HTTP 404");
+        // Once nothing is pending, a failure changes nothing.
+        assert!(!images.record(&ImageResult::failed(0, "u", "timeout")));
     }
 
     #[test]
