@@ -54,6 +54,10 @@ pub(super) struct JpegFrame {
 /// `image-processor/tests/decode_memory.rs`; rounded up.
 pub(super) const OUTPUT_BYTES_PER_PIXEL: u64 = 40;
 
+/// Bytes per pixel an encoder's working buffers take (libaom's frames; libwebp's are fewer):
+/// the share of [`OUTPUT_BYTES_PER_PIXEL`] that each further encoder at once adds.
+pub(super) const ENCODER_BYTES_PER_PIXEL: u64 = 30;
+
 /// What the encoders hold whatever the size (libaom's context and tables: a 800 x 500
 /// picture's ladder peaked 2 MB above its per-pixel share), measured the same way.
 pub(super) const ENCODER_BYTES: u64 = 8 << 20;
@@ -132,6 +136,17 @@ impl Header {
             + between_passes
             + u64::from(width) * u64::from(height) * OUTPUT_BYTES_PER_PIXEL
             + ENCODER_BYTES
+    }
+
+    /// [`Self::peak_bytes`] with `encoders` widths encoded at once (the processor encodes
+    /// each width on a core of its own): each encoder beyond the first holds its working
+    /// buffers, for at most the largest variant's pixels, at the same time.
+    pub fn peak_bytes_encoding(&self, settings: &TransformSettings, encoders: usize) -> u64 {
+        let (width, height) = self.largest_stored(settings);
+        let extra = encoders.saturating_sub(1) as u64;
+        self.peak_bytes(settings)
+            + extra
+                * (u64::from(width) * u64::from(height) * ENCODER_BYTES_PER_PIXEL + ENCODER_BYTES)
     }
 
     /// The largest variant's size as the source stores it (before orientation).

@@ -285,6 +285,15 @@ fn the_peak_estimate_covers_the_decoded_pixels_and_the_progressive_coefficients(
         header.peak_bytes(&settings),
         pixels * (2 * 3 + 3) + pixels * OUTPUT_BYTES_PER_PIXEL + ENCODER_BYTES
     );
+    // Two widths encoded at once: a second encoder's buffers for the largest variant.
+    assert_eq!(
+        header.peak_bytes_encoding(&settings, 1),
+        header.peak_bytes(&settings)
+    );
+    assert_eq!(
+        header.peak_bytes_encoding(&settings, 2),
+        header.peak_bytes(&settings) + pixels * ENCODER_BYTES_PER_PIXEL + ENCODER_BYTES
+    );
     // The same frame header marked progressive (SOF2): three components' coefficients.
     let sof0 = PHOTO.windows(2).position(|w| w == [0xFF, 0xC0]).unwrap();
     let mut progressive = PHOTO.to_vec();

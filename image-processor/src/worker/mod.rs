@@ -66,6 +66,8 @@ pub struct Worker {
     pub retry_delays: Vec<Duration>,
     /// Bounds decoding/encoding running at once (CPU).
     pub cpu: Arc<Semaphore>,
+    /// The permits of `cpu`: the most widths of one image encoded at once.
+    pub cpu_workers: usize,
     /// Bounds the memory of the images being decoded and compressed: one permit per MiB of
     /// each source's estimated peak.
     pub decode_memory: DecodeBudget,
@@ -98,6 +100,7 @@ impl Worker {
             topics: settings.kafka.topics(),
             retry_delays: settings.retry_delays.clone(),
             cpu: Arc::new(Semaphore::new(settings.cpu_workers.max(1))),
+            cpu_workers: settings.cpu_workers.max(1),
             decode_memory: DecodeBudget::new(settings.decode_memory),
             image_concurrency: settings.image_concurrency,
             jobs_in_flight: settings.jobs_in_flight,

@@ -374,7 +374,17 @@ impl Worker {
         let header = transform::inspect(bytes, settings)?;
         // Memory first, then a core: a source waiting for memory holds no core.
         let admission = std::time::Instant::now();
-        let memory = self.decode_memory.admit(header.peak_bytes(settings)).await;
+        let widths = transform::ladder(
+            header.upright_size().0,
+            header.upright_size().1,
+            &settings.widths,
+        )
+        .len();
+        let encoders = self.cpu_workers.min(widths);
+        let memory = self
+            .decode_memory
+            .admit(header.peak_bytes_encoding(settings, encoders))
+            .await;
         self.metrics
             .stage("decode_admission", admission.elapsed().as_secs_f64());
         let permit = self.core().await?;
