@@ -110,7 +110,7 @@ async fn wait_any_done(pipeline: &Pipeline, ids: &[String]) {
 #[tokio::test]
 async fn three_kill_9s_of_the_processor_in_a_row_each_recover() {
     let (_broker, kafka) = drill_broker().await;
-    let pipeline = spawn_pipeline_without_processor_with(kafka).await;
+    let mut pipeline = spawn_pipeline_without_processor_with(kafka).await;
     // A replica with a stable identity, as under `make run` or in a StatefulSet.
     let start = || ChildGuard(pipeline.spawn_processor_process_as(Some("processor-0")));
     let mut processor = start();
@@ -160,12 +160,15 @@ async fn three_kill_9s_of_the_processor_in_a_row_each_recover() {
     }
     eprintln!("processor recoveries: {recoveries:?}");
     processor.kill_9();
+    // The api and the processor close their Kafka clients while this test's broker still
+    // answers: one closing against a broker already gone can hang the runtime's shutdown.
+    pipeline.stop().await;
 }
 
 #[tokio::test]
 async fn when_one_of_two_processors_is_killed_mid_burst_the_survivor_takes_over() {
     let (_broker, kafka) = drill_broker().await;
-    let pipeline = spawn_pipeline_without_processor_with(kafka).await;
+    let mut pipeline = spawn_pipeline_without_processor_with(kafka).await;
     // Replicas without a stable identity, as in a Deployment: dynamic members. (A static
     // member that never comes back keeps its partitions on the local broker: it does not
     // expire static members. docs/operations.md, "Consumer groups".)
@@ -203,12 +206,15 @@ async fn when_one_of_two_processors_is_killed_mid_burst_the_survivor_takes_over(
     }
     let took = wait_all_visible(&pipeline, &burst, killed).await;
     eprintln!("one of two processors killed mid-burst: every product visible {took:?} after");
+    // The api and the processor close their Kafka clients while this test's broker still
+    // answers: one closing against a broker already gone can hang the runtime's shutdown.
+    pipeline.stop().await;
 }
 
 #[tokio::test]
 async fn when_one_of_two_apis_is_killed_mid_burst_the_survivor_projects_everything() {
     let (_broker, kafka) = drill_broker().await;
-    let pipeline = spawn_pipeline_for_api_binaries(kafka).await;
+    let mut pipeline = spawn_pipeline_for_api_binaries(kafka).await;
     let group = format!("projector-{}", uuid::Uuid::new_v4().simple());
     let http = pipeline.app.http.clone();
     // Replicas of a Deployment: dynamic members of one projector group.
@@ -251,6 +257,9 @@ async fn when_one_of_two_apis_is_killed_mid_burst_the_survivor_projects_everythi
         "one of two apis killed mid-burst: {} products visible {took:?} after",
         ids.len()
     );
+    // The api and the processor close their Kafka clients while this test's broker still
+    // answers: one closing against a broker already gone can hang the runtime's shutdown.
+    pipeline.stop().await;
 }
 
 /// An api binary of the drill's, projecting in the drill's group as static member `api-0`.
@@ -307,7 +316,7 @@ async fn stored_products(pipeline: &Pipeline, tag: &str) -> Vec<String> {
 async fn three_kill_9s_of_the_api_in_a_row_each_recover() {
     let (_broker, kafka) = drill_broker().await;
     // The test's own api only serves reads; the binary relays the outbox and projects.
-    let pipeline = spawn_pipeline_for_api_binaries(kafka).await;
+    let mut pipeline = spawn_pipeline_for_api_binaries(kafka).await;
     let group = format!("projector-{}", uuid::Uuid::new_v4().simple());
     let http = pipeline.app.http.clone();
     let mut api = start_api(&pipeline, &group);
@@ -367,6 +376,9 @@ async fn three_kill_9s_of_the_api_in_a_row_each_recover() {
     }
     eprintln!("api recoveries: {recoveries:?}");
     api.child.kill_9();
+    // The api and the processor close their Kafka clients while this test's broker still
+    // answers: one closing against a broker already gone can hang the runtime's shutdown.
+    pipeline.stop().await;
 }
 
 /// Every product the database holds.
