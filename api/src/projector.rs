@@ -35,7 +35,7 @@ pub use crate::products::{Applied, Reached};
 use crate::{
     cache::ProductCache,
     metrics::{OutcomeLabels, TraceLabels},
-    products::store,
+    products::results,
 };
 
 /// The projector of one api process.
@@ -310,7 +310,7 @@ fn decode(message: &BorrowedMessage<'_>) -> Result<(Envelope, ImagesCompressed),
 }
 
 /// Applies `event` unless it was applied before or belongs to an older image revision
-/// (see [`store::apply_images`]).
+/// (see [`results::apply_images`]).
 pub async fn apply(
     pool: &Pool,
     event_id: Uuid,
@@ -320,5 +320,5 @@ pub async fn apply(
         .product_id
         .parse()
         .map_err(|_| anyhow::anyhow!("product id {:?} is not a number", event.product_id))?;
-    Ok(store::apply_images(pool, product_id, event_id, event).await?)
+    Ok(results::apply_images(pool, product_id, event_id, event).await?)
 }

@@ -1,17 +1,16 @@
-//! Every query on `products`. Each function takes a pool (or the transaction it is part
+//! Every query on `products` but the projector's ([`super::results`]). Each function takes a pool (or the transaction it is part
 //! of) and answers in domain terms; each write commits, in the same transaction, the events
 //! it causes into the outbox and the product's new state for the change feed, after the
 //! row is locked, so the outbox order of one product's records is its commit order.
 
 use deadpool_postgres::Pool;
-use events::{EventType, ImagesCompressed, ProductCreated, ProductDeleted, ProductImagesChanged};
+use events::{EventType, ProductCreated, ProductDeleted, ProductImagesChanged};
 use poem_openapi::types::ToJSON;
 use tokio_postgres::{Transaction, types::ToSql};
-use uuid::Uuid;
 
 use super::{
     Actor, Cursor, NewProduct, Product, ProductChanges, StoredImages, Written,
-    row::{COLUMNS, ProductRow, unreadable},
+    row::{COLUMNS, ProductRow},
 };
 use crate::{
     db::DbError,
@@ -251,124 +250,6 @@ pub async fn delete(pool: &Pool, id: i64, actor: Actor) -> Result<Written<()>, D
     Ok(Written::Done(()))
 }
 
-/// What applying an `ImagesCompressed` event did.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Applied {
-    /// The product changed; it is now at `version`.
-    Updated {
-        version: i64,
-        /// What the change completed, for the freshness metrics.
-        reached: Reached,
-    },
-    Duplicate,
-    StaleRevision {
-        current: i32,
-    },
-    NoSuchProduct,
-    /// Every result said less than what is stored: a failure for an image already
-    /// compressed (a late retry or a redrive that failed where an earlier attempt had
-    /// succeeded), a first step for an image with its whole ladder, or the stored result
-    /// again. Kept as it was.
-    KeptBetter,
-    /// The product's stored image states cannot be read (logged and counted): nothing was
-    /// changed, and retrying cannot help.
-    Unreadable,
-}
-
-/// The moments of a product's images that one applied result can reach, each once per image
-/// revision.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Reached {
-    /// Every image became visible or failed: none is pending any more.
-    pub shown: bool,
-    /// Every image's ladder became complete: no format is still to come either.
-    pub complete: bool,
-}
-
-/// Applies `event` (id `event_id`) unless it was applied before or belongs to an older
-/// image revision: the event id is recorded in `applied_events` in the same transaction as
-/// the update, so a redelivered event changes nothing.
-#[tracing::instrument(name = "postgres apply images", skip_all, fields(otel.kind = "client", db.system = "postgresql", db.operation.name = "apply images"))]
-pub async fn apply_images(
-    pool: &Pool,
-    product_id: i64,
-    event_id: Uuid,
-    event: &ImagesCompressed,
-) -> Result<Applied, DbError> {
-    let mut client = pool.get().await?;
-    let tx = client.transaction().await?;
-    let fresh = tx
-        .execute(
-            "INSERT INTO applied_events (event_id) VALUES ($1) ON CONFLICT DO NOTHING",
-            &[&event_id],
-        )
-        .await?;
-    if fresh == 0 {
-        return Ok(Applied::Duplicate);
-    }
-    let row = tx
-        .query_opt(
-            "SELECT image_revision, image_status, cardinality(product_images) AS images \
-             FROM products WHERE id = $1 FOR UPDATE",
-            &[&product_id],
-        )
-        .await?;
-    let Some(row) = row else {
-        tx.commit().await?;
-        return Ok(Applied::NoSuchProduct);
-    };
-    let current: i32 = row.try_get("image_revision")?;
-    if current != event.image_revision {
-        tx.commit().await?;
-        return Ok(Applied::StaleRevision { current });
-    }
-    let count = row.try_get::<_, Option<i32>>("images")?.unwrap_or(0) as usize;
-    let mut images = match StoredImages::read(&row, "image_status", count) {
-        Ok(images) => images,
-        Err(error) => {
-            // Logged and counted; the event is recorded as applied, so it is not retried.
-            let _ = unreadable(product_id, "image_status", error);
-            tx.commit().await?;
-            return Ok(Applied::Unreadable);
-        }
-    };
-    let (pending_before, ladder_pending_before) = (images.any_pending(), images.ladder_pending());
-    let mut changed = false;
-    for image in &event.images {
-        changed |= images.record(image);
-    }
-    if !changed {
-        tx.commit().await?;
-        return Ok(Applied::KeptBetter);
-    }
-    let row = tx
-        .query_one(
-            &format!(
-                "UPDATE products SET image_status = $2, compressed_product_images = $3, \
-                   images_pending_since = CASE WHEN $4 THEN images_pending_since END, \
-                   version = version + 1 \
-                 WHERE id = $1 RETURNING {COLUMNS}"
-            ),
-            &[
-                &product_id,
-                &images.to_column(),
-                &images.compressed_urls(),
-                &images.any_pending(),
-            ],
-        )
-        .await?;
-    let row = ProductRow::try_from(&row)?;
-    record_state(&tx, &row).await?;
-    tx.commit().await?;
-    Ok(Applied::Updated {
-        version: row.version,
-        reached: Reached {
-            shown: pending_before && !images.any_pending(),
-            complete: ladder_pending_before && !images.ladder_pending(),
-        },
-    })
-}
-
 /// Writes the current state of up to `limit` products after id `after` into the change
 /// feed again, inside `tx`; returns the ids written. The rows are share-locked, so a change
 /// committing meanwhile is recorded after them.
@@ -394,7 +275,7 @@ pub async fn republish_after(
 
 /// Writes the state `row` shows into the outbox as a `products` record, inside `tx`. Call
 /// it with the row as the change left it, after the row was locked by that change.
-async fn record_state(tx: &Transaction<'_>, row: &ProductRow) -> Result<(), DbError> {
+pub(super) async fn record_state(tx: &Transaction<'_>, row: &ProductRow) -> Result<(), DbError> {
     let document = Product::from(row.clone())
         .to_json()
         .expect("a product serialises");

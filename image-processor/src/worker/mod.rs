@@ -21,6 +21,7 @@ mod budget;
 mod cleanup;
 mod consume;
 mod in_flight;
+mod make;
 mod outgoing;
 mod process;
 mod step;

@@ -1,0 +1,164 @@
+//! Making one image's variants: decoding on a CPU permit against the memory budget, each
+//! width encoded on a permit of its own, and storing what was made.
+
+use std::sync::Arc;
+
+use futures_util::StreamExt;
+use tokio::sync::OwnedSemaphorePermit;
+
+use super::Worker;
+use crate::{
+    content::{ContentStore, Manifest, StoredVariant},
+    failure::Failure,
+    job::Job,
+    transform::{self, OutputFormat, Prepared, TransformSettings, Variant},
+};
+use events::SourceImage;
+
+/// A source being made: its decoded pixels, and the memory they are budgeted against.
+pub(super) struct Made {
+    pub(super) prepared: Arc<Prepared>,
+    _memory: OwnedSemaphorePermit,
+}
+
+impl Worker {
+    /// Encodes the ladder in `format`, preparing the source first (on a CPU permit) unless
+    /// `made` holds it; timed as `stage`. Each width is encoded on a CPU permit of its own,
+    /// so the widths of one image use the cores that are free: one image alone on a 2-core
+    /// machine is encoded in about half the time, and under load each width simply queues
+    /// for a core like any other work.
+    pub(super) async fn encode(
+        &self,
+        job: &Job,
+        image: &SourceImage,
+        bytes: &bytes::Bytes,
+        made: Option<Made>,
+        format: OutputFormat,
+        stage: &'static str,
+    ) -> Result<(Made, Vec<Variant>), Failure> {
+        let settings = Arc::new(self.transform.clone());
+        let span =
+            tracing::info_span!("compress", index = image.index, format = format.extension());
+        let started = std::time::Instant::now();
+        let encoded = async {
+            let made = match made {
+                Some(made) => made,
+                None => self.prepare(bytes, &settings, &span).await?,
+            };
+            let encoded = futures_util::future::join_all((0..made.prepared.sizes()).map(|size| {
+                let (prepared, settings, span) =
+                    (made.prepared.clone(), settings.clone(), span.clone());
+                async move {
+                    let permit = self.core().await?;
+                    tokio::task::spawn_blocking(move || {
+                        let _permit = permit;
+                        let _span = span.enter();
+                        prepared.encode_size(size, format, &settings)
+                    })
+                    .await
+                    .map_err(|e| Failure::transient(format!("the compression task failed: {e}")))?
+                }
+            }))
+            .await;
+            let variants = encoded.into_iter().collect::<Result<Vec<_>, _>>()?;
+            Ok((made, variants))
+        }
+        .await;
+        match encoded {
+            Ok(encoded) => {
+                self.metrics.stage(stage, started.elapsed().as_secs_f64());
+                Ok(encoded)
+            }
+            Err(failure) => {
+                tracing::info!(product_id = %job.product_id, index = image.index, format = format.extension(), reason = %failure, "Compression failed.");
+                Err(failure)
+            }
+        }
+    }
+
+    /// Reads the source's header, admits it against the memory budget, and decodes and
+    /// scales it on a CPU permit.
+    async fn prepare(
+        &self,
+        bytes: &bytes::Bytes,
+        settings: &Arc<TransformSettings>,
+        span: &tracing::Span,
+    ) -> Result<Made, Failure> {
+        let header = transform::inspect(bytes, settings)?;
+        // Memory first, then a core: a source waiting for memory holds no core.
+        let admission = std::time::Instant::now();
+        let widths = transform::ladder(
+            header.upright_size().0,
+            header.upright_size().1,
+            &settings.widths,
+        )
+        .len();
+        let encoders = self.cpu_workers.min(widths);
+        let memory = self
+            .decode_memory
+            .admit(header.peak_bytes_encoding(settings, encoders))
+            .await;
+        self.metrics
+            .stage("decode_admission", admission.elapsed().as_secs_f64());
+        let permit = self.core().await?;
+        let (bytes, settings, span) = (bytes.clone(), settings.clone(), span.clone());
+        let prepared = tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            let _span = span.enter();
+            transform::prepare(&bytes, &header, &settings)
+        })
+        .await
+        .map_err(|e| Failure::transient(format!("the compression task failed: {e}")))??;
+        Ok(Made {
+            prepared: Arc::new(prepared),
+            _memory: memory,
+        })
+    }
+
+    /// A CPU permit: one core's worth of decoding or encoding.
+    async fn core(&self) -> Result<OwnedSemaphorePermit, Failure> {
+        self.cpu
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| Failure::transient("shutting down"))
+    }
+
+    /// Stores `variants` of `content` and adds them to `manifest`.
+    pub(super) async fn store(
+        &self,
+        content: &str,
+        mut manifest: Manifest,
+        variants: Vec<Variant>,
+    ) -> Result<Manifest, Failure> {
+        let started = std::time::Instant::now();
+        manifest
+            .variants
+            .extend(variants.iter().map(|v| StoredVariant {
+                format: v.format.media_type().to_owned(),
+                width: v.width,
+                height: v.height,
+                bytes: v.bytes.len() as u64,
+                file: ContentStore::file_name(v.format, v.width),
+            }));
+        futures_util::stream::iter(variants.into_iter().map(|variant| {
+            let file = ContentStore::file_name(variant.format, variant.width);
+            let span = tracing::info_span!("store", content = %content, file = %file);
+            tracing::Instrument::instrument(
+                async move {
+                    self.content
+                        .put_variant(content, &file, variant.bytes, variant.format.media_type())
+                        .await
+                },
+                span,
+            )
+        }))
+        .buffer_unordered(4)
+        .collect::<Vec<Result<(), Failure>>>()
+        .await
+        .into_iter()
+        .collect::<Result<(), _>>()?;
+        self.metrics.stage("store", started.elapsed().as_secs_f64());
+        Ok(manifest)
+    }
+}
