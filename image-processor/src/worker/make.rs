@@ -23,10 +23,12 @@ pub(super) struct Made {
 
 impl Worker {
     /// Encodes the ladder in `format`, preparing the source first (on a CPU permit) unless
-    /// `made` holds it; timed as `stage`. Each width is encoded on a CPU permit of its own,
-    /// so the widths of one image use the cores that are free: one image alone on a 2-core
-    /// machine is encoded in about half the time, and under load each width simply queues
-    /// for a core like any other work.
+    /// `made` holds it; timed as `stage`; the variants come back from the smallest width.
+    ///
+    /// Each width is encoded on a CPU permit of its own, so the widths of one image use the
+    /// cores that are free, and under load each width simply queues for a core like any other
+    /// work. The largest width asks first: it takes about half the ladder's time, and
+    /// started last it would run alone while the other cores idle.
     pub(super) async fn encode(
         &self,
         job: &Job,
@@ -45,7 +47,8 @@ impl Worker {
                 Some(made) => made,
                 None => self.prepare(bytes, &settings, &span).await?,
             };
-            let encoded = futures_util::future::join_all((0..made.prepared.sizes()).map(|size| {
+            let largest_first = (0..made.prepared.sizes()).rev();
+            let encoded = futures_util::future::join_all(largest_first.map(|size| {
                 let (prepared, settings, span) =
                     (made.prepared.clone(), settings.clone(), span.clone());
                 async move {
@@ -60,7 +63,7 @@ impl Worker {
                 }
             }))
             .await;
-            let variants = encoded.into_iter().collect::<Result<Vec<_>, _>>()?;
+            let variants = encoded.into_iter().rev().collect::<Result<Vec<_>, _>>()?;
             Ok((made, variants))
         }
         .await;

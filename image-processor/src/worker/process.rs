@@ -5,8 +5,9 @@
 //! is done:
 //! 1. decode, scale, the WebP ladder and the placeholders; stored (with `first-step.json`),
 //!    referred to, and published at once as a result with `pending_formats`;
-//! 2. the AVIF ladder from the same pixels; stored with the complete manifest, and returned
-//!    to the job, which publishes it as the image's final result.
+//! 2. the AVIF ladder from the same pixels, encoded while the first step is stored and
+//!    published; stored with the complete manifest, and returned to the job, which publishes
+//!    it as the image's final result.
 //!
 //! A second step that fails keeps the first step shown: a transient failure retries the
 //! image, and the retry finds the first step stored and makes only the AVIF; a permanent one
@@ -23,7 +24,7 @@ use crate::{
     content::{ContentStore, Found, Manifest},
     failure::Failure,
     job::Job,
-    transform::OutputFormat,
+    transform::{OutputFormat, Variant},
 };
 
 /// A finished image.
@@ -32,6 +33,13 @@ struct Processed {
     /// Its content was already stored: made from the same bytes under the same settings,
     /// for this product or another.
     reused: bool,
+}
+
+/// An image's first step: stored by an earlier attempt, or made by this one and not yet
+/// stored (its manifest without variants, and the variants).
+enum FirstStep {
+    Stored(Manifest),
+    Made(Manifest, Vec<Variant>),
 }
 
 /// An image this attempt did not finish.
@@ -185,56 +193,73 @@ impl Worker {
         let (content, first, made) = match found {
             Some((content, first)) => {
                 tracing::info!(product_id = %job.product_id, index = image.index, content = %content, "Found the first step stored; making the rest.");
-                (content, first, None)
+                (content, FirstStep::Stored(first), None)
             }
             None => {
                 let content = ContentStore::content_id(&digest, self.content.epoch_now());
-                let (first, made) = self
-                    .make_first_step(job, image, &bytes, &content, later.is_empty())
-                    .await?;
-                (content, first, Some(made))
+                let (made, webp) = self.make_first_step(job, image, &bytes).await?;
+                let manifest = Manifest {
+                    source_width: made.prepared.source_width,
+                    source_height: made.prepared.source_height,
+                    thumbhash: base64::engine::general_purpose::STANDARD
+                        .encode(&made.prepared.thumbhash),
+                    dominant_color: made.prepared.dominant_color_hex(),
+                    variants: Vec::new(),
+                };
+                (content, FirstStep::Made(manifest, webp), Some(made))
             }
         };
-        self.content
-            .refer(&job.product_id, job.revision, image.index, &content)
-            .await?;
         if later.is_empty() {
+            let manifest = self.store_first_step(&content, first, true).await?;
+            self.content
+                .refer(&job.product_id, job.revision, image.index, &content)
+                .await?;
             return Ok(Processed {
-                result: self.image_result(image, bytes_before, &content, &first, &[]),
+                result: self.image_result(image, bytes_before, &content, &manifest, &[]),
                 reused: false,
             });
         }
-        let first_result = self.image_result(image, bytes_before, &content, &first, &later);
-        let published = self
-            .send_durably(
-                self.images_compressed(job, vec![first_result.clone()]),
-                shutdown,
+        // The second step's encoding starts at once, on the pixels the first step decoded;
+        // storing and publishing the first step overlap it. A first step that cannot be
+        // shown ends the attempt (the encoding is dropped); a second step that fails is
+        // reported once the first is shown.
+        let show_first = async {
+            let first = self.store_first_step(&content, first, false).await?;
+            self.content
+                .refer(&job.product_id, job.revision, image.index, &content)
+                .await?;
+            let result = self.image_result(image, bytes_before, &content, &first, &later);
+            let published = self
+                .send_durably(self.images_compressed(job, vec![result.clone()]), shutdown)
+                .await;
+            if !published {
+                return Err(Failure::transient("shutting down"));
+            }
+            tracing::info!(product_id = %job.product_id, index = image.index, "Published the first step.");
+            Ok((first, result))
+        };
+        let make_rest = async {
+            Ok::<_, Failure>(
+                self.make_second_step(job, image, &bytes, made, &later)
+                    .await,
             )
-            .await;
-        if !published {
-            return Err(Failure::transient("shutting down"));
-        }
-        tracing::info!(product_id = %job.product_id, index = image.index, "Published the first step.");
+        };
+        let ((first, first_result), rest) = tokio::try_join!(show_first, make_rest)?;
         *shown = Some(first_result);
-        let manifest = self
-            .make_second_step(job, image, &bytes, &content, first, made, &later)
-            .await?;
+        let manifest = self.store_second_step(&content, first, rest?).await?;
         Ok(Processed {
             result: self.image_result(image, bytes_before, &content, &manifest, &[]),
             reused: false,
         })
     }
 
-    /// Decodes and scales the source, makes its WebP ladder and placeholders, and stores them
-    /// as `content`'s first step (or as the whole set when WebP is the only format).
+    /// Decodes and scales the source, and makes its WebP ladder and placeholders.
     async fn make_first_step(
         &self,
         job: &Job,
         image: &SourceImage,
         bytes: &bytes::Bytes,
-        content: &str,
-        only: bool,
-    ) -> Result<(Manifest, Made), Failure> {
+    ) -> Result<(Made, Vec<Variant>), Failure> {
         let (made, variants) = self
             .encode(job, image, bytes, None, OutputFormat::Webp, "compress")
             .await?;
@@ -249,12 +274,20 @@ impl Worker {
             height = webp.height,
             "Compression succeeded."
         );
-        let manifest = Manifest {
-            source_width: made.prepared.source_width,
-            source_height: made.prepared.source_height,
-            thumbhash: base64::engine::general_purpose::STANDARD.encode(&made.prepared.thumbhash),
-            dominant_color: made.prepared.dominant_color_hex(),
-            variants: Vec::new(),
+        Ok((made, variants))
+    }
+
+    /// Stores a first step this attempt made as `content`'s (or as the whole set when
+    /// `only` format); returns its manifest.
+    async fn store_first_step(
+        &self,
+        content: &str,
+        first: FirstStep,
+        only: bool,
+    ) -> Result<Manifest, Failure> {
+        let (manifest, variants) = match first {
+            FirstStep::Stored(manifest) => return Ok(manifest),
+            FirstStep::Made(manifest, variants) => (manifest, variants),
         };
         let manifest = self.store(content, manifest, variants).await?;
         if only {
@@ -262,31 +295,38 @@ impl Worker {
         } else {
             self.content.put_first_step(content, &manifest).await?;
         }
-        Ok((manifest, made))
+        Ok(manifest)
     }
 
     /// Makes the formats that follow WebP, from the first step's pixels when this attempt
-    /// made them (decoding the source again when a retry found the first step stored), and
-    /// stores them with the complete manifest.
-    #[allow(clippy::too_many_arguments)]
+    /// made them (decoding the source again when a retry found the first step stored).
     async fn make_second_step(
         &self,
         job: &Job,
         image: &SourceImage,
         bytes: &bytes::Bytes,
-        content: &str,
-        first: Manifest,
         mut made: Option<Made>,
         later: &[OutputFormat],
-    ) -> Result<Manifest, Failure> {
-        let mut manifest = first;
+    ) -> Result<Vec<Variant>, Failure> {
+        let mut made_later = Vec::new();
         for &format in later {
             let (kept, variants) = self
                 .encode(job, image, bytes, made.take(), format, "compress_avif")
                 .await?;
             made = Some(kept);
-            manifest = self.store(content, manifest, variants).await?;
+            made_later.extend(variants);
         }
+        Ok(made_later)
+    }
+
+    /// Stores the second step's variants with the complete manifest.
+    async fn store_second_step(
+        &self,
+        content: &str,
+        first: Manifest,
+        variants: Vec<Variant>,
+    ) -> Result<Manifest, Failure> {
+        let mut manifest = self.store(content, first, variants).await?;
         let position = |media_type: &str| {
             self.transform
                 .formats
