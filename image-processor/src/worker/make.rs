@@ -6,7 +6,10 @@ use std::sync::Arc;
 use futures_util::StreamExt;
 use tokio::sync::OwnedSemaphorePermit;
 
-use super::Worker;
+use super::{
+    Worker,
+    cores::{Permit, Step, Ticket},
+};
 use crate::{
     content::{ContentStore, Manifest, StoredVariant},
     failure::Failure,
@@ -23,21 +26,26 @@ pub(super) struct Made {
 
 impl Worker {
     /// Encodes the ladder in `format`, preparing the source first (on a CPU permit) unless
-    /// `made` holds it; timed as `stage`; the variants come back from the smallest width.
+    /// `made` holds it; the variants come back from the smallest width.
     ///
     /// Each width is encoded on a CPU permit of its own, so the widths of one image use the
-    /// cores that are free, and under load each width simply queues for a core like any other
-    /// work. The largest width asks first: it takes about half the ladder's time, and
-    /// started last it would run alone while the other cores idle.
+    /// cores that are free; under load they queue behind the first steps waiting and the
+    /// images with earlier tickets ([`super::cores`]). The largest width asks first: it takes
+    /// about half the ladder's time, and started last it would run alone while the other
+    /// cores idle.
     pub(super) async fn encode(
         &self,
         job: &Job,
         image: &SourceImage,
+        ticket: Ticket,
         bytes: &bytes::Bytes,
         made: Option<Made>,
         format: OutputFormat,
-        stage: &'static str,
     ) -> Result<(Made, Vec<Variant>), Failure> {
+        let (step, stage) = match format {
+            OutputFormat::Webp => (Step::First, "compress"),
+            _ => (Step::Later, "compress_avif"),
+        };
         let settings = Arc::new(self.transform.clone());
         let span =
             tracing::info_span!("compress", index = image.index, format = format.extension());
@@ -45,14 +53,14 @@ impl Worker {
         let encoded = async {
             let made = match made {
                 Some(made) => made,
-                None => self.prepare(bytes, &settings, &span).await?,
+                None => self.prepare(bytes, &settings, &span, step, ticket).await?,
             };
             let largest_first = (0..made.prepared.sizes()).rev();
             let encoded = futures_util::future::join_all(largest_first.map(|size| {
                 let (prepared, settings, span) =
                     (made.prepared.clone(), settings.clone(), span.clone());
                 async move {
-                    let permit = self.core().await?;
+                    let permit = self.core(step, ticket).await?;
                     tokio::task::spawn_blocking(move || {
                         let _permit = permit;
                         let _span = span.enter();
@@ -86,6 +94,8 @@ impl Worker {
         bytes: &bytes::Bytes,
         settings: &Arc<TransformSettings>,
         span: &tracing::Span,
+        step: Step,
+        ticket: Ticket,
     ) -> Result<Made, Failure> {
         let header = transform::inspect(bytes, settings)?;
         // Memory first, then a core: a source waiting for memory holds no core.
@@ -103,7 +113,7 @@ impl Worker {
             .await;
         self.metrics
             .stage("decode_admission", admission.elapsed().as_secs_f64());
-        let permit = self.core().await?;
+        let permit = self.core(step, ticket).await?;
         let (bytes, settings, span) = (bytes.clone(), settings.clone(), span.clone());
         let prepared = tokio::task::spawn_blocking(move || {
             let _permit = permit;
@@ -118,11 +128,11 @@ impl Worker {
         })
     }
 
-    /// A CPU permit: one core's worth of decoding or encoding.
-    async fn core(&self) -> Result<OwnedSemaphorePermit, Failure> {
-        self.cpu
-            .clone()
-            .acquire_owned()
+    /// A CPU permit: one core's worth of decoding or encoding, in `step`'s and `ticket`'s
+    /// rank.
+    async fn core(&self, step: Step, ticket: Ticket) -> Result<Permit, Failure> {
+        self.cores
+            .acquire(step, ticket)
             .await
             .map_err(|_| Failure::transient("shutting down"))
     }

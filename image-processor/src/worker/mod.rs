@@ -20,6 +20,7 @@
 mod budget;
 mod cleanup;
 mod consume;
+mod cores;
 mod in_flight;
 mod make;
 mod outgoing;
@@ -27,6 +28,7 @@ mod process;
 mod step;
 
 pub use budget::DecodeBudget;
+pub use cores::Cores;
 
 pub use consume::run;
 
@@ -65,9 +67,9 @@ pub struct Worker {
     pub topics: Topics,
     /// One entry per retry level.
     pub retry_delays: Vec<Duration>,
-    /// Bounds decoding/encoding running at once (CPU).
-    pub cpu: Arc<Semaphore>,
-    /// The permits of `cpu`: the most widths of one image encoded at once.
+    /// Bounds decoding/encoding running at once (CPU), first steps first.
+    pub cores: Cores,
+    /// The permits of `cores`: the most widths of one image encoded at once.
     pub cpu_workers: usize,
     /// Bounds the memory of the images being decoded and compressed: one permit per MiB of
     /// each source's estimated peak.
@@ -100,7 +102,7 @@ impl Worker {
             producer: settings.kafka.producer(platform::kafka::DELIVERY_TIMEOUT)?,
             topics: settings.kafka.topics(),
             retry_delays: settings.retry_delays.clone(),
-            cpu: Arc::new(Semaphore::new(settings.cpu_workers.max(1))),
+            cores: Cores::new(settings.cpu_workers.max(1)),
             cpu_workers: settings.cpu_workers.max(1),
             decode_memory: DecodeBudget::new(settings.decode_memory),
             image_concurrency: settings.image_concurrency,

@@ -19,7 +19,7 @@ use events::{ImageDetails, ImageOutcome, ImageResult, ImageVariant, SourceImage}
 use futures_util::StreamExt;
 use tokio_util::sync::CancellationToken;
 
-use super::{Worker, make::Made};
+use super::{Worker, cores::Ticket, make::Made};
 use crate::{
     content::{ContentStore, Found, Manifest},
     failure::Failure,
@@ -131,6 +131,7 @@ impl Worker {
             .acquire()
             .await
             .expect("the semaphore is never closed");
+        let ticket = self.cores.ticket();
         let started = std::time::Instant::now();
         let host = url::Url::parse(&image.url)
             .ok()
@@ -197,7 +198,7 @@ impl Worker {
             }
             None => {
                 let content = ContentStore::content_id(&digest, self.content.epoch_now());
-                let (made, webp) = self.make_first_step(job, image, &bytes).await?;
+                let (made, webp) = self.make_first_step(job, image, ticket, &bytes).await?;
                 let manifest = Manifest {
                     source_width: made.prepared.source_width,
                     source_height: made.prepared.source_height,
@@ -240,7 +241,7 @@ impl Worker {
         };
         let make_rest = async {
             Ok::<_, Failure>(
-                self.make_second_step(job, image, &bytes, made, &later)
+                self.make_second_step(job, image, ticket, &bytes, made, &later)
                     .await,
             )
         };
@@ -258,10 +259,11 @@ impl Worker {
         &self,
         job: &Job,
         image: &SourceImage,
+        ticket: Ticket,
         bytes: &bytes::Bytes,
     ) -> Result<(Made, Vec<Variant>), Failure> {
         let (made, variants) = self
-            .encode(job, image, bytes, None, OutputFormat::Webp, "compress")
+            .encode(job, image, ticket, bytes, None, OutputFormat::Webp)
             .await?;
         let webp = variants.last().expect("a ladder has a width");
         tracing::info!(
@@ -304,6 +306,7 @@ impl Worker {
         &self,
         job: &Job,
         image: &SourceImage,
+        ticket: Ticket,
         bytes: &bytes::Bytes,
         mut made: Option<Made>,
         later: &[OutputFormat],
@@ -311,7 +314,7 @@ impl Worker {
         let mut made_later = Vec::new();
         for &format in later {
             let (kept, variants) = self
-                .encode(job, image, bytes, made.take(), format, "compress_avif")
+                .encode(job, image, ticket, bytes, made.take(), format)
                 .await?;
             made = Some(kept);
             made_later.extend(variants);
