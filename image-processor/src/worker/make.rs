@@ -19,9 +19,13 @@ use crate::{
 use events::SourceImage;
 
 /// A source being made: its decoded pixels, and the memory they are budgeted against.
+///
+/// Every blocking task that works on the source holds the memory too: a task cannot be
+/// cancelled, so when the future that started it is dropped (its image's first step could
+/// not be shown, say) the memory is given back only once the task is done with it.
 pub(super) struct Made {
     pub(super) prepared: Arc<Prepared>,
-    _memory: OwnedSemaphorePermit,
+    memory: Arc<OwnedSemaphorePermit>,
 }
 
 impl Worker {
@@ -57,12 +61,16 @@ impl Worker {
             };
             let largest_first = (0..made.prepared.sizes()).rev();
             let encoded = futures_util::future::join_all(largest_first.map(|size| {
-                let (prepared, settings, span) =
-                    (made.prepared.clone(), settings.clone(), span.clone());
+                let (prepared, memory, settings, span) = (
+                    made.prepared.clone(),
+                    made.memory.clone(),
+                    settings.clone(),
+                    span.clone(),
+                );
                 async move {
                     let permit = self.core(step, ticket).await?;
                     tokio::task::spawn_blocking(move || {
-                        let _permit = permit;
+                        let _held = (permit, memory);
                         let _span = span.enter();
                         prepared.encode_size(size, format, &settings)
                     })
@@ -107,16 +115,22 @@ impl Worker {
         )
         .len();
         let encoders = self.cpu_workers.min(widths);
-        let memory = self
-            .decode_memory
-            .admit(header.peak_bytes_encoding(settings, encoders))
-            .await;
+        let memory = Arc::new(
+            self.decode_memory
+                .admit(header.peak_bytes_encoding(settings, encoders))
+                .await,
+        );
         self.metrics
             .stage("decode_admission", admission.elapsed().as_secs_f64());
         let permit = self.core(step, ticket).await?;
-        let (bytes, settings, span) = (bytes.clone(), settings.clone(), span.clone());
+        let (bytes, settings, span, held) = (
+            bytes.clone(),
+            settings.clone(),
+            span.clone(),
+            memory.clone(),
+        );
         let prepared = tokio::task::spawn_blocking(move || {
-            let _permit = permit;
+            let _held = (permit, held);
             let _span = span.enter();
             transform::prepare(&bytes, &header, &settings)
         })
@@ -124,7 +138,7 @@ impl Worker {
         .map_err(|e| Failure::transient(format!("the compression task failed: {e}")))??;
         Ok(Made {
             prepared: Arc::new(prepared),
-            _memory: memory,
+            memory,
         })
     }
 
