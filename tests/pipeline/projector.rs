@@ -267,3 +267,56 @@ async fn an_avif_that_cannot_be_made_leaves_the_webp_shown_with_the_reason() {
     );
     assert!(image.get("pending_formats").is_none(), "{image}");
 }
+
+#[tokio::test]
+async fn a_redrive_that_brings_back_an_image_given_up_on_completes_the_revision_only_once() {
+    let app = spawn_app().await;
+    let user = app.create_user("erin").await;
+    let id = app.create_product(&user, "Lamp", 1.0).await;
+    let pool = api::db::pool(&api::db::DatabaseSettings::for_url(&app.database_url)).unwrap();
+    let apply = |event: ImagesCompressed| {
+        let pool = pool.clone();
+        async move {
+            api::projector::apply(&pool, uuid::Uuid::new_v4(), &event)
+                .await
+                .unwrap()
+        }
+    };
+    let mut gave_up = compressed(&id, 1, "unused");
+    gave_up.images[0] = ImageResult::failed(
+        0,
+        "https://images.example.com/a.jpg",
+        "gave up after 4 attempts: timeout",
+    );
+    // Given up on: the revision is shown and complete, once.
+    assert_eq!(
+        apply(gave_up).await,
+        Applied::Updated {
+            version: 2,
+            reached: both(),
+        }
+    );
+    // Redriven hours later: its first step, then its AVIF. The image shows, but the
+    // revision reached neither moment again.
+    let nothing = Reached::default();
+    assert_eq!(
+        apply(step(&id, false)).await,
+        Applied::Updated {
+            version: 3,
+            reached: nothing,
+        }
+    );
+    assert_eq!(
+        apply(step(&id, true)).await,
+        Applied::Updated {
+            version: 4,
+            reached: nothing,
+        }
+    );
+    let image = app.product(&id).await["images"][0].clone();
+    assert_eq!(image["status"], "compressed", "{image}");
+    assert_eq!(
+        image["srcset"]["image/avif"], "https://cdn/640.avif 640w",
+        "{image}"
+    );
+}

@@ -37,7 +37,8 @@ pub enum Applied {
 }
 
 /// The moments of a product's images that one applied result can reach, each once per image
-/// revision.
+/// revision (the ladder's recorded in `ladder_complete_revision`: a redrive can take an image
+/// given up on through its steps again).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Reached {
     /// Every image became visible or failed: none is pending any more.
@@ -69,7 +70,8 @@ pub async fn apply_images(
     }
     let row = tx
         .query_opt(
-            "SELECT image_revision, image_status, cardinality(product_images) AS images \
+            "SELECT image_revision, image_status, cardinality(product_images) AS images, \
+                    ladder_complete_revision \
              FROM products WHERE id = $1 FOR UPDATE",
             &[&product_id],
         )
@@ -93,7 +95,12 @@ pub async fn apply_images(
             return Ok(Applied::Unreadable);
         }
     };
-    let (pending_before, ladder_pending_before) = (images.any_pending(), images.ladder_pending());
+    let pending_before = images.any_pending();
+    // Complete once already in this revision: a redrive that brought back an image given up
+    // on is going through its steps again.
+    let completed_before =
+        row.try_get::<_, Option<i32>>("ladder_complete_revision")? == Some(current);
+    let ladder_pending_before = images.ladder_pending();
     let mut changed = false;
     for image in &event.images {
         changed |= images.record(image);
@@ -107,6 +114,8 @@ pub async fn apply_images(
             &format!(
                 "UPDATE products SET image_status = $2, compressed_product_images = $3, \
                    images_pending_since = CASE WHEN $4 THEN images_pending_since END, \
+                   ladder_complete_revision = CASE WHEN $5 THEN ladder_complete_revision \
+                                                   ELSE image_revision END, \
                    version = version + 1 \
                  WHERE id = $1 RETURNING {COLUMNS}"
             ),
@@ -115,6 +124,7 @@ pub async fn apply_images(
                 &images.to_column(),
                 &images.compressed_urls(),
                 &images.any_pending(),
+                &images.ladder_pending(),
             ],
         )
         .await?;
@@ -125,7 +135,7 @@ pub async fn apply_images(
         version: row.version,
         reached: Reached {
             shown: pending_before && !images.any_pending(),
-            complete: ladder_pending_before && !images.ladder_pending(),
+            complete: ladder_pending_before && !images.ladder_pending() && !completed_before,
         },
     })
 }
