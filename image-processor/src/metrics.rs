@@ -34,6 +34,8 @@ pub struct ProcessorMetrics {
     /// Images by final outcome: `compressed`, `failed` (permanent), `gave_up` (retries used up).
     pub images: Family<OutcomeLabels, Counter>,
     /// Time per stage: `download`, `decode_admission` (waiting for `IMAGE_DECODE_MEMORY_MB`),
+    /// `core_wait_first` and `core_wait_later` (each decode or width waiting for a CPU permit,
+    /// by step),
     /// `compress`, `store`.
     pub stage_seconds: Family<StageLabels, Histogram, fn() -> Histogram>,
     /// Jobs sent to a retry topic, by retry level.

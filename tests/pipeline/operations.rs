@@ -99,6 +99,15 @@ async fn the_processor_reports_health_readiness_and_metrics() {
         text.contains(r#"image_stage_duration_seconds_count{stage="download"} 1"#),
         "{text}"
     );
+    // Every decode and width waited for a CPU permit, timed by step: the decode and the
+    // WebP widths in the first, the AVIF widths in the later one.
+    for (stage, at_least) in [("core_wait_first", 2.0), ("core_wait_later", 1.0)] {
+        let waits = sample(
+            &text,
+            &format!(r#"image_stage_duration_seconds_count{{stage="{stage}"}}"#),
+        );
+        assert!(waits >= Some(at_least), "{stage}: {waits:?}\n{text}");
+    }
 }
 
 #[tokio::test]

@@ -144,11 +144,20 @@ impl Worker {
 
     /// A CPU permit: one core's worth of decoding or encoding, in `step`'s and `ticket`'s
     /// rank.
+    /// The wait is timed as `core_wait_first` or `core_wait_later`.
     async fn core(&self, step: Step, ticket: Ticket) -> Result<Permit, Failure> {
-        self.cores
+        let asked = std::time::Instant::now();
+        let permit = self
+            .cores
             .acquire(step, ticket)
             .await
-            .map_err(|_| Failure::transient("shutting down"))
+            .map_err(|_| Failure::transient("shutting down"))?;
+        let stage = match step {
+            Step::First => "core_wait_first",
+            Step::Later => "core_wait_later",
+        };
+        self.metrics.stage(stage, asked.elapsed().as_secs_f64());
+        Ok(permit)
     }
 
     /// Stores `variants` of `content` and adds them to `manifest`.
