@@ -1,8 +1,10 @@
-//! Making one image's variants: decoding on a CPU permit against the memory budget, each
-//! width encoded on a permit of its own, and storing what was made.
+//! Making one image's variants: its two steps (the WebP ladder with the placeholders, then
+//! the formats that follow), decoding on a CPU permit against the memory budget, each width
+//! encoded on a permit of its own, and storing what was made.
 
 use std::sync::Arc;
 
+use base64::Engine;
 use futures_util::StreamExt;
 use tokio::sync::OwnedSemaphorePermit;
 
@@ -17,6 +19,13 @@ use crate::{
     transform::{self, OutputFormat, Prepared, TransformSettings, Variant},
 };
 use events::SourceImage;
+
+/// An image's first step: stored by an earlier attempt, or made by this one and not yet
+/// stored (its manifest without variants, and the variants).
+pub(super) enum FirstStep {
+    Stored(Manifest),
+    Made(Manifest, Vec<Variant>),
+}
 
 /// A source being made: its decoded pixels, and the memory they are budgeted against.
 ///
@@ -93,6 +102,102 @@ impl Worker {
                 Err(failure)
             }
         }
+    }
+
+    /// Decodes and scales the source, and makes its WebP ladder and placeholders.
+    pub(super) async fn make_first_step(
+        &self,
+        job: &Job,
+        image: &SourceImage,
+        ticket: Ticket,
+        bytes: &bytes::Bytes,
+    ) -> Result<(Made, FirstStep), Failure> {
+        let (made, variants) = self
+            .encode(job, image, ticket, bytes, None, OutputFormat::Webp)
+            .await?;
+        let webp = variants.last().expect("a ladder has a width");
+        tracing::info!(
+            product_id = %job.product_id,
+            index = image.index,
+            variants = variants.len(),
+            bytes_before = bytes.len(),
+            bytes_after = webp.bytes.len(),
+            width = webp.width,
+            height = webp.height,
+            "Compression succeeded."
+        );
+        let manifest = Manifest {
+            source_width: made.prepared.source_width,
+            source_height: made.prepared.source_height,
+            thumbhash: base64::engine::general_purpose::STANDARD.encode(&made.prepared.thumbhash),
+            dominant_color: made.prepared.dominant_color_hex(),
+            variants: Vec::new(),
+        };
+        Ok((made, FirstStep::Made(manifest, variants)))
+    }
+
+    /// Stores a first step this attempt made as `content`'s (or as the whole set when
+    /// `only` format); returns its manifest.
+    pub(super) async fn store_first_step(
+        &self,
+        content: &str,
+        first: FirstStep,
+        only: bool,
+    ) -> Result<Manifest, Failure> {
+        let (manifest, variants) = match first {
+            FirstStep::Stored(manifest) => return Ok(manifest),
+            FirstStep::Made(manifest, variants) => (manifest, variants),
+        };
+        let manifest = self.store(content, manifest, variants).await?;
+        if only {
+            self.content.put_manifest(content, &manifest).await?;
+        } else {
+            self.content.put_first_step(content, &manifest).await?;
+        }
+        Ok(manifest)
+    }
+
+    /// Makes the formats that follow WebP, from the first step's pixels when this attempt
+    /// made them (decoding the source again when a retry found the first step stored).
+    pub(super) async fn make_second_step(
+        &self,
+        job: &Job,
+        image: &SourceImage,
+        ticket: Ticket,
+        bytes: &bytes::Bytes,
+        mut made: Option<Made>,
+        later: &[OutputFormat],
+    ) -> Result<Vec<Variant>, Failure> {
+        let mut made_later = Vec::new();
+        for &format in later {
+            let (kept, variants) = self
+                .encode(job, image, ticket, bytes, made.take(), format)
+                .await?;
+            made = Some(kept);
+            made_later.extend(variants);
+        }
+        Ok(made_later)
+    }
+
+    /// Stores the second step's variants with the complete manifest.
+    pub(super) async fn store_second_step(
+        &self,
+        content: &str,
+        first: Manifest,
+        variants: Vec<Variant>,
+    ) -> Result<Manifest, Failure> {
+        let mut manifest = self.store(content, first, variants).await?;
+        let position = |media_type: &str| {
+            self.transform
+                .formats
+                .iter()
+                .position(|f| f.media_type() == media_type)
+        };
+        manifest
+            .variants
+            .sort_by_key(|v| (position(&v.format), v.width));
+        self.content.put_manifest(content, &manifest).await?;
+        Ok(manifest)
     }
 
     /// Reads the source's header, admits it against the memory budget, and decodes and

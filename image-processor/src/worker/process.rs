@@ -14,17 +14,16 @@
 //! (or retries used up) reports the image compressed with the AVIF's reason in
 //! `failed_formats`.
 
-use base64::Engine;
 use events::{ImageDetails, ImageOutcome, ImageResult, ImageVariant, SourceImage};
 use futures_util::StreamExt;
 use tokio_util::sync::CancellationToken;
 
-use super::{Worker, cores::Ticket, make::Made};
+use super::{Worker, make::FirstStep};
 use crate::{
     content::{ContentStore, Found, Manifest},
     failure::Failure,
     job::Job,
-    transform::{OutputFormat, Variant},
+    transform::OutputFormat,
 };
 
 /// A finished image.
@@ -33,13 +32,6 @@ struct Processed {
     /// Its content was already stored: made from the same bytes under the same settings,
     /// for this product or another.
     reused: bool,
-}
-
-/// An image's first step: stored by an earlier attempt, or made by this one and not yet
-/// stored (its manifest without variants, and the variants).
-enum FirstStep {
-    Stored(Manifest),
-    Made(Manifest, Vec<Variant>),
 }
 
 /// An image this attempt did not finish.
@@ -198,16 +190,8 @@ impl Worker {
             }
             None => {
                 let content = ContentStore::content_id(&digest, self.content.epoch_now());
-                let (made, webp) = self.make_first_step(job, image, ticket, &bytes).await?;
-                let manifest = Manifest {
-                    source_width: made.prepared.source_width,
-                    source_height: made.prepared.source_height,
-                    thumbhash: base64::engine::general_purpose::STANDARD
-                        .encode(&made.prepared.thumbhash),
-                    dominant_color: made.prepared.dominant_color_hex(),
-                    variants: Vec::new(),
-                };
-                (content, FirstStep::Made(manifest, webp), Some(made))
+                let (made, first) = self.make_first_step(job, image, ticket, &bytes).await?;
+                (content, first, Some(made))
             }
         };
         if later.is_empty() {
@@ -252,95 +236,6 @@ impl Worker {
             result: self.image_result(image, bytes_before, &content, &manifest, &[]),
             reused: false,
         })
-    }
-
-    /// Decodes and scales the source, and makes its WebP ladder and placeholders.
-    async fn make_first_step(
-        &self,
-        job: &Job,
-        image: &SourceImage,
-        ticket: Ticket,
-        bytes: &bytes::Bytes,
-    ) -> Result<(Made, Vec<Variant>), Failure> {
-        let (made, variants) = self
-            .encode(job, image, ticket, bytes, None, OutputFormat::Webp)
-            .await?;
-        let webp = variants.last().expect("a ladder has a width");
-        tracing::info!(
-            product_id = %job.product_id,
-            index = image.index,
-            variants = variants.len(),
-            bytes_before = bytes.len(),
-            bytes_after = webp.bytes.len(),
-            width = webp.width,
-            height = webp.height,
-            "Compression succeeded."
-        );
-        Ok((made, variants))
-    }
-
-    /// Stores a first step this attempt made as `content`'s (or as the whole set when
-    /// `only` format); returns its manifest.
-    async fn store_first_step(
-        &self,
-        content: &str,
-        first: FirstStep,
-        only: bool,
-    ) -> Result<Manifest, Failure> {
-        let (manifest, variants) = match first {
-            FirstStep::Stored(manifest) => return Ok(manifest),
-            FirstStep::Made(manifest, variants) => (manifest, variants),
-        };
-        let manifest = self.store(content, manifest, variants).await?;
-        if only {
-            self.content.put_manifest(content, &manifest).await?;
-        } else {
-            self.content.put_first_step(content, &manifest).await?;
-        }
-        Ok(manifest)
-    }
-
-    /// Makes the formats that follow WebP, from the first step's pixels when this attempt
-    /// made them (decoding the source again when a retry found the first step stored).
-    async fn make_second_step(
-        &self,
-        job: &Job,
-        image: &SourceImage,
-        ticket: Ticket,
-        bytes: &bytes::Bytes,
-        mut made: Option<Made>,
-        later: &[OutputFormat],
-    ) -> Result<Vec<Variant>, Failure> {
-        let mut made_later = Vec::new();
-        for &format in later {
-            let (kept, variants) = self
-                .encode(job, image, ticket, bytes, made.take(), format)
-                .await?;
-            made = Some(kept);
-            made_later.extend(variants);
-        }
-        Ok(made_later)
-    }
-
-    /// Stores the second step's variants with the complete manifest.
-    async fn store_second_step(
-        &self,
-        content: &str,
-        first: Manifest,
-        variants: Vec<Variant>,
-    ) -> Result<Manifest, Failure> {
-        let mut manifest = self.store(content, first, variants).await?;
-        let position = |media_type: &str| {
-            self.transform
-                .formats
-                .iter()
-                .position(|f| f.media_type() == media_type)
-        };
-        manifest
-            .variants
-            .sort_by_key(|v| (position(&v.format), v.width));
-        self.content.put_manifest(content, &manifest).await?;
-        Ok(manifest)
     }
 
     /// The result of an image shown by `content`.
