@@ -39,7 +39,9 @@ enum Moment {
 const MOMENTS: [Moment; 3] = [Moment::Idle, Moment::MidBurst, Moment::JustJoined];
 
 /// A three-partition topic set on a broker of the drill's own, so that no other test's
-/// groups share its load and a dead member can hold some partitions and not others.
+/// groups share its load and a dead member can hold some partitions and not others. Each
+/// drill ends with `pipeline.stop()`, while this broker still answers: a Kafka client closing
+/// against a broker already gone can hang the runtime's shutdown.
 async fn drill_broker() -> (OwnBroker, platform::kafka::KafkaSettings) {
     let broker = OwnBroker::start().await;
     let mut kafka = test_kafka(&broker.brokers);
@@ -160,8 +162,6 @@ async fn three_kill_9s_of_the_processor_in_a_row_each_recover() {
     }
     eprintln!("processor recoveries: {recoveries:?}");
     processor.kill_9();
-    // The api and the processor close their Kafka clients while this test's broker still
-    // answers: one closing against a broker already gone can hang the runtime's shutdown.
     pipeline.stop().await;
 }
 
@@ -206,8 +206,6 @@ async fn when_one_of_two_processors_is_killed_mid_burst_the_survivor_takes_over(
     }
     let took = wait_all_visible(&pipeline, &burst, killed).await;
     eprintln!("one of two processors killed mid-burst: every product visible {took:?} after");
-    // The api and the processor close their Kafka clients while this test's broker still
-    // answers: one closing against a broker already gone can hang the runtime's shutdown.
     pipeline.stop().await;
 }
 
@@ -257,8 +255,6 @@ async fn when_one_of_two_apis_is_killed_mid_burst_the_survivor_projects_everythi
         "one of two apis killed mid-burst: {} products visible {took:?} after",
         ids.len()
     );
-    // The api and the processor close their Kafka clients while this test's broker still
-    // answers: one closing against a broker already gone can hang the runtime's shutdown.
     pipeline.stop().await;
 }
 
@@ -376,8 +372,6 @@ async fn three_kill_9s_of_the_api_in_a_row_each_recover() {
     }
     eprintln!("api recoveries: {recoveries:?}");
     api.child.kill_9();
-    // The api and the processor close their Kafka clients while this test's broker still
-    // answers: one closing against a broker already gone can hang the runtime's shutdown.
     pipeline.stop().await;
 }
 
