@@ -74,6 +74,7 @@ pub fn document() -> Value {
     }
     messages.insert("productTombstone".into(), tombstone_message());
     messages.insert("imageJobRetry".into(), retry_message());
+    messages.insert("imageJobLater".into(), later_message());
     messages.insert("imageJobDeadLetter".into(), dead_letter_message());
 
     json!({
@@ -216,7 +217,7 @@ fn cloud_event_headers(event_type: Option<EventType>) -> (Map<String, Value>, Ve
 
 /// The bookkeeping headers the image-processor adds to a job it sends to a retry topic or the
 /// dead-letter topic (`x-not-before` and `x-images` on retries only).
-fn bookkeeping_headers() -> [(&'static str, Value); 9] {
+fn bookkeeping_headers() -> [(&'static str, Value); 10] {
     [
         (
             h::ATTEMPT,
@@ -252,7 +253,11 @@ fn bookkeeping_headers() -> [(&'static str, Value); 9] {
         ),
         (
             h::IMAGES,
-            json!({ "type": "string", "pattern": "^[0-9]+(,[0-9]+)*$", "description": "Retries: positions in product_images still to process, comma-separated; absent means all." }),
+            json!({ "type": "string", "pattern": "^[0-9]+(,[0-9]+)*$", "description": "Retries and deferred second steps: positions in product_images still to process, comma-separated; absent means all." }),
+        ),
+        (
+            h::STEP,
+            json!({ "type": "string", "enum": ["later"], "description": "Deferred second steps: the images' first steps (WebP ladder, placeholders) are shown; the formats that follow (AVIF) are still to make." }),
         ),
     ]
 }
@@ -361,6 +366,19 @@ fn retry_message() -> Value {
     })
 }
 
+fn later_message() -> Value {
+    json!({
+        "name": "ImageJobLater",
+        "title": "Deferred second step",
+        "summary": "A product event whose images' first steps are shown, waiting for their AVIF ladders.",
+        "description": "Internal to the image-processor: the original record with x-step: later, the images it is for, and where it came from. Sent instead of making the AVIF at once while other images wait for their first step (IMAGE_LATER_STEP). Not for subscribers.",
+        "contentType": "application/json",
+        "headers": job_headers(true, &[h::STEP, h::ATTEMPT, h::ORIGIN_TOPIC, h::ORIGIN_PARTITION, h::ORIGIN_OFFSET, h::IMAGES]),
+        "payload": product_event_payload(),
+        "bindings": key_binding(),
+    })
+}
+
 fn dead_letter_message() -> Value {
     json!({
         "name": "ImageJobDeadLetter",
@@ -439,6 +457,12 @@ fn channels() -> Value {
             "The image-processor's retry topics, one per delay of IMAGE_RETRY_DELAYS.",
             &["imageJobRetry"],
             true,
+        ),
+        "imageJobLater": channel(
+            &topics.image_later(),
+            "The image-processor's deferred second steps: images shown with their WebP ladder whose AVIF is made behind every first step.",
+            &["imageJobLater"],
+            false,
         ),
         "imageJobDeadLetters": channel(
             &topics.image_dead_letters(),
@@ -526,6 +550,20 @@ fn operations() -> Value {
             "imageJobRetry",
             &["imageJobRetry"],
             "Each retry level has its own consumer group, IMAGE_PROCESSOR_GROUP.retry-N, so waiting never blocks the main topic.",
+            None,
+        ),
+        "deferSecondStep": operation(
+            "send",
+            "imageJobLater",
+            &["imageJobLater"],
+            "While other images wait for their first step, a job whose images' WebP ladders are shown hands their AVIF to the later topic and finishes, instead of making it at once (IMAGE_LATER_STEP).",
+            None,
+        ),
+        "processSecondStep": operation(
+            "receive",
+            "imageJobLater",
+            &["imageJobLater"],
+            "Consumer group IMAGE_PROCESSOR_GROUP.later downloads and decodes each source again, finds its first step stored and makes only the formats that follow, on cores left by first steps.",
             None,
         ),
         "deadLetter": operation(

@@ -36,6 +36,9 @@ pub const ORIGIN_PARTITION: &str = "x-origin-partition";
 pub const ORIGIN_OFFSET: &str = "x-origin-offset";
 /// Which images (comma-separated positions) a retry record is for; absent means all.
 pub const IMAGES: &str = "x-images";
+/// `later` on a deferred second step: the image's first step is shown, and only the
+/// formats that follow it are still to make.
+pub const STEP: &str = "x-step";
 /// When the job first failed (RFC 3339).
 pub const FIRST_FAILURE_AT: &str = "x-first-failure-at";
 /// On a product event republished from the dead-letter topic (`dlq redrive`): when

@@ -45,6 +45,13 @@ impl Topics {
         format!("{}image-processor.retry-{level}", self.prefix)
     }
 
+    /// The image-processor's deferred second steps: the formats that follow WebP (AVIF) of
+    /// images whose first step was shown while a backlog waited (`x-step: later`), made by
+    /// a consumer of their own behind every first step.
+    pub fn image_later(&self) -> String {
+        format!("{}image-processor.later", self.prefix)
+    }
+
     /// Jobs that exhausted their retries or could not be read at all.
     pub fn image_dead_letters(&self) -> String {
         format!("{}image-processor.dlq", self.prefix)
@@ -56,6 +63,7 @@ impl Topics {
             self.product_events(),
             self.products(),
             self.images_compressed(),
+            self.image_later(),
             self.image_dead_letters(),
         ];
         topics.extend((1..=retries).map(|level| self.image_retry(level)));
@@ -77,9 +85,10 @@ mod tests {
     fn every_topic_carries_the_prefix() {
         let topics = Topics::new("t42.");
         assert!(topics.all(3).iter().all(|t| t.starts_with("t42.")));
-        assert_eq!(topics.all(3).len(), 7);
+        assert_eq!(topics.all(3).len(), 8);
         assert!(topics.is_compacted("t42.products"));
         assert!(!topics.is_compacted("t42.product-events"));
         assert_eq!(topics.image_retry(2), "t42.image-processor.retry-2");
+        assert_eq!(topics.image_later(), "t42.image-processor.later");
     }
 }
