@@ -29,6 +29,9 @@ pub struct Job {
     pub first_failure_at: Option<String>,
     /// Republished from the dead-letter topic (`x-redriven-at`).
     pub redriven: bool,
+    /// A deferred second step (`x-step: later`): the images' first steps were shown by an
+    /// earlier job.
+    pub later: bool,
     /// The record's value and ce_ headers as received, forwarded to retries and dead letters.
     pub raw: RawRecord,
 }
@@ -165,6 +168,7 @@ pub fn decode(message: &impl Message) -> Result<Decoded, String> {
         origin,
         first_failure_at: raw.header(headers::FIRST_FAILURE_AT),
         redriven: raw.header(headers::REDRIVEN_AT).is_some(),
+        later: raw.header(headers::STEP).as_deref() == Some("later"),
         envelope,
         raw,
     })))

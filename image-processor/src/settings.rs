@@ -31,6 +31,13 @@ pub struct Settings {
     /// Products processed at once by each consumer, never two events of one product
     /// (`IMAGE_JOBS_IN_FLIGHT`).
     pub jobs_in_flight: usize,
+    /// When an image's second step (the formats after WebP) is handed to the later topic
+    /// instead of being made at once (`IMAGE_LATER_STEP`, default `auto`).
+    pub later_step: LaterStep,
+    /// Products whose second step the later topic's consumer makes at once
+    /// (`IMAGE_LATER_JOBS_IN_FLIGHT`, default 1): each holds the memory of its sources,
+    /// which first steps would otherwise wait for.
+    pub later_jobs_in_flight: usize,
     /// Images decoded and encoded at once (`IMAGE_CPU_WORKERS`, default: the cores).
     pub cpu_workers: usize,
     /// Memory the images being decoded and compressed may hold together, in bytes
@@ -49,6 +56,50 @@ pub struct Settings {
     /// download may take (`IMAGE_FETCH_TIMEOUT_SECS`): a job may rightly hold its partition
     /// that long. See [`platform::kafka::watchdog`].
     pub stall_after: Duration,
+}
+
+/// Where an image's second step (its AVIF ladder) is made, once its first step is shown.
+///
+/// Made at once, from the pixels the first step decoded, it is the quickest way to the whole
+/// ladder while the processor is idle. While other images wait for their first step, it is
+/// the wrong work: it holds the job's record (so the consumer takes in no new one), the
+/// decoded source's memory, and cores for several times the first step's CPU. Deferred, the
+/// image's job is done once its first step is shown; the second step is a record on the
+/// later topic, made by a consumer of its own behind every first step (its source downloaded
+/// and decoded again).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LaterStep {
+    /// Deferred while first steps wait (for a core, for memory, or for the main consumer,
+    /// which has as many records in flight as it may); made at once otherwise.
+    Auto,
+    /// Always deferred.
+    Deferred,
+    /// Always made at once.
+    Inline,
+}
+
+impl LaterStep {
+    /// Whether an image whose first step is made now defers its second step.
+    pub fn defers(self, first_steps_waiting: bool) -> bool {
+        match self {
+            Self::Auto => first_steps_waiting,
+            Self::Deferred => true,
+            Self::Inline => false,
+        }
+    }
+}
+
+impl std::str::FromStr for LaterStep {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "auto" => Ok(Self::Auto),
+            "deferred" => Ok(Self::Deferred),
+            "inline" => Ok(Self::Inline),
+            other => Err(format!("{other:?} is not one of auto, deferred, inline")),
+        }
+    }
 }
 
 /// Parses `5s,30s,120s`.
@@ -108,6 +159,8 @@ impl Settings {
             transform: TransformSettings::from_env()?,
             image_concurrency: env::parse("IMAGE_CONCURRENCY", 4)?,
             jobs_in_flight: env::parse("IMAGE_JOBS_IN_FLIGHT", 4)?,
+            later_step: env::parse("IMAGE_LATER_STEP", LaterStep::Auto)?,
+            later_jobs_in_flight: env::parse("IMAGE_LATER_JOBS_IN_FLIGHT", 1)?,
             stall_after: platform::kafka::watchdog::stall_limit_from_env(45)?,
             cpu_workers: env::parse("IMAGE_CPU_WORKERS", cores)?,
             decode_memory: env::parse("IMAGE_DECODE_MEMORY_MB", 512_u64)?.max(1) << 20,
@@ -133,6 +186,8 @@ impl Settings {
             variant_widths = ?self.transform.widths,
             variant_formats = ?self.transform.formats,
             jobs_in_flight = self.jobs_in_flight,
+            later_step = ?self.later_step,
+            later_jobs_in_flight = self.later_jobs_in_flight,
             cpu_workers = self.cpu_workers,
             decode_memory_mb = self.decode_memory >> 20,
             consumer_stall_secs = self.stall_after.as_secs(),
@@ -159,6 +214,16 @@ mod tests {
         );
         assert!(parse_delays("").unwrap().is_empty());
         assert!(parse_delays("5 parsecs").is_err());
+    }
+
+    #[test]
+    fn the_later_step_is_deferred_by_policy() {
+        assert_eq!("auto".parse(), Ok(LaterStep::Auto));
+        assert!("sometimes".parse::<LaterStep>().is_err());
+        assert!(LaterStep::Auto.defers(true));
+        assert!(!LaterStep::Auto.defers(false));
+        assert!(LaterStep::Deferred.defers(false));
+        assert!(!LaterStep::Inline.defers(true));
     }
 
     #[test]

@@ -2,8 +2,9 @@
 //! never restarted: while idle, in the middle of a burst, and as soon as the next records
 //! reach the broker after the previous replacement joined its groups. A broker that keeps a
 //! dead member in its group (tansu never expires one) must not stop the pipeline: after each
-//! kill every product is compressed and visible within [`CRASH_RECOVERY`]. Each drill
-//! prints the recovery it measured:
+//! kill every product is compressed and visible with its whole ladder (an AVIF made at once
+//! or deferred to the later topic is not lost) within [`CRASH_RECOVERY`]. Each drill prints
+//! the recovery it measured:
 //! `cargo nextest run -p system-tests --test pipeline -E 'test(kill_9s) | test(survivor)'
 //! --no-capture`.
 
@@ -19,7 +20,8 @@ use system_tests::{
     process::{ChildGuard, api_binary_in, wait_until_ready},
 };
 
-/// Every product is compressed and visible within this of the replacement's start.
+/// Every product is compressed and visible, its whole ladder included, within this of the
+/// replacement's start.
 const CRASH_RECOVERY: Duration = Duration::from_secs(90);
 
 const SOURCES: [&str; 4] = ["rocket.jpg", "chelsea.png", "coffee.png", "astronaut.png"];

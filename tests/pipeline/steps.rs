@@ -3,7 +3,7 @@
 
 use std::{path::PathBuf, time::Duration};
 
-use image_processor::{content::ContentStore, storage::Storage, transform};
+use image_processor::{content::ContentStore, settings::LaterStep, storage::Storage, transform};
 use serde_json::json;
 use system_tests::{
     feed::read_all,
@@ -115,6 +115,60 @@ async fn the_webp_ladder_is_published_before_the_avif_and_both_steps_reach_the_f
         .position(|s| s["images"][0]["srcset"].get("image/avif").is_some())
         .expect("a state with the AVIF");
     assert!(shown_first < complete);
+}
+
+#[tokio::test]
+async fn a_deferred_second_step_is_made_from_the_later_topic_after_the_webp_shows() {
+    let pipeline = spawn_pipeline_tuned(|s| s.later_step = LaterStep::Deferred).await;
+    let urls = [
+        pipeline.images.url("/img/coffee.png"),
+        pipeline.images.url("/img/rocket.jpg"),
+    ];
+    let id = pipeline.create_product(&urls).await;
+    let product = pipeline.wait_until_processed(&id).await;
+    for image in product["images"].as_array().unwrap() {
+        assert_eq!(image["status"], "compressed", "{product:#}");
+        assert!(image.get("pending_formats").is_none(), "{product:#}");
+        assert!(image["srcset"].get("image/avif").is_some(), "{product:#}");
+    }
+
+    // The job that showed the WebP handed both images to the later topic in one record.
+    let topics = pipeline.kafka.topics();
+    let later: Vec<_> = read_all(&pipeline.kafka, &topics.image_later())
+        .await
+        .into_iter()
+        .filter(|r| r.key == id)
+        .collect();
+    assert_eq!(later.len(), 1, "{later:#?}");
+    let headers = &later[0].headers;
+    assert_eq!(headers["x-step"], "later");
+    assert_eq!(headers["x-images"], "0,1");
+    assert_eq!(headers["x-attempt"], "1");
+    assert_eq!(headers["ce_type"], "com.catalog.product.created.v1");
+    assert_eq!(headers["x-origin-topic"], topics.product_events());
+
+    // Each image's first step once, with the AVIF pending, and the whole ladder after it:
+    // the later consumer does not publish the first step again.
+    let results: Vec<serde_json::Value> = read_all(&pipeline.kafka, &topics.images_compressed())
+        .await
+        .into_iter()
+        .filter(|r| r.key == id)
+        .map(|r| r.value.expect("a result"))
+        .collect();
+    for index in [0, 1] {
+        let of_image: Vec<&serde_json::Value> = results
+            .iter()
+            .flat_map(|r| r["images"].as_array().unwrap())
+            .filter(|i| i["index"] == index)
+            .collect();
+        assert_eq!(of_image.len(), 2, "{results:#?}");
+        assert_eq!(of_image[0]["pending_formats"], json!(["image/avif"]));
+        assert!(of_image[1].get("pending_formats").is_none());
+        assert_eq!(
+            of_image[1]["variants"],
+            product["images"][index]["variants"]
+        );
+    }
 }
 
 #[tokio::test]

@@ -1,6 +1,9 @@
 //! The memory budget of decoding and compressing.
 
-use std::sync::Arc;
+use std::sync::{
+    Arc,
+    atomic::{AtomicUsize, Ordering},
+};
 
 use tokio::sync::Semaphore;
 
@@ -12,6 +15,24 @@ use tokio::sync::Semaphore;
 pub struct DecodeBudget {
     permits: Arc<Semaphore>,
     mebibytes: u32,
+    /// Sources waiting to be admitted.
+    waiting: Arc<AtomicUsize>,
+}
+
+/// Counts a source as waiting while it lives (also when its wait is dropped).
+struct Waiting(Arc<AtomicUsize>);
+
+impl Waiting {
+    fn new(count: &Arc<AtomicUsize>) -> Self {
+        count.fetch_add(1, Ordering::Relaxed);
+        Self(count.clone())
+    }
+}
+
+impl Drop for Waiting {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// Whole MiB (rounded up, at least one), as permits count them.
@@ -27,6 +48,7 @@ impl DecodeBudget {
         Self {
             permits: Arc::new(Semaphore::new(mebibytes as usize)),
             mebibytes,
+            waiting: Arc::default(),
         }
     }
 
@@ -34,11 +56,17 @@ impl DecodeBudget {
     /// permit is dropped.
     pub async fn admit(&self, bytes: u64) -> tokio::sync::OwnedSemaphorePermit {
         let wanted = permits_for(bytes).min(self.mebibytes);
+        let _waiting = Waiting::new(&self.waiting);
         self.permits
             .clone()
             .acquire_many_owned(wanted)
             .await
             .expect("the semaphore is never closed")
+    }
+
+    /// Whether a source waits for memory now.
+    pub fn source_waiting(&self) -> bool {
+        self.waiting.load(Ordering::Relaxed) > 0
     }
 
     /// MiB not held by any source now.
@@ -69,11 +97,13 @@ mod tests {
         });
         tokio::task::yield_now().await;
         assert!(!third.is_finished());
+        assert!(budget.source_waiting());
         drop(second);
         let third = tokio::time::timeout(Duration::from_secs(5), third)
             .await
             .expect("admitted once the second released its memory")
             .unwrap();
+        assert!(!budget.source_waiting());
         drop((first, third));
         assert_eq!(budget.available_mebibytes(), 512);
     }

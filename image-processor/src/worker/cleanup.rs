@@ -125,14 +125,14 @@ impl Worker {
         }
     }
 
-    /// Whether `job` came late (a retry or a redrive) for a product that was deleted or got
+    /// Whether `job` came late (a retry, a redrive or a deferred second step) for a product that was deleted or got
     /// newer images since: then it is dropped, counted and logged. Asked before the job
     /// starts, so it stores nothing, and again once it `stored` its images, for a change
     /// that came while it ran: then the objects it stored are deleted. A first attempt from
     /// the main topic cannot be late: a product's events are handled in order. If the store
     /// cannot say, the job goes ahead.
     pub(super) async fn superseded(&self, job: &Job, stored: bool) -> bool {
-        if job.attempt <= 1 && !job.redriven {
+        if job.attempt <= 1 && !job.redriven && !job.later {
             return false;
         }
         let (reason, keep_from) = match self.storage.stored_state(&job.product_id).await {

@@ -1,4 +1,4 @@
-//! Taking records in: the main and retry consumers, each with several records in flight
+//! Taking records in: the main, later and retry consumers, each with several records in flight
 //! (never two of one product; see [`super::in_flight`]), storing offsets only past finished
 //! records, abandoning the records of revoked partitions, noticing a consumer that stopped
 //! making progress (and recreating it), and draining at shutdown.
@@ -18,7 +18,7 @@ use rdkafka::{
 };
 use tokio_util::sync::CancellationToken;
 
-use super::{Worker, in_flight::InFlight};
+use super::{Lane, Worker, in_flight::InFlight};
 
 /// How often a consumer's watchdog reads its group's offsets.
 const WATCH_INTERVAL: Duration = Duration::from_secs(5);
@@ -40,8 +40,8 @@ pub enum Ended {
 type Running = BoxFuture<'static, (OwnedMessage, bool, CancellationToken)>;
 
 impl Worker {
-    /// Consumes `consumer` (the main topic at `level` 0, retry level `n` otherwise) until
-    /// `shutdown`, with up to `jobs_in_flight` records at once (never two of one product;
+    /// Consumes `consumer` (of `lane`'s topic) until `shutdown`, with up to `jobs_in_flight`
+    /// records at once (`later_jobs_in_flight` on the later topic; never two of one product;
     /// see [`in_flight`]). At shutdown the records in hand are finished first, and the stored
     /// offsets are committed. Returns early, abandoning the records in hand, when the
     /// consumer made no progress for the stall limit while records waited.
@@ -50,23 +50,27 @@ impl Worker {
         consumer: Arc<GuardedConsumer>,
         partitions: Arc<PartitionGuard>,
         topic: &str,
-        level: usize,
+        lane: Lane,
         progress: SharedWatch,
         shutdown: CancellationToken,
     ) -> Ended {
-        let name = consumer_name(level);
+        let name = lane.name();
         // The group's watchdog: cancels `stuck` when a lagging partition stops moving.
         let member = MemberProgress::default();
         let stuck = CancellationToken::new();
         let watchdog = tokio::spawn(watchdog::watch(
             &consumer,
-            self.watch_spec(&name, topic, level),
+            self.watch_spec(&name, topic, lane),
             progress,
             member.clone(),
             stuck.clone(),
             shutdown.clone(),
         ));
-        let limit = self.jobs_in_flight.max(1);
+        let limit = match lane {
+            Lane::Later => self.later_jobs_in_flight,
+            _ => self.jobs_in_flight,
+        }
+        .max(1);
         let mut in_flight = InFlight::default();
         let mut running: FuturesUnordered<Running> = FuturesUnordered::new();
         let mut stopping = false;
@@ -81,6 +85,12 @@ impl Worker {
             // As many records wait behind a busy product as may run at once; past that the
             // consumer takes nothing in until one of them can start.
             let receive = !stopping && in_flight.running() < limit && in_flight.waiting() < limit;
+            if lane == Lane::Main {
+                self.main_full.store(
+                    in_flight.running() >= limit || in_flight.waiting() > 0,
+                    std::sync::atomic::Ordering::Relaxed,
+                );
+            }
             tokio::select! {
                 _ = shutdown.cancelled(), if !stopping => {
                     stopping = true;
@@ -104,20 +114,25 @@ impl Worker {
                         }
                     }
                     if let Some(next) = next {
-                        running.push(self.clone().start(next, level, &partitions, &shutdown));
+                        running.push(self.clone().start(next, lane, &partitions, &shutdown));
                     }
                 }
                 message = consumer.recv(), if receive => match message {
                     Ok(message) => {
                         member.mark();
                         if let Some(message) = in_flight.admit(message.detach()) {
-                            running.push(self.clone().start(message, level, &partitions, &shutdown));
+                            running.push(self.clone().start(message, lane, &partitions, &shutdown));
                         }
                     }
                     Err(error) => {
                         receive_errors.record(&error);
                     }
                 },
+                // Work of the later and retry topics waits for the cores behind first steps,
+                // for as long as first steps come: that is progress, not a stall.
+                () = self.first_step_shown.notified(), if lane != Lane::Main && !running.is_empty() => {
+                    member.mark();
+                }
                 () = stuck.cancelled(), if !stopping => break Ended::Stalled,
             }
         };
@@ -131,14 +146,17 @@ impl Worker {
         ended
     }
 
-    /// What the watchdog of consumer `name` of `topic` at `level` watches and reports to.
-    fn watch_spec(&self, name: &str, topic: &str, level: usize) -> WatchSpec {
+    /// What the watchdog of consumer `name` of `topic` in `lane` watches and reports to.
+    fn watch_spec(&self, name: &str, topic: &str, lane: Lane) -> WatchSpec {
         // A retry record may rightly wait its whole delay before it is due.
-        let delay = self
-            .retry_delays
-            .get(level.wrapping_sub(1))
-            .copied()
-            .unwrap_or_default();
+        let delay = match lane {
+            Lane::Retry(level) => self
+                .retry_delays
+                .get(level.wrapping_sub(1))
+                .copied()
+                .unwrap_or_default(),
+            Lane::Main | Lane::Later => Duration::ZERO,
+        };
         WatchSpec {
             consumer: name.to_owned(),
             topic: topic.to_owned(),
@@ -157,29 +175,20 @@ impl Worker {
     fn start(
         self: Arc<Self>,
         message: OwnedMessage,
-        level: usize,
+        lane: Lane,
         partitions: &PartitionGuard,
         shutdown: &CancellationToken,
     ) -> Running {
         let token = partitions.token(message.topic(), message.partition(), shutdown);
         Box::pin(async move {
-            let durable = self.handle(&message, level, &token).await;
+            let durable = self.handle(&message, lane, &token).await;
             (message, durable, token)
         })
     }
 }
 
-/// The consumer of `level` as logs, metrics and readiness name it.
-fn consumer_name(level: usize) -> String {
-    if level == 0 {
-        "main".to_owned()
-    } else {
-        format!("retry-{level}")
-    }
-}
-
-/// Creates the topics (waiting for the broker if it is away), then runs the main and retry
-/// consumers until `shutdown`. Each consumer is supervised: recreated when it stalls, and
+/// Creates the topics (waiting for the broker if it is away), then runs the main, later and
+/// retry consumers until `shutdown`. Each consumer is supervised: recreated when it stalls, and
 /// restarted after a panic.
 pub async fn run(
     worker: Arc<Worker>,
@@ -197,33 +206,37 @@ pub async fn run(
     }
     // Dropping `run` (an aborted task) drops the set, which aborts every consumer with it.
     let mut tasks = tokio::task::JoinSet::new();
-    for level in 0..=worker.retry_delays.len() {
-        let (topic, group) = if level == 0 {
-            (topics.product_events(), group.to_owned())
-        } else {
-            (topics.image_retry(level), format!("{group}.retry-{level}"))
+    let lanes = [Lane::Main, Lane::Later]
+        .into_iter()
+        .chain((1..=worker.retry_delays.len()).map(Lane::Retry));
+    for lane in lanes {
+        let (topic, group) = match lane {
+            Lane::Main => (topics.product_events(), group.to_owned()),
+            Lane::Later => (topics.image_later(), format!("{group}.later")),
+            Lane::Retry(level) => (topics.image_retry(level), format!("{group}.retry-{level}")),
         };
         let mut kafka = kafka.clone();
-        if level > 0 {
-            // A retry waits seconds for its due time anyway: its consumers need not ask the
-            // broker as often as the main one (tansu holds every fetch for the whole wait,
-            // and each costs it CPU; docs/operations.md, "Consumer groups").
-            kafka.fetch_wait_max_ms = kafka.fetch_wait_max_ms.max(RETRY_FETCH_WAIT_MS);
+        if lane != Lane::Main {
+            // A retry waits seconds for its due time anyway, and a deferred AVIF waits for
+            // the first steps that made it deferred: their consumers need not ask the broker
+            // as often as the main one (tansu holds every fetch for the whole wait, and each
+            // costs it CPU; docs/operations.md, "Consumer groups").
+            kafka.fetch_wait_max_ms = kafka.fetch_wait_max_ms.max(SIDE_FETCH_WAIT_MS);
         }
         let consumer = ConsumerSpec {
             worker: worker.clone(),
             kafka,
             topic,
             group,
-            level,
+            lane,
         };
         let (panics, stop) = (worker.metrics.task_panics.clone(), shutdown.clone());
-        let task = format!("consumer-{}", consumer_name(level));
+        let task = format!("consumer-{}", lane.name());
         // The consumer's counters start at 0, exported before their first step.
         let _ = panics.get_or_create(&platform::supervise::TaskLabels { task: task.clone() });
         let _ = worker.metrics.consumer_stalls.get_or_create(
             &platform::kafka::watchdog::ConsumerLabels {
-                consumer: consumer_name(level),
+                consumer: lane.name(),
             },
         );
         tasks.spawn(platform::supervise::supervise(
@@ -238,8 +251,9 @@ pub async fn run(
     Ok(())
 }
 
-/// The least a retry topic's consumer waits for data per fetch: librdkafka's default.
-const RETRY_FETCH_WAIT_MS: u32 = 500;
+/// The least a later or retry topic's consumer waits for data per fetch: librdkafka's
+/// default.
+const SIDE_FETCH_WAIT_MS: u32 = 500;
 
 /// What it takes to (re)create one consumer.
 #[derive(Clone)]
@@ -248,7 +262,7 @@ struct ConsumerSpec {
     kafka: platform::kafka::KafkaSettings,
     topic: String,
     group: String,
-    level: usize,
+    lane: Lane,
 }
 
 impl ConsumerSpec {
@@ -258,7 +272,7 @@ impl ConsumerSpec {
             &self.group,
             Membership::Static,
             RebalanceContext {
-                consumer: consumer_name(self.level),
+                consumer: self.lane.name(),
                 partitions: partitions.clone(),
             },
         )?;
@@ -272,7 +286,7 @@ impl ConsumerSpec {
         // Static when the replica has a stable identity (see `Membership::Static`).
         let progress = watchdog::shared_watch(
             self.worker
-                .watch_spec(&consumer_name(self.level), &self.topic, self.level)
+                .watch_spec(&self.lane.name(), &self.topic, self.lane)
                 .limit,
         );
         loop {
@@ -299,7 +313,7 @@ impl ConsumerSpec {
                     consumer.clone(),
                     partitions,
                     &self.topic,
-                    self.level,
+                    self.lane,
                     progress.clone(),
                     shutdown.clone(),
                 )

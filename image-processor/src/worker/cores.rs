@@ -129,6 +129,14 @@ impl Cores {
         permit.await.map_err(|_| Closed)
     }
 
+    /// Whether a first step waits for a core now.
+    pub fn first_step_waiting(&self) -> bool {
+        lock(&self.state)
+            .waiting
+            .iter()
+            .any(|Reverse(w)| w.rank.0 == Step::First && !w.permit.is_closed())
+    }
+
     /// Permits free now.
     #[cfg(test)]
     fn free(&self) -> usize {
@@ -190,9 +198,12 @@ mod tests {
         let (early, late) = (cores.ticket(), cores.ticket());
         let running = cores.acquire(Step::First, early).now_or_never().unwrap();
         let mut avif = ask(&cores, Step::Later, early);
+        assert!(!cores.first_step_waiting());
         let mut webp = ask(&cores, Step::First, late);
+        assert!(cores.first_step_waiting());
         drop(running);
         let webp = (&mut webp).now_or_never().expect("the first step is woken");
+        assert!(!cores.first_step_waiting());
         assert!((&mut avif).now_or_never().is_none());
         drop(webp);
         assert!((&mut avif).now_or_never().is_some());

@@ -1,4 +1,5 @@
-//! The consumers: the main topic and one per retry level, all handled by one [`Worker`].
+//! The consumers: the main topic, the later topic and one per retry level, all handled by
+//! one [`Worker`].
 //!
 //! For every job the worker processes the images it names, then makes the outcome durable
 //! before the offset is stored:
@@ -13,9 +14,13 @@
 //! - a deleted product's stored images are deleted ([`cleanup`]), and so are a product's
 //!   images of earlier revisions once a newer revision's results are out.
 //!
+//! - images whose second step is deferred (first steps wait: [`crate::settings::LaterStep`])
+//!   go to the later topic once their first step is shown.
+//!
 //! Retry topics are consumed by their own consumers, so a delayed retry never holds up the
 //! main topic. Each retry topic holds records of one delay, in order, so waiting for the
-//! head record's due time is waiting for the earliest due record.
+//! head record's due time is waiting for the earliest due record. The later topic has a
+//! consumer of its own too, whose work waits for the cores behind every first step.
 
 mod budget;
 mod cleanup;
@@ -32,12 +37,18 @@ pub use cores::Cores;
 
 pub use consume::run;
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use events::{SourceImage, Topics, headers};
 use rdkafka::{Message, producer::FutureProducer};
-use tokio::sync::Semaphore;
+use tokio::sync::{Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 use self::step::{Step, next_step};
@@ -47,12 +58,35 @@ use crate::{
     fetch::Fetcher,
     job::{self, Decoded, Job, RawRecord},
     metrics::{LevelLabels, OutcomeLabels, ProcessorMetrics},
+    settings::LaterStep,
     storage::Storage,
     transform::TransformSettings,
 };
 
 /// Source of the events the processor emits (`ce_source`).
 pub const SOURCE: &str = "/catalog/image-processor";
+
+/// Which topic a consumer takes its jobs from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lane {
+    /// Product events: every image's first step, and its second unless deferred.
+    Main,
+    /// Deferred second steps (`x-step: later`), made behind every first step.
+    Later,
+    /// The `n`-th retry topic (1-based).
+    Retry(usize),
+}
+
+impl Lane {
+    /// The consumer's name in logs, metrics and readiness.
+    pub fn name(self) -> String {
+        match self {
+            Self::Main => "main".to_owned(),
+            Self::Later => "later".to_owned(),
+            Self::Retry(level) => format!("retry-{level}"),
+        }
+    }
+}
 
 /// Everything needed to process jobs; shared by the consumers.
 pub struct Worker {
@@ -78,6 +112,16 @@ pub struct Worker {
     pub image_concurrency: usize,
     /// Records (products) of one consumer processed at once.
     pub jobs_in_flight: usize,
+    /// When an image's second step is deferred to the later topic.
+    pub later_step: LaterStep,
+    /// Records the later topic's consumer processes at once.
+    pub later_jobs_in_flight: usize,
+    /// The main consumer has as many records in flight as it may: more may wait on the
+    /// topic, for their first steps.
+    pub main_full: AtomicBool,
+    /// Notified each time an image's first step is shown: the progress the consumers of
+    /// later and retry work, which yield the cores to first steps, are waiting behind.
+    pub first_step_shown: Notify,
     /// Images downloaded or compressed at once by the whole process (all consumers):
     /// `jobs_in_flight × image_concurrency`, which bounds the memory downloads hold.
     pub images_at_once: Arc<Semaphore>,
@@ -107,6 +151,10 @@ impl Worker {
             decode_memory: DecodeBudget::new(settings.decode_memory),
             image_concurrency: settings.image_concurrency,
             jobs_in_flight: settings.jobs_in_flight,
+            later_step: settings.later_step,
+            later_jobs_in_flight: settings.later_jobs_in_flight,
+            main_full: AtomicBool::new(false),
+            first_step_shown: Notify::new(),
             images_at_once: Arc::new(Semaphore::new(
                 (settings.jobs_in_flight * settings.image_concurrency).max(1),
             )),
@@ -116,11 +164,21 @@ impl Worker {
         }))
     }
 
+    /// Whether first steps wait now: for a core, for memory, for a download slot, or on
+    /// the main topic behind a full consumer. An image whose first step is made while they
+    /// do defers its second step (`IMAGE_LATER_STEP=auto`).
+    fn first_steps_waiting(&self) -> bool {
+        self.cores.first_step_waiting()
+            || self.decode_memory.source_waiting()
+            || self.images_at_once.available_permits() == 0
+            || self.main_full.load(Ordering::Relaxed)
+    }
+
     /// Handles one record; true when its outcome is durable and the offset may be stored.
     pub async fn handle(
         &self,
         message: &impl Message,
-        level: usize,
+        lane: Lane,
         shutdown: &CancellationToken,
     ) -> bool {
         let job = match job::decode(message) {
@@ -183,18 +241,22 @@ impl Worker {
             &job.product_id,
         );
         span.record("attempt", job.attempt);
-        tracing::Instrument::instrument(self.handle_job(&job, level, shutdown), span).await
+        tracing::Instrument::instrument(self.handle_job(&job, lane, shutdown), span).await
     }
 
     /// Processes a decoded job inside its span; true when the outcome is durable.
-    async fn handle_job(&self, job: &Job, level: usize, shutdown: &CancellationToken) -> bool {
-        if level > 0 && !self.wait_until_due(job, shutdown).await {
+    async fn handle_job(&self, job: &Job, lane: Lane, shutdown: &CancellationToken) -> bool {
+        if matches!(lane, Lane::Retry(_)) && !self.wait_until_due(job, shutdown).await {
             return false;
         }
         if self.superseded(job, false).await {
             return true;
         }
-        let (mut results, unfinished) = self.process(job, shutdown).await;
+        let process::Outcomes {
+            finished: mut results,
+            deferred,
+            unfinished,
+        } = self.process(job, shutdown).await;
         if self.superseded(job, true).await {
             return true;
         }
@@ -226,6 +288,9 @@ impl Worker {
         }
         results.sort_by_key(|r| r.index);
         let mut outgoing = Vec::new();
+        if !deferred.is_empty() {
+            outgoing.push(self.later_step_record(job, &deferred));
+        }
         let first_failure = || {
             job.first_failure_at
                 .clone()

@@ -1,5 +1,6 @@
-//! What the worker produces: `ImagesCompressed` results, retry records and dead letters,
-//! each sent until the broker acknowledges it (or shutdown comes first).
+//! What the worker produces: `ImagesCompressed` results, deferred second steps, retry
+//! records and dead letters, each sent until the broker acknowledges it (or shutdown comes
+//! first).
 
 use std::time::Duration;
 
@@ -76,6 +77,37 @@ impl Worker {
         headers.push((headers::IMAGES.to_owned(), images.join(",").into_bytes()));
         Outgoing {
             topic: self.topics.image_retry(level),
+            key: job.raw.key.clone(),
+            value: job.raw.value.clone(),
+            headers,
+        }
+    }
+
+    /// The deferred second steps of `images`, for the later topic's consumer: the job's
+    /// record with `x-step: later`, the images it is for, and where it first came from.
+    pub(super) fn later_step_record(&self, job: &Job, images: &[SourceImage]) -> Outgoing {
+        let images: Vec<String> = images.iter().map(|i| i.index.to_string()).collect();
+        let mut headers = job.raw.event_headers();
+        let origin = &job.origin;
+        headers.extend(
+            [
+                (headers::STEP, "later".to_owned()),
+                (headers::ATTEMPT, job.attempt.to_string()),
+                (headers::ORIGIN_TOPIC, origin.topic.clone()),
+                (headers::ORIGIN_PARTITION, origin.partition.to_string()),
+                (headers::ORIGIN_OFFSET, origin.offset.to_string()),
+                (headers::IMAGES, images.join(",")),
+            ]
+            .map(|(name, value)| (name.to_owned(), value.into_bytes())),
+        );
+        if let Some(first) = &job.first_failure_at {
+            headers.push((
+                headers::FIRST_FAILURE_AT.to_owned(),
+                first.clone().into_bytes(),
+            ));
+        }
+        Outgoing {
+            topic: self.topics.image_later(),
             key: job.raw.key.clone(),
             value: job.raw.value.clone(),
             headers,

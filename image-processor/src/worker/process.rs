@@ -7,7 +7,10 @@
 //!    referred to, and published at once as a result with `pending_formats`;
 //! 2. the AVIF ladder from the same pixels, encoded while the first step is stored and
 //!    published; stored with the complete manifest, and returned to the job, which publishes
-//!    it as the image's final result.
+//!    it as the image's final result. While other first steps wait, the second step is
+//!    deferred instead ([`crate::settings::LaterStep`]): the job sends the image to the later
+//!    topic, whose consumer downloads and decodes the source again, finds the first step
+//!    stored and makes only the AVIF.
 //!
 //! A second step that fails keeps the first step shown: a transient failure retries the
 //! image, and the retry finds the first step stored and makes only the AVIF; a permanent one
@@ -25,6 +28,23 @@ use crate::{
     job::Job,
     transform::OutputFormat,
 };
+
+/// What one attempt did with an image it did not fail.
+enum Done {
+    Finished(Box<Processed>),
+    /// Its first step is shown, and its second is left to the later topic.
+    Deferred,
+}
+
+/// What one attempt did with a job's images.
+pub(super) struct Outcomes {
+    /// The finished images' results, by index.
+    pub finished: Vec<ImageResult>,
+    /// Images shown whose second step is deferred.
+    pub deferred: Vec<SourceImage>,
+    /// Images the attempt did not finish, whose next step [`super::step::next_step`] decides.
+    pub unfinished: Vec<Unfinished>,
+}
 
 /// A finished image.
 struct Processed {
@@ -60,34 +80,48 @@ impl Unfinished {
 }
 
 impl Worker {
-    /// Processes the job's images; returns the finished ones' results (by index) and the
-    /// unfinished ones, whose next step [`super::step::next_step`] decides. First steps are
-    /// published as they are made.
-    pub(super) async fn process(
-        &self,
-        job: &Job,
-        shutdown: &CancellationToken,
-    ) -> (Vec<ImageResult>, Vec<Unfinished>) {
-        let outcomes: Vec<Result<Processed, Unfinished>> =
+    /// Processes the job's images. First steps are published as they are made.
+    pub(super) async fn process(&self, job: &Job, shutdown: &CancellationToken) -> Outcomes {
+        // A deferred second step takes its images one at a time: each holds its source's
+        // memory while it waits for the cores behind first steps, memory those first steps
+        // need, and one image's widths already keep the cores busy.
+        let at_once = if job.later {
+            1
+        } else {
+            self.image_concurrency.max(1)
+        };
+        let outcomes: Vec<(SourceImage, Result<Done, Unfinished>)> =
             futures_util::stream::iter(job.images.clone())
-                .map(|image| self.process_image(job, image, shutdown))
-                .buffer_unordered(self.image_concurrency.max(1))
+                .map(|image| async {
+                    let outcome = self.process_image(job, image.clone(), shutdown).await;
+                    (image, outcome)
+                })
+                .buffer_unordered(at_once)
                 .collect()
                 .await;
-        let mut finished = Vec::new();
-        let mut unfinished = Vec::new();
-        for outcome in outcomes {
+        let mut done = Outcomes {
+            finished: Vec::new(),
+            deferred: Vec::new(),
+            unfinished: Vec::new(),
+        };
+        for (image, outcome) in outcomes {
             match outcome {
-                Ok(Processed { result, reused }) => {
+                Ok(Done::Finished(processed)) => {
+                    let Processed { result, reused } = *processed;
                     self.metrics
                         .image(if reused { "reused" } else { "compressed" });
-                    finished.push(result);
+                    done.finished.push(result);
                 }
-                Err(image) => unfinished.push(image),
+                Ok(Done::Deferred) => {
+                    self.metrics.image("deferred");
+                    done.deferred.push(image);
+                }
+                Err(image) => done.unfinished.push(image),
             }
         }
-        finished.sort_by_key(|r| r.index);
-        (finished, unfinished)
+        done.finished.sort_by_key(|r| r.index);
+        done.deferred.sort_by_key(|i| i.index);
+        done
     }
 
     /// Processes one image.
@@ -96,7 +130,7 @@ impl Worker {
         job: &Job,
         image: SourceImage,
         shutdown: &CancellationToken,
-    ) -> Result<Processed, Unfinished> {
+    ) -> Result<Done, Unfinished> {
         let mut shown = None;
         match self.make_image(job, &image, &mut shown, shutdown).await {
             Ok(processed) => Ok(processed),
@@ -116,7 +150,7 @@ impl Worker {
         image: &SourceImage,
         shown: &mut Option<ImageResult>,
         shutdown: &CancellationToken,
-    ) -> Result<Processed, Failure> {
+    ) -> Result<Done, Failure> {
         // Bounds the downloaded bytes held by the whole process, whichever consumers are busy.
         let _slot = self
             .images_at_once
@@ -167,10 +201,10 @@ impl Worker {
             self.content
                 .refer(&job.product_id, job.revision, image.index, &content)
                 .await?;
-            return Ok(Processed {
+            return Ok(Done::Finished(Box::new(Processed {
                 result: self.image_result(image, bytes_before, &content, &manifest, &[]),
                 reused: true,
-            });
+            })));
         }
         let later: Vec<OutputFormat> = self
             .transform
@@ -183,6 +217,8 @@ impl Worker {
             true => None,
             false => self.content.find_first_step(&digest).await?,
         };
+        // A deferred second step finds its first step shown by the job that deferred it.
+        let already_shown = job.later && found.is_some();
         let (content, first, made) = match found {
             Some((content, first)) => {
                 tracing::info!(product_id = %job.product_id, index = image.index, content = %content, "Found the first step stored; making the rest.");
@@ -199,10 +235,10 @@ impl Worker {
             self.content
                 .refer(&job.product_id, job.revision, image.index, &content)
                 .await?;
-            return Ok(Processed {
+            return Ok(Done::Finished(Box::new(Processed {
                 result: self.image_result(image, bytes_before, &content, &manifest, &[]),
                 reused: false,
-            });
+            })));
         }
         // The second step's encoding starts at once, on the pixels the first step decoded;
         // storing and publishing the first step overlap it. A first step that cannot be
@@ -214,6 +250,9 @@ impl Worker {
                 .refer(&job.product_id, job.revision, image.index, &content)
                 .await?;
             let result = self.image_result(image, bytes_before, &content, &first, &later);
+            if already_shown {
+                return Ok((first, result));
+            }
             let published = self
                 .send_durably(self.images_compressed(job, vec![result.clone()]), shutdown)
                 .await;
@@ -221,8 +260,17 @@ impl Worker {
                 return Err(Failure::transient("shutting down"));
             }
             tracing::info!(product_id = %job.product_id, index = image.index, "Published the first step.");
+            self.first_step_shown.notify_waiters();
             Ok((first, result))
         };
+        // Made just now while other first steps wait: the second step goes to the later
+        // topic, and the decoded source's memory is given back at once.
+        if made.is_some() && !job.later && self.later_step.defers(self.first_steps_waiting()) {
+            drop(made);
+            show_first.await?;
+            tracing::info!(product_id = %job.product_id, index = image.index, "Deferred the second step to the later topic.");
+            return Ok(Done::Deferred);
+        }
         let make_rest = async {
             Ok::<_, Failure>(
                 self.make_second_step(job, image, ticket, &bytes, made, &later)
@@ -232,10 +280,10 @@ impl Worker {
         let ((first, first_result), rest) = tokio::try_join!(show_first, make_rest)?;
         *shown = Some(first_result);
         let manifest = self.store_second_step(&content, first, rest?).await?;
-        Ok(Processed {
+        Ok(Done::Finished(Box::new(Processed {
             result: self.image_result(image, bytes_before, &content, &manifest, &[]),
             reused: false,
-        })
+        })))
     }
 
     /// The result of an image shown by `content`.
