@@ -35,7 +35,7 @@ fi
 
 step "$(promtool --version 2>&1 | head -1)"
 step "promtool check rules deploy/observability/rules.yml"
-promtool check rules deploy/observability/rules.yml
+promtool check rules --lint-fatal deploy/observability/rules.yml
 step "promtool check config deploy/observability/prometheus.yml"
 promtool check config deploy/observability/prometheus.yml
 step "promtool test rules deploy/observability/rules_test.yml"
