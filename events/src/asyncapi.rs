@@ -217,7 +217,7 @@ fn cloud_event_headers(event_type: Option<EventType>) -> (Map<String, Value>, Ve
 
 /// The bookkeeping headers the image-processor adds to a job it sends to a retry topic or the
 /// dead-letter topic (`x-not-before` and `x-images` on retries only).
-fn bookkeeping_headers() -> [(&'static str, Value); 10] {
+fn bookkeeping_headers() -> [(&'static str, Value); 11] {
     [
         (
             h::ATTEMPT,
@@ -254,6 +254,10 @@ fn bookkeeping_headers() -> [(&'static str, Value); 10] {
         (
             h::IMAGES,
             json!({ "type": "string", "pattern": "^[0-9]+(,[0-9]+)*$", "description": "Retries and deferred second steps: positions in product_images still to process, comma-separated; absent means all." }),
+        ),
+        (
+            h::SOURCES,
+            json!({ "type": "string", "pattern": "^[0-9]+:[0-9a-f]+-[0-9]+(,[0-9]+:[0-9a-f]+-[0-9]+)*$", "description": "Deferred second steps and their retries: where each image's downloaded source was kept (`<index>:<content>`, comma-separated), so it is read from the object store instead of downloaded again." }),
         ),
         (
             h::STEP,
@@ -371,9 +375,9 @@ fn later_message() -> Value {
         "name": "ImageJobLater",
         "title": "Deferred second step",
         "summary": "A product event whose images' first steps are shown, waiting for their AVIF ladders.",
-        "description": "Internal to the image-processor: the original record with x-step: later, the images it is for, and where it came from. Sent instead of making the AVIF at once while other images wait for their first step (IMAGE_LATER_STEP). Not for subscribers.",
+        "description": "Internal to the image-processor: the original record with x-step: later, the images it is for, where their sources were kept, and where it came from. Sent instead of making the AVIF at once while other images wait for their first step (IMAGE_LATER_STEP). Not for subscribers.",
         "contentType": "application/json",
-        "headers": job_headers(true, &[h::STEP, h::ATTEMPT, h::ORIGIN_TOPIC, h::ORIGIN_PARTITION, h::ORIGIN_OFFSET, h::IMAGES]),
+        "headers": job_headers(true, &[h::STEP, h::ATTEMPT, h::ORIGIN_TOPIC, h::ORIGIN_PARTITION, h::ORIGIN_OFFSET, h::IMAGES, h::SOURCES]),
         "payload": product_event_payload(),
         "bindings": key_binding(),
     })
@@ -563,7 +567,7 @@ fn operations() -> Value {
             "receive",
             "imageJobLater",
             &["imageJobLater"],
-            "Consumer group IMAGE_PROCESSOR_GROUP.later downloads and decodes each source again, finds its first step stored and makes only the formats that follow, on cores left by first steps.",
+            "Consumer group IMAGE_PROCESSOR_GROUP.later reads each kept source (downloading it again only when it is gone), decodes it, finds its first step stored and makes only the formats that follow, on cores left by first steps.",
             None,
         ),
         "deadLetter": operation(

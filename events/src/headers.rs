@@ -39,6 +39,9 @@ pub const IMAGES: &str = "x-images";
 /// `later` on a deferred second step: the image's first step is shown, and only the
 /// formats that follow it are still to make.
 pub const STEP: &str = "x-step";
+/// On a deferred second step: the content each image's downloaded source was kept under,
+/// `<index>:<content>` comma-separated, read instead of downloading it again.
+pub const SOURCES: &str = "x-sources";
 /// When the job first failed (RFC 3339).
 pub const FIRST_FAILURE_AT: &str = "x-first-failure-at";
 /// On a product event republished from the dead-letter topic (`dlq redrive`): when

@@ -1,6 +1,8 @@
 //! A unit of work read from a record: which images of which product revision to process,
 //! and the bookkeeping that travels with retries.
 
+use std::collections::BTreeMap;
+
 use events::{
     Envelope, EventType, ProductCreated, ProductDeleted, ProductImagesChanged, SourceImage, headers,
 };
@@ -32,6 +34,9 @@ pub struct Job {
     /// A deferred second step (`x-step: later`): the images' first steps were shown by an
     /// earlier job.
     pub later: bool,
+    /// Where the sources of a deferred second step (or its retry) were kept, by image index
+    /// (`x-sources`).
+    pub sources: BTreeMap<u32, String>,
     /// The record's value and ce_ headers as received, forwarded to retries and dead letters.
     pub raw: RawRecord,
 }
@@ -169,9 +174,25 @@ pub fn decode(message: &impl Message) -> Result<Decoded, String> {
         first_failure_at: raw.header(headers::FIRST_FAILURE_AT),
         redriven: raw.header(headers::REDRIVEN_AT).is_some(),
         later: raw.header(headers::STEP).as_deref() == Some("later"),
+        sources: raw
+            .header(headers::SOURCES)
+            .map(|list| parse_sources(&list))
+            .unwrap_or_default(),
         envelope,
         raw,
     })))
+}
+
+/// Reads `0:<content>,2:<content>`; entries that do not read so are left out (their images
+/// are downloaded again).
+fn parse_sources(list: &str) -> BTreeMap<u32, String> {
+    list.split(',')
+        .filter_map(|entry| {
+            let (index, content) = entry.trim().split_once(':')?;
+            let well_formed = content.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-');
+            well_formed.then(|| Some((index.parse().ok()?, content.to_owned())))?
+        })
+        .collect()
 }
 
 /// Where the record first entered the pipeline: its origin headers after a retry or a
@@ -194,5 +215,19 @@ fn origin_of(message: &impl Message, raw: &RawRecord) -> Origin {
             partition: message.partition(),
             offset: message.offset(),
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kept_sources_read_by_index_and_nothing_else_becomes_a_key() {
+        let sources = parse_sources("0:ab12-20400, 2:cd34-20401,3:../../etc-1,x:ab-1,4");
+        assert_eq!(
+            sources,
+            BTreeMap::from([(0, "ab12-20400".to_owned()), (2, "cd34-20401".to_owned())])
+        );
     }
 }

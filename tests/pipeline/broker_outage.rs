@@ -65,14 +65,11 @@ async fn products_created_while_the_broker_is_down_are_processed_once_it_is_back
             .await;
         assert!(product["compressed_product_images"][0].is_string());
     }
-    for (source, id) in ["chelsea.png", "coffee.png", "astronaut.png"]
-        .iter()
-        .zip(&ids)
-    {
+    for source in ["chelsea.png", "coffee.png", "astronaut.png"] {
         assert_eq!(
             pipeline.images.hits(&format!("/img/{source}")),
-            pipeline.expected_downloads(id).await[&0],
-            "{source} processed exactly once (its AVIF once, at once or deferred)"
+            1,
+            "{source} processed exactly once"
         );
     }
     pipeline.stop().await;

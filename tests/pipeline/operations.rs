@@ -56,11 +56,11 @@ async fn a_graceful_stop_mid_load_loses_nothing_and_processes_nothing_twice() {
         let product = pipeline.wait_until_processed(id).await;
         assert_eq!(product["processing_status"], "done", "{product:#}");
     }
-    for (n, id) in ids.iter().enumerate() {
+    for n in 0..count {
         assert_eq!(
             pipeline.images.hits(&format!("/delayed/{n}/coffee.png")),
-            pipeline.expected_downloads(id).await[&0],
-            "image {n} processed exactly once (its AVIF once, at once or deferred)"
+            1,
+            "image {n} processed exactly once (a deferred AVIF reads the kept source)"
         );
     }
 }
@@ -190,11 +190,11 @@ async fn sigterm_mid_load_drains_the_processor_without_loss_or_repeats() {
             "done"
         );
     }
-    for (n, id) in ids.iter().enumerate() {
+    for n in 0..count {
         assert_eq!(
             pipeline.images.hits(&format!("/delayed/{n}/chelsea.png")),
-            pipeline.expected_downloads(id).await[&0],
-            "image {n} processed exactly once (its AVIF once, at once or deferred)"
+            1,
+            "image {n} processed exactly once (a deferred AVIF reads the kept source)"
         );
     }
 }

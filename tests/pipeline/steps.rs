@@ -143,6 +143,12 @@ async fn a_deferred_second_step_is_made_from_the_later_topic_after_the_webp_show
     let headers = &later[0].headers;
     assert_eq!(headers["x-step"], "later");
     assert_eq!(headers["x-images"], "0,1");
+    let kept: Vec<&str> = headers["x-sources"].split(',').collect();
+    assert_eq!(kept.len(), 2, "{headers:?}");
+    assert!(
+        kept[0].starts_with("0:") && kept[1].starts_with("1:"),
+        "{headers:?}"
+    );
     assert_eq!(headers["x-attempt"], "1");
     assert_eq!(headers["ce_type"], "com.catalog.product.created.v1");
     assert_eq!(headers["x-origin-topic"], topics.product_events());
@@ -168,6 +174,18 @@ async fn a_deferred_second_step_is_made_from_the_later_topic_after_the_webp_show
             of_image[1]["variants"],
             product["images"][index]["variants"]
         );
+    }
+
+    // The later consumer read the kept sources instead of downloading them again (cleanup
+    // deletes them once the epoch is over).
+    for (path, name) in [
+        ("/img/coffee.png", "coffee.png"),
+        ("/img/rocket.jpg", "rocket.jpg"),
+    ] {
+        assert_eq!(pipeline.images.hits(path), 1, "{path} downloaded once");
+        let dir = content_dir(&pipeline, name);
+        assert!(dir.join("manifest.json").exists(), "{}", dir.display());
+        assert!(dir.join("source").exists(), "{}", dir.display());
     }
 }
 

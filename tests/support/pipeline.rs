@@ -257,25 +257,6 @@ impl Pipeline {
         .await;
     }
 
-    /// How many times each image of product `id` should have been downloaded by now, once
-    /// its ladder is complete: once, and once more for each deferral of its AVIF to the later
-    /// topic (whose consumer downloads the source again). A count above it is an image
-    /// processed twice.
-    pub async fn expected_downloads(&self, id: &str) -> std::collections::BTreeMap<u32, usize> {
-        let later = crate::feed::read_all(&self.kafka, &self.kafka.topics().image_later()).await;
-        let product = self.app.product(id).await;
-        let mut expected: std::collections::BTreeMap<u32, usize> =
-            (0..product["images"].as_array().map_or(0, Vec::len) as u32)
-                .map(|index| (index, 1))
-                .collect();
-        for record in later.iter().filter(|r| r.key == id) {
-            for index in record.headers["x-images"].split(',') {
-                *expected.entry(index.parse().unwrap()).or_default() += 1;
-            }
-        }
-        expected
-    }
-
     /// The running processor's /metrics page.
     pub async fn processor_metrics(&self) -> String {
         let addr = self.processor_http.expect("the processor runs");

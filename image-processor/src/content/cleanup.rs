@@ -4,12 +4,14 @@ use std::collections::{BTreeMap, HashSet};
 
 use object_store::{ObjectStoreExt, path::Path};
 
-use super::{ContentStore, FIRST_STEP, KEEP_EPOCHS, MANIFEST};
+use super::{ContentStore, FIRST_STEP, KEEP_EPOCHS, MANIFEST, SOURCE};
 use crate::failure::Failure;
 
 impl ContentStore {
     /// Deletes content that no reference names and that was written [`KEEP_EPOCHS`] or
-    /// more epochs before `now_epoch`; returns how many objects went.
+    /// more epochs before `now_epoch`, and the sources kept for deferred second steps once
+    /// their content is complete and from an earlier epoch, or that old; returns how many
+    /// objects went.
     pub async fn collect_garbage(&self, now_epoch: u64) -> Result<usize, Failure> {
         let failed =
             |e: object_store::Error| Failure::transient(format!("listing the store failed: {e}"));
@@ -32,11 +34,29 @@ impl ContentStore {
         }
         let mut deleted = 0;
         for (content, objects) in by_content {
-            let old = content
+            let epoch = content
                 .rsplit_once('-')
                 .and_then(|(_, epoch)| epoch.parse::<u64>().ok())
-                .is_some_and(|epoch| epoch.saturating_add(KEEP_EPOCHS) <= now_epoch);
+                .unwrap_or(u64::MAX);
+            let old = epoch.saturating_add(KEEP_EPOCHS) <= now_epoch;
             if !old || referenced.contains(&content) {
+                // A source kept for a deferred second step is read by it, and by the second
+                // steps of other products with the same bytes, deferred meanwhile: it goes
+                // once the whole set is stored and its epoch is over, or once old.
+                let complete = objects.iter().any(|p| p.filename() == Some(MANIFEST));
+                if old || (complete && epoch < now_epoch) {
+                    for location in objects.iter().filter(|p| p.filename() == Some(SOURCE)) {
+                        match self.storage.store().delete(location).await {
+                            Ok(()) => deleted += 1,
+                            Err(object_store::Error::NotFound { .. }) => {}
+                            Err(e) => {
+                                return Err(Failure::transient(format!(
+                                    "deleting a kept source failed: {e}"
+                                )));
+                            }
+                        }
+                    }
+                }
                 continue;
             }
             // The manifests first: a half-deleted set is never taken for complete.

@@ -5,9 +5,13 @@
 //! - `images/<digest>/<epoch>/<width>.<ext>`: the variants; `manifest.json` beside them is
 //!   written last, so its presence means the set is complete. The first step's set (the
 //!   WebP ladder, published before the AVIF is made) has `first-step.json` instead, written
-//!   after its variants: a retry of the second step finds it and makes only the AVIF. The digest is the SHA-256 of
-//!   the pipeline's settings and the source bytes; the epoch is the period
-//!   (`IMAGE_GC_EPOCH`, a day by default, counted from 1970) the objects were written in.
+//!   after its variants: a retry of the second step finds it and makes only the AVIF. The
+//!   digest is the SHA-256 of the pipeline's settings and the source bytes; the epoch is the
+//!   period (`IMAGE_GC_EPOCH`, a day by default, counted from 1970) the objects were written
+//!   in. `source` beside them is the downloaded source, kept while a deferred second step
+//!   waits for it (read instead of downloading it again, by every product with those
+//!   bytes), deleted by cleanup once the whole set is stored and its epoch is over, or
+//!   once old even while the content is referred to.
 //! - `products/<id>/r<revision>/<index>/<digest>-<epoch>`: an empty object per product image
 //!   naming the content it shows: the references. A product's deletion, or a newer revision, deletes
 //!   its references ([`crate::storage`]); the content goes when nothing refers to it.
@@ -48,6 +52,9 @@ const MANIFEST: &str = "manifest.json";
 
 /// Marks the first step's set: the formats made before the rest (the WebP ladder).
 const FIRST_STEP: &str = "first-step.json";
+
+/// The source bytes of content whose second step is deferred.
+const SOURCE: &str = "source";
 
 /// Content written this many epochs before the current one, or earlier, and named by no
 /// reference, is deleted.
@@ -270,6 +277,23 @@ impl ContentStore {
             .put(&Self::key(content, file), json, "application/json")
             .await
             .map(|_| ())
+    }
+
+    /// Keeps the downloaded source of `content` for its deferred second step.
+    pub async fn put_source(&self, content: &str, bytes: &bytes::Bytes) -> Result<(), Failure> {
+        self.storage
+            .put(
+                &Self::key(content, SOURCE),
+                bytes.to_vec(),
+                "application/octet-stream",
+            )
+            .await
+            .map(|_| ())
+    }
+
+    /// The source kept for `content`'s deferred second step; `None` when it is gone.
+    pub async fn source(&self, content: &str) -> Result<Option<bytes::Bytes>, Failure> {
+        self.storage.read(&Self::key(content, SOURCE)).await
     }
 
     /// Records that image `index` of `product_id`'s `revision` shows `content`.
@@ -515,5 +539,44 @@ mod tests {
         store.storage.delete_images("7", None).await.unwrap();
         store.collect_garbage(now).await.unwrap();
         assert!(!exists(&store, &old_referenced).await);
+    }
+
+    #[tokio::test]
+    async fn a_kept_source_goes_once_its_set_is_complete_and_its_epoch_over_or_once_old() {
+        let store = store();
+        let now = store.epoch_now();
+        let source = bytes::Bytes::from_static(b"jpeg bytes");
+        let kept = |content: &str| {
+            let (store, content) = (&store, content.to_owned());
+            async move { store.source(&content).await.unwrap().is_some() }
+        };
+        // Complete this epoch: second steps of other products with these bytes may still
+        // come for it.
+        let this_epoch = ContentStore::content_id(&store.digest(b"d"), now);
+        // Complete, an epoch ago: its second steps are done.
+        let last_epoch = ContentStore::content_id(&store.digest(b"e"), now - 1);
+        // Its second step never came (the first step only), an epoch ago: still waiting.
+        let waiting = ContentStore::content_id(&store.digest(b"f"), now - 1);
+        // Never came, and old: not kept for good, though the product shows its first step.
+        let old = ContentStore::content_id(&store.digest(b"g"), now - 3);
+        for content in [&this_epoch, &last_epoch, &waiting, &old] {
+            store.put_source(content, &source).await.unwrap();
+            store
+                .put_variant(content, "640.webp", vec![1, 2, 3], "image/webp")
+                .await
+                .unwrap();
+        }
+        for content in [&this_epoch, &last_epoch] {
+            store.put_manifest(content, &manifest()).await.unwrap();
+        }
+        store.refer("8", 1, 0, &old).await.unwrap();
+        assert_eq!(store.source(&this_epoch).await.unwrap(), Some(source));
+
+        assert_eq!(store.collect_garbage(now).await.unwrap(), 2, "two sources");
+        assert!(kept(&this_epoch).await);
+        assert!(!kept(&last_epoch).await);
+        assert!(kept(&waiting).await);
+        assert!(!kept(&old).await);
+        assert!(exists(&store, &old).await, "referred to, its variants stay");
     }
 }

@@ -75,6 +75,14 @@ impl Worker {
                 .into_bytes(),
         ));
         headers.push((headers::IMAGES.to_owned(), images.join(",").into_bytes()));
+        // A deferred second step's retry reads the kept sources too.
+        let sources: Vec<String> = transient
+            .iter()
+            .filter_map(|(i, _)| Some(format!("{}:{}", i.index, job.sources.get(&i.index)?)))
+            .collect();
+        if !sources.is_empty() {
+            headers.push((headers::SOURCES.to_owned(), sources.join(",").into_bytes()));
+        }
         Outgoing {
             topic: self.topics.image_retry(level),
             key: job.raw.key.clone(),
@@ -83,10 +91,19 @@ impl Worker {
         }
     }
 
-    /// The deferred second steps of `images`, for the later topic's consumer: the job's
-    /// record with `x-step: later`, the images it is for, and where it first came from.
-    pub(super) fn later_step_record(&self, job: &Job, images: &[SourceImage]) -> Outgoing {
-        let images: Vec<String> = images.iter().map(|i| i.index.to_string()).collect();
+    /// The deferred second steps of `images` (each with the content its source was kept
+    /// under), for the later topic's consumer: the job's record with `x-step: later`, the
+    /// images it is for, their sources, and where it first came from.
+    pub(super) fn later_step_record(
+        &self,
+        job: &Job,
+        images: &[(SourceImage, String)],
+    ) -> Outgoing {
+        let sources: Vec<String> = images
+            .iter()
+            .map(|(image, content)| format!("{}:{content}", image.index))
+            .collect();
+        let images: Vec<String> = images.iter().map(|(i, _)| i.index.to_string()).collect();
         let mut headers = job.raw.event_headers();
         let origin = &job.origin;
         headers.extend(
@@ -97,6 +114,7 @@ impl Worker {
                 (headers::ORIGIN_PARTITION, origin.partition.to_string()),
                 (headers::ORIGIN_OFFSET, origin.offset.to_string()),
                 (headers::IMAGES, images.join(",")),
+                (headers::SOURCES, sources.join(",")),
             ]
             .map(|(name, value)| (name.to_owned(), value.into_bytes())),
         );

@@ -8,9 +8,9 @@
 //! 2. the AVIF ladder from the same pixels, encoded while the first step is stored and
 //!    published; stored with the complete manifest, and returned to the job, which publishes
 //!    it as the image's final result. While other first steps wait, the second step is
-//!    deferred instead ([`crate::settings::LaterStep`]): the job sends the image to the later
-//!    topic, whose consumer downloads and decodes the source again, finds the first step
-//!    stored and makes only the AVIF.
+//!    deferred instead ([`crate::settings::LaterStep`]): the job keeps the downloaded source
+//!    in the store and sends the image to the later topic, whose consumer reads and decodes
+//!    the source again, finds the first step stored and makes only the AVIF.
 //!
 //! A second step that fails keeps the first step shown: a transient failure retries the
 //! image, and the retry finds the first step stored and makes only the AVIF; a permanent one
@@ -32,16 +32,18 @@ use crate::{
 /// What one attempt did with an image it did not fail.
 enum Done {
     Finished(Box<Processed>),
-    /// Its first step is shown, and its second is left to the later topic.
-    Deferred,
+    /// Its first step is shown, and its second is left to the later topic, with its source
+    /// kept under this content.
+    Deferred(String),
 }
 
 /// What one attempt did with a job's images.
 pub(super) struct Outcomes {
     /// The finished images' results, by index.
     pub finished: Vec<ImageResult>,
-    /// Images shown whose second step is deferred.
-    pub deferred: Vec<SourceImage>,
+    /// Images shown whose second step is deferred, with the content their source was kept
+    /// under.
+    pub deferred: Vec<(SourceImage, String)>,
     /// Images the attempt did not finish, whose next step [`super::step::next_step`] decides.
     pub unfinished: Vec<Unfinished>,
 }
@@ -112,15 +114,15 @@ impl Worker {
                         .image(if reused { "reused" } else { "compressed" });
                     done.finished.push(result);
                 }
-                Ok(Done::Deferred) => {
+                Ok(Done::Deferred(content)) => {
                     self.metrics.image("deferred");
-                    done.deferred.push(image);
+                    done.deferred.push((image, content));
                 }
                 Err(image) => done.unfinished.push(image),
             }
         }
         done.finished.sort_by_key(|r| r.index);
-        done.deferred.sort_by_key(|i| i.index);
+        done.deferred.sort_by_key(|(i, _)| i.index);
         done
     }
 
@@ -158,36 +160,18 @@ impl Worker {
             .await
             .expect("the semaphore is never closed");
         let ticket = self.cores.ticket();
-        let started = std::time::Instant::now();
-        let host = url::Url::parse(&image.url)
-            .ok()
-            .and_then(|u| u.host_str().map(str::to_owned))
-            .unwrap_or_default();
-        let fetch_span = tracing::info_span!("fetch", index = image.index, host = %host);
-        let fetched = match tracing::Instrument::instrument(
-            self.fetcher.fetch(&image.url),
-            fetch_span,
-        )
-        .await
-        {
-            Ok(fetched) => fetched,
-            Err(failure) => {
-                tracing::info!(product_id = %job.product_id, index = image.index, host, reason = %failure, transient = failure.is_transient(), "Download failed.");
-                return Err(failure);
-            }
+        let kept = match job.sources.get(&image.index) {
+            Some(content) => self.content.source(content).await?,
+            None => None,
         };
-        self.metrics
-            .stage("download", started.elapsed().as_secs_f64());
-        let bytes = fetched.bytes;
+        let bytes = match kept {
+            Some(bytes) => {
+                tracing::info!(product_id = %job.product_id, index = image.index, bytes = bytes.len(), "Read the source kept for the second step.");
+                bytes
+            }
+            None => self.download(job, image).await?,
+        };
         let bytes_before = bytes.len() as u64;
-        tracing::info!(
-            product_id = %job.product_id,
-            index = image.index,
-            host,
-            bytes = bytes_before,
-            ms = started.elapsed().as_millis() as u64,
-            "Download succeeded."
-        );
         let digest = self.content.digest(&bytes);
         if let Some((content, manifest, found)) = self.content.find(&digest).await? {
             tracing::info!(
@@ -264,12 +248,13 @@ impl Worker {
             Ok((first, result))
         };
         // Made just now while other first steps wait: the second step goes to the later
-        // topic, and the decoded source's memory is given back at once.
+        // topic, with the source kept for it, and the decoded source's memory is given back
+        // at once.
         if made.is_some() && !job.later && self.later_step.defers(self.first_steps_waiting()) {
             drop(made);
-            show_first.await?;
+            tokio::try_join!(show_first, self.content.put_source(&content, &bytes))?;
             tracing::info!(product_id = %job.product_id, index = image.index, "Deferred the second step to the later topic.");
-            return Ok(Done::Deferred);
+            return Ok(Done::Deferred(content));
         }
         let make_rest = async {
             Ok::<_, Failure>(
@@ -284,6 +269,39 @@ impl Worker {
             result: self.image_result(image, bytes_before, &content, &manifest, &[]),
             reused: false,
         })))
+    }
+
+    /// Downloads the image's source.
+    async fn download(&self, job: &Job, image: &SourceImage) -> Result<bytes::Bytes, Failure> {
+        let started = std::time::Instant::now();
+        let host = url::Url::parse(&image.url)
+            .ok()
+            .and_then(|u| u.host_str().map(str::to_owned))
+            .unwrap_or_default();
+        let fetch_span = tracing::info_span!("fetch", index = image.index, host = %host);
+        let fetched = match tracing::Instrument::instrument(
+            self.fetcher.fetch(&image.url),
+            fetch_span,
+        )
+        .await
+        {
+            Ok(fetched) => fetched,
+            Err(failure) => {
+                tracing::info!(product_id = %job.product_id, index = image.index, host, reason = %failure, transient = failure.is_transient(), "Download failed.");
+                return Err(failure);
+            }
+        };
+        self.metrics
+            .stage("download", started.elapsed().as_secs_f64());
+        tracing::info!(
+            product_id = %job.product_id,
+            index = image.index,
+            host,
+            bytes = fetched.bytes.len(),
+            ms = started.elapsed().as_millis() as u64,
+            "Download succeeded."
+        );
+        Ok(fetched.bytes)
     }
 
     /// The result of an image shown by `content`.
