@@ -28,7 +28,7 @@ async fn create_burst(pipeline: &Pipeline, count: usize, tag: &str) -> Vec<Strin
 
 async fn wait_all_done(pipeline: &Pipeline, ids: &[String], since: Instant, bound: Duration) {
     pipeline
-        .wait_all_compressed(ids, since, bound, "the broker's return")
+        .wait_all_compressed(ids, since, bound, bound, "the broker's return")
         .await;
 }
 

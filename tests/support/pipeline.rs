@@ -332,15 +332,16 @@ impl Pipeline {
         .await
     }
 
-    /// Waits until every product in `ids` is compressed and visible through `GET` with its
-    /// whole ladder (no AVIF lost, whether it was made at once or deferred), failing past
-    /// `since + bound` (`after` says after what, for the failure); returns the time it took
-    /// from `since`.
+    /// Waits until every product in `ids` is compressed and visible through `GET`, failing
+    /// past `since + bound`, and then until each shows its whole ladder (no AVIF lost, made at
+    /// once or deferred), failing past `since + ladder_bound` (`after` says after what, for the
+    /// failure); returns the time the first steps took from `since`.
     pub async fn wait_all_compressed(
         &self,
         ids: &[String],
         since: std::time::Instant,
         bound: Duration,
+        ladder_bound: Duration,
         after: &str,
     ) -> Duration {
         for id in ids {
@@ -348,14 +349,25 @@ impl Pipeline {
             let product = self
                 .wait_for(
                     id,
-                    &format!("compressed with its whole ladder within {bound:?} of {after}"),
+                    &format!("compressed within {bound:?} of {after}"),
                     left,
-                    |p| p["processing_status"] == "done" && ladders_complete(p),
+                    |p| p["processing_status"] == "done",
                 )
                 .await;
             assert!(product["compressed_product_images"][0].is_string());
         }
-        since.elapsed()
+        let shown = since.elapsed();
+        for id in ids {
+            let left = ladder_bound.saturating_sub(since.elapsed());
+            self.wait_for(
+                id,
+                &format!("its whole ladder within {ladder_bound:?} of {after}"),
+                left,
+                ladders_complete,
+            )
+            .await;
+        }
+        shown
     }
 
     /// Waits until image revision `revision` of product `id` is processed and every image
