@@ -4,7 +4,8 @@
 use std::{path::PathBuf, time::Duration};
 
 use anyhow::Context;
-use deadpool_postgres::{Manager, ManagerConfig, Pool, PoolError, RecyclingMethod, Runtime};
+pub use deadpool_postgres::Pool;
+use deadpool_postgres::{Manager, ManagerConfig, PoolError, RecyclingMethod, Runtime};
 use tokio_postgres::{NoTls, config::SslMode, error::SqlState};
 use tokio_postgres_rustls::MakeRustlsConnect;
 

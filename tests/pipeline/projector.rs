@@ -1,7 +1,23 @@
 use api::projector::{Applied, Reached};
 use events::{ImageDetails, ImageOutcome, ImageResult, ImageVariant, ImagesCompressed};
 use serde_json::{Value, json};
-use system_tests::spawn_app;
+use system_tests::{TestApp, spawn_app};
+
+/// A fresh app with a product of `owner`'s, and a pool on its database for the projector.
+async fn a_product_of(owner: &str) -> (TestApp, String, api::db::Pool) {
+    let app = spawn_app().await;
+    let user = app.create_user(owner).await;
+    let id = app.create_product(&user, "Lamp", 1.0).await;
+    let pool = api::db::pool(&api::db::DatabaseSettings::for_url(&app.database_url)).unwrap();
+    (app, id, pool)
+}
+
+/// Applies `event` as an event of its own (a new id).
+async fn apply_new(pool: &api::db::Pool, event: &ImagesCompressed) -> Applied {
+    api::projector::apply(pool, uuid::Uuid::new_v4(), event)
+        .await
+        .unwrap()
+}
 
 fn compressed(product_id: &str, revision: i32, url: &str) -> ImagesCompressed {
     ImagesCompressed {
@@ -34,10 +50,7 @@ fn both() -> Reached {
 
 #[tokio::test]
 async fn the_same_event_delivered_twice_is_applied_once_and_stale_revisions_are_ignored() {
-    let app = spawn_app().await;
-    let user = app.create_user("alice").await;
-    let id = app.create_product(&user, "Lamp", 1.0).await;
-    let pool = api::db::pool(&api::db::DatabaseSettings::for_url(&app.database_url)).unwrap();
+    let (app, id, pool) = a_product_of("alice").await;
     let event_id = uuid::Uuid::new_v4();
 
     let first = api::projector::apply(&pool, event_id, &compressed(&id, 1, "https://cdn/a.webp"))
@@ -77,13 +90,7 @@ async fn the_same_event_delivered_twice_is_applied_once_and_stale_revisions_are_
         &json!({"product_images": ["https://images.example.com/b.jpg"]}),
     )
     .await;
-    let stale = api::projector::apply(
-        &pool,
-        uuid::Uuid::new_v4(),
-        &compressed(&id, 1, "https://cdn/late.webp"),
-    )
-    .await
-    .unwrap();
+    let stale = apply_new(&pool, &compressed(&id, 1, "https://cdn/late.webp")).await;
     assert_eq!(stale, api::projector::Applied::StaleRevision { current: 2 });
     let product: Value = app
         .get(&format!("/products/{id}"))
@@ -97,17 +104,8 @@ async fn the_same_event_delivered_twice_is_applied_once_and_stale_revisions_are_
 
 #[tokio::test]
 async fn a_late_failure_never_replaces_a_compressed_image() {
-    let app = spawn_app().await;
-    let user = app.create_user("bob").await;
-    let id = app.create_product(&user, "Lamp", 1.0).await;
-    let pool = api::db::pool(&api::db::DatabaseSettings::for_url(&app.database_url)).unwrap();
-    let done = api::projector::apply(
-        &pool,
-        uuid::Uuid::new_v4(),
-        &compressed(&id, 1, "https://cdn/a.webp"),
-    )
-    .await
-    .unwrap();
+    let (app, id, pool) = a_product_of("bob").await;
+    let done = apply_new(&pool, &compressed(&id, 1, "https://cdn/a.webp")).await;
     assert_eq!(
         done,
         api::projector::Applied::Updated {
@@ -121,9 +119,7 @@ async fn a_late_failure_never_replaces_a_compressed_image() {
     failed.images[0].outcome = ImageOutcome::Failed;
     failed.images[0].details.compressed_url = None;
     failed.images[0].details.failure_reason = Some("HTTP 404 from the image server".into());
-    let late = api::projector::apply(&pool, uuid::Uuid::new_v4(), &failed)
-        .await
-        .unwrap();
+    let late = apply_new(&pool, &failed).await;
     assert_eq!(late, api::projector::Applied::KeptBetter);
     let product = app.product(&id).await;
     assert_eq!(
@@ -155,21 +151,10 @@ fn step(product_id: &str, avif: bool) -> ImagesCompressed {
 
 #[tokio::test]
 async fn the_webp_shows_first_the_avif_joins_it_and_a_late_first_step_never_takes_it_away() {
-    let app = spawn_app().await;
-    let user = app.create_user("carol").await;
-    let id = app.create_product(&user, "Lamp", 1.0).await;
-    let pool = api::db::pool(&api::db::DatabaseSettings::for_url(&app.database_url)).unwrap();
-    let apply = |event: ImagesCompressed| {
-        let pool = pool.clone();
-        async move {
-            api::projector::apply(&pool, uuid::Uuid::new_v4(), &event)
-                .await
-                .unwrap()
-        }
-    };
+    let (app, id, pool) = a_product_of("carol").await;
 
     // The first step: visible (done, with its WebP), its ladder still growing.
-    let first = apply(step(&id, false)).await;
+    let first = apply_new(&pool, &step(&id, false)).await;
     assert_eq!(
         first,
         Applied::Updated {
@@ -194,10 +179,13 @@ async fn the_webp_shows_first_the_avif_joins_it_and_a_late_first_step_never_take
     );
 
     // The same first step again changes nothing.
-    assert_eq!(apply(step(&id, false)).await, Applied::KeptBetter);
+    assert_eq!(
+        apply_new(&pool, &step(&id, false)).await,
+        Applied::KeptBetter
+    );
 
     // The second step completes the ladder.
-    let second = apply(step(&id, true)).await;
+    let second = apply_new(&pool, &step(&id, true)).await;
     assert_eq!(
         second,
         Applied::Updated {
@@ -217,7 +205,10 @@ async fn the_webp_shows_first_the_avif_joins_it_and_a_late_first_step_never_take
 
     // A first step arriving late (a redrive, a retry that found the first step stored)
     // never replaces the whole ladder.
-    assert_eq!(apply(step(&id, false)).await, Applied::KeptBetter);
+    assert_eq!(
+        apply_new(&pool, &step(&id, false)).await,
+        Applied::KeptBetter
+    );
     let image = app.product(&id).await["images"][0].clone();
     assert_eq!(
         image["srcset"]["image/avif"], "https://cdn/640.avif 640w",
@@ -227,13 +218,8 @@ async fn the_webp_shows_first_the_avif_joins_it_and_a_late_first_step_never_take
 
 #[tokio::test]
 async fn an_avif_that_cannot_be_made_leaves_the_webp_shown_with_the_reason() {
-    let app = spawn_app().await;
-    let user = app.create_user("dave").await;
-    let id = app.create_product(&user, "Lamp", 1.0).await;
-    let pool = api::db::pool(&api::db::DatabaseSettings::for_url(&app.database_url)).unwrap();
-    api::projector::apply(&pool, uuid::Uuid::new_v4(), &step(&id, false))
-        .await
-        .unwrap();
+    let (app, id, pool) = a_product_of("dave").await;
+    apply_new(&pool, &step(&id, false)).await;
     // What the processor sends when the AVIF fails for good: the first step, its pending
     // format moved to the failed ones.
     let mut given_up = step(&id, false);
@@ -243,9 +229,7 @@ async fn an_avif_that_cannot_be_made_leaves_the_webp_shown_with_the_reason() {
         "image/avif".into(),
         "AVIF encoding failed: out of memory".into(),
     );
-    let applied = api::projector::apply(&pool, uuid::Uuid::new_v4(), &given_up)
-        .await
-        .unwrap();
+    let applied = apply_new(&pool, &given_up).await;
     assert_eq!(
         applied,
         Applied::Updated {
@@ -270,18 +254,7 @@ async fn an_avif_that_cannot_be_made_leaves_the_webp_shown_with_the_reason() {
 
 #[tokio::test]
 async fn a_redrive_that_brings_back_an_image_given_up_on_completes_the_revision_only_once() {
-    let app = spawn_app().await;
-    let user = app.create_user("erin").await;
-    let id = app.create_product(&user, "Lamp", 1.0).await;
-    let pool = api::db::pool(&api::db::DatabaseSettings::for_url(&app.database_url)).unwrap();
-    let apply = |event: ImagesCompressed| {
-        let pool = pool.clone();
-        async move {
-            api::projector::apply(&pool, uuid::Uuid::new_v4(), &event)
-                .await
-                .unwrap()
-        }
-    };
+    let (app, id, pool) = a_product_of("erin").await;
     let mut gave_up = compressed(&id, 1, "unused");
     gave_up.images[0] = ImageResult::failed(
         0,
@@ -290,7 +263,7 @@ async fn a_redrive_that_brings_back_an_image_given_up_on_completes_the_revision_
     );
     // Given up on: the revision is shown and complete, once.
     assert_eq!(
-        apply(gave_up).await,
+        apply_new(&pool, &gave_up).await,
         Applied::Updated {
             version: 2,
             reached: both(),
@@ -300,14 +273,14 @@ async fn a_redrive_that_brings_back_an_image_given_up_on_completes_the_revision_
     // revision reached neither moment again.
     let nothing = Reached::default();
     assert_eq!(
-        apply(step(&id, false)).await,
+        apply_new(&pool, &step(&id, false)).await,
         Applied::Updated {
             version: 3,
             reached: nothing,
         }
     );
     assert_eq!(
-        apply(step(&id, true)).await,
+        apply_new(&pool, &step(&id, true)).await,
         Applied::Updated {
             version: 4,
             reached: nothing,

@@ -76,13 +76,9 @@ impl Worker {
         ));
         headers.push((headers::IMAGES.to_owned(), images.join(",").into_bytes()));
         // A deferred second step's retry reads the kept sources too.
-        let sources: Vec<String> = transient
-            .iter()
-            .filter_map(|(i, _)| Some(format!("{}:{}", i.index, job.sources.get(&i.index)?)))
-            .collect();
-        if !sources.is_empty() {
-            headers.push((headers::SOURCES.to_owned(), sources.join(",").into_bytes()));
-        }
+        headers.extend(sources_header(transient.iter().filter_map(|(i, _)| {
+            Some((i.index, job.sources.get(&i.index)?.as_str()))
+        })));
         Outgoing {
             topic: self.topics.image_retry(level),
             key: job.raw.key.clone(),
@@ -99,25 +95,16 @@ impl Worker {
         job: &Job,
         images: &[(SourceImage, String)],
     ) -> Outgoing {
-        let sources: Vec<String> = images
-            .iter()
-            .map(|(image, content)| format!("{}:{content}", image.index))
-            .collect();
-        let images: Vec<String> = images.iter().map(|(i, _)| i.index.to_string()).collect();
+        let indexes: Vec<String> = images.iter().map(|(i, _)| i.index.to_string()).collect();
         let mut headers = job.raw.event_headers();
-        let origin = &job.origin;
-        headers.extend(
-            [
-                (headers::STEP, "later".to_owned()),
-                (headers::ATTEMPT, job.attempt.to_string()),
-                (headers::ORIGIN_TOPIC, origin.topic.clone()),
-                (headers::ORIGIN_PARTITION, origin.partition.to_string()),
-                (headers::ORIGIN_OFFSET, origin.offset.to_string()),
-                (headers::IMAGES, images.join(",")),
-                (headers::SOURCES, sources.join(",")),
-            ]
-            .map(|(name, value)| (name.to_owned(), value.into_bytes())),
-        );
+        headers.push((headers::STEP.to_owned(), b"later".to_vec()));
+        headers.extend(provenance(&job.origin, job.attempt));
+        headers.push((headers::IMAGES.to_owned(), indexes.join(",").into_bytes()));
+        headers.extend(sources_header(
+            images
+                .iter()
+                .map(|(i, content)| (i.index, content.as_str())),
+        ));
         if let Some(first) = &job.first_failure_at {
             headers.push((
                 headers::FIRST_FAILURE_AT.to_owned(),
@@ -197,26 +184,31 @@ fn bookkeeping(
     let mut out = vec![
         (headers::ERROR.to_owned(), reason.as_bytes().to_vec()),
         (headers::ERROR_KIND.to_owned(), kind.as_bytes().to_vec()),
-        (
-            headers::ATTEMPT.to_owned(),
-            attempt.to_string().into_bytes(),
-        ),
-        (
-            headers::ORIGIN_TOPIC.to_owned(),
-            origin.topic.clone().into_bytes(),
-        ),
-        (
-            headers::ORIGIN_PARTITION.to_owned(),
-            origin.partition.to_string().into_bytes(),
-        ),
-        (
-            headers::ORIGIN_OFFSET.to_owned(),
-            origin.offset.to_string().into_bytes(),
-        ),
     ];
+    out.extend(provenance(origin, attempt));
     let first = first_failure
         .map(str::to_owned)
         .unwrap_or_else(|| Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true));
     out.push((headers::FIRST_FAILURE_AT.to_owned(), first.into_bytes()));
     out
+}
+
+/// The attempt and where the job first came from, for every record that carries a job on.
+fn provenance(origin: &job::Origin, attempt: u32) -> [(String, Vec<u8>); 4] {
+    [
+        (headers::ATTEMPT, attempt.to_string()),
+        (headers::ORIGIN_TOPIC, origin.topic.clone()),
+        (headers::ORIGIN_PARTITION, origin.partition.to_string()),
+        (headers::ORIGIN_OFFSET, origin.offset.to_string()),
+    ]
+    .map(|(name, value)| (name.to_owned(), value.into_bytes()))
+}
+
+/// `x-sources` for the images of `kept` whose source was kept (`<index>:<content>`), none
+/// when no source was.
+fn sources_header<'a>(kept: impl Iterator<Item = (u32, &'a str)>) -> Option<(String, Vec<u8>)> {
+    let sources: Vec<String> = kept
+        .map(|(index, content)| format!("{index}:{content}"))
+        .collect();
+    (!sources.is_empty()).then(|| (headers::SOURCES.to_owned(), sources.join(",").into_bytes()))
 }
